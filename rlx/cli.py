@@ -1,0 +1,83 @@
+"""``rlx train CONFIG [dotted.key=value ...]`` and ``rlx train --resume RUN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlx", description="JAX-native RL for robot control")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train PPO on a config")
+    train.add_argument("config", nargs="?", help="YAML config, e.g. configs/cartpole.yaml")
+    train.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    train.add_argument("--run-dir", help="run directory (default runs/<config>-<UTC time>)")
+    train.add_argument("--no-progress", action="store_true", help="no progress output")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"rlx: error: {message}", file=sys.stderr)
+    return 2
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from rlx import config as config_lib
+
+    try:
+        if args.resume:
+            if args.config or args.overrides:
+                return _fail("--resume takes the run's own config.yaml; give no CONFIG/overrides")
+            run_dir = Path(args.resume)
+            config_file = run_dir / "config.yaml"
+            if not config_file.exists():
+                return _fail(f"{run_dir}: not a run directory (no config.yaml)")
+            config = config_lib.load(config_file)
+        else:
+            if not args.config:
+                return _fail("give a CONFIG file or --resume RUN_DIR")
+            config = config_lib.load(args.config, args.overrides)
+    except config_lib.ConfigError as error:
+        return _fail(f"config: {error}")
+
+    from rlx import driver
+
+    if args.resume:
+        if not (Path(args.resume) / "checkpoints").exists():
+            return _fail(f"{args.resume}: no checkpoints to resume from")
+    else:
+        run_dir = Path(args.run_dir) if args.run_dir else None
+        if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
+            return _fail(f"run directory {run_dir} exists and is not empty (use --resume)")
+        run_dir = run_dir or driver.default_run_dir(config, Path(args.config).stem)
+    print(f"[rlx] run directory: {run_dir}", flush=True)
+    summary = driver.train(
+        config, run_dir, resume=bool(args.resume), show_progress=not args.no_progress
+    )
+    final = summary["final_eval_return"]
+    print(
+        f"[rlx] {summary['status']}: {summary['env_steps']:,} env steps in "
+        f"{summary['wall_s']:.1f}s (compile {summary['compile_s']:.1f}s), final eval return "
+        f"{'-' if final is None else f'{final:.1f}'}; results in {run_dir}",
+        flush=True,
+    )
+    if summary["status"] == "interrupted":
+        print(f"[rlx] resume with: rlx train --resume {run_dir}", flush=True)
+        if summary.get("signal") is not None:
+            return 128 + int(summary["signal"])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "train":
+        return train_command(args)
+    return 2
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

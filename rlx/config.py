@@ -1,0 +1,296 @@
+"""Strict, typed run configuration: YAML file + dotted overrides -> a frozen ``Config``.
+
+Unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the key and where
+it came from (the file, or the command-line override). Loading never writes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the key and its source."""
+
+
+def _field(default, check=None, doc: str = ""):
+    """A dataclass field with an optional range check ``(predicate, 'must be ...')``."""
+    if isinstance(default, dict | list):
+        return dataclasses.field(
+            default_factory=lambda: type(default)(default), metadata={"check": check, "doc": doc}
+        )
+    return dataclasses.field(default=default, metadata={"check": check, "doc": doc})
+
+
+POSITIVE = (lambda v: v > 0, "must be > 0")
+NON_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
+UNIT = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
+OPEN_UNIT = (lambda v: 0 < v < 1, "must be in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    name: str = _field("cartpole", doc="registered env name")
+    params: dict = _field({}, doc="the env's typed config (its dataclass fields)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    weights: dict = _field({}, doc="term name -> weight of the weighted sum")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    learning_rate: float = _field(3e-4, POSITIVE)
+    entropy_cost: float = _field(0.01, NON_NEGATIVE)
+    value_cost: float = _field(0.5, NON_NEGATIVE)
+    clip_epsilon: float = _field(0.2, OPEN_UNIT)
+    gamma: float = _field(0.99, UNIT)
+    gae_lambda: float = _field(0.95, UNIT)
+    max_grad_norm: float = _field(0.5, POSITIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    seed: int = _field(0, NON_NEGATIVE)
+    total_steps: int = _field(500_000, POSITIVE)
+    num_envs: int = _field(8, POSITIVE)
+    unroll_length: int = _field(128, POSITIVE)
+    num_minibatches: int = _field(4, POSITIVE)
+    num_epochs: int = _field(4, POSITIVE)
+    anneal_learning_rate: bool = _field(True)
+    normalize_observations: bool = _field(True)
+    normalize_advantages: bool = _field(True)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    policy_hidden: tuple[int, ...] = _field((64, 64))
+    value_hidden: tuple[int, ...] = _field((64, 64))
+    activation: str = _field(
+        "tanh", (lambda v: v in ("tanh", "relu", "swish", "elu"), "must be tanh|relu|swish|elu")
+    )
+    init_log_std: float = _field(0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    num_envs: int = _field(16, POSITIVE)
+    every_chunks: int = _field(1, POSITIVE)
+    seed: int = _field(12345, NON_NEGATIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    root: str = _field("runs", doc="parent folder of run directories")
+    chunk_iterations: int = _field(10, POSITIVE, "train iterations per jitted chunk")
+    checkpoint: bool = _field(True)
+    max_checkpoints: int = _field(2, POSITIVE)
+    tensorboard: bool = _field(True)
+    compilation_cache: str = _field("~/.cache/rlx/jax", doc="'' turns the cache off")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    @property
+    def iterations(self) -> int:
+        """Train iterations, rounded up to whole chunks."""
+        per_iteration = self.train.num_envs * self.train.unroll_length
+        wanted = math.ceil(self.train.total_steps / per_iteration)
+        chunk = self.run.chunk_iterations
+        return math.ceil(wanted / chunk) * chunk
+
+
+class _Source:
+    """Says where a key came from: an override if one set it, else the file."""
+
+    def __init__(self, file: str, overridden: dict[str, str]):
+        self.file, self.overridden = file, overridden
+
+    def error(self, key: str, message: str) -> ConfigError:
+        for prefix, text in self.overridden.items():
+            related = key == prefix or key.startswith(prefix + ".") or prefix.startswith(key + ".")
+            if related:
+                return ConfigError(f"override '{text}': key '{key}': {message}")
+        return ConfigError(f"{self.file}: key '{key}': {message}")
+
+
+def _coerce(value: Any, kind: Any, key: str, source: _Source) -> Any:
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise source.error(key, f"expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        # YAML reads 5e5 as a string and 1e6 as a float; accept whole numbers written so.
+        if isinstance(value, str | float) and not isinstance(value, bool):
+            try:
+                as_float = float(value)
+            except ValueError:
+                as_float = math.nan
+            if as_float.is_integer():
+                return int(as_float)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise source.error(key, f"expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool):
+            raise source.error(key, f"expected a number, got {value!r}")
+        try:
+            result = float(value)  # PyYAML reads 3e-4 as a string.
+        except (TypeError, ValueError):
+            raise source.error(key, f"expected a number, got {value!r}") from None
+        if not math.isfinite(result):
+            raise source.error(key, f"expected a finite number, got {value!r}")
+        return result
+    if kind is str:
+        if not isinstance(value, str):
+            raise source.error(key, f"expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise source.error(key, f"expected a list, got {value!r}")
+        inner = typing.get_args(kind)[0]
+        return tuple(_coerce(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if kind is dict or origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise source.error(key, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(kind):
+        return from_dict(kind, value, source, key)
+    raise TypeError(f"unsupported config type {kind} at {key}")
+
+
+def from_dict(cls: type, data: Any, source: _Source, prefix: str = "") -> Any:
+    """Builds dataclass ``cls`` from ``data``, strictly (see module docstring)."""
+    where = prefix or "top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise source.error(where, f"expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for name in data:
+        if name not in fields:
+            key = f"{prefix}.{name}" if prefix else str(name)
+            raise source.error(key, f"unknown key (known: {', '.join(fields)})")
+    values = {}
+    for name, field in fields.items():
+        if name not in data:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        value = _coerce(data[name], hints[name], key, source)
+        check = field.metadata.get("check")
+        if check is not None and not check[0](value):
+            raise source.error(key, f"{check[1]}, got {data[name]!r}")
+        values[name] = value
+    return cls(**values)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'train.num_envs=8'`` -> (['train', 'num_envs'], 8); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected dotted.key=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}': bad key {key!r}")
+    return key.split("."), yaml.safe_load(raw) if raw else ""
+
+
+def load(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """Reads ``path`` (YAML), applies dotted overrides, validates strictly.
+
+    The result is resolved: env params hold every field of the env's config, reward weights
+    are floats.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    overridden = {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for part in keys[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': key '{part}' is not a mapping")
+            node = child
+        node[keys[-1]] = value
+        overridden[".".join(keys)] = text
+    source = _Source(str(path), overridden)
+    return _resolve(from_dict(Config, data, source), source)
+
+
+def _resolve(config: Config, source: _Source) -> Config:
+    """Env-dependent and cross-field checks; fills in the env's defaults."""
+    from rlx.envs import UnknownEnvError, env_class
+
+    try:
+        cls = env_class(config.env.name)
+    except UnknownEnvError as error:
+        raise source.error("env.name", str(error.args[0])) from None
+    env_params = dataclasses.asdict(from_dict(cls, config.env.params, source, "env.params"))
+    names = cls.term_names
+    if not config.reward.weights:
+        raise source.error(
+            "reward.weights", f"name at least one term (the env has: {', '.join(names)})"
+        )
+    weights = {}
+    for term, weight in config.reward.weights.items():
+        key = f"reward.weights.{term}"
+        if term not in names:
+            raise source.error(
+                key,
+                f"unknown reward term for env {config.env.name!r} "
+                f"(the env has: {', '.join(names)})",
+            )
+        weights[term] = _coerce(weight, float, key, source)
+    samples = config.train.num_envs * config.train.unroll_length
+    if samples % config.train.num_minibatches:
+        raise source.error(
+            "train.num_minibatches", f"must divide num_envs * unroll_length = {samples}"
+        )
+    return dataclasses.replace(
+        config,
+        env=dataclasses.replace(config.env, params=env_params),
+        reward=dataclasses.replace(config.reward, weights=weights),
+    )
+
+
+def to_dict(config: Config) -> dict:
+    """Plain, YAML-ready dict of a Config (tuples become lists)."""
+
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

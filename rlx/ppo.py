@@ -1,0 +1,368 @@
+"""PPO: one jitted ``train_step(state, hparams)``; a chunk is a ``lax.scan`` of it.
+
+Static settings (shapes, counts, network sizes) are closed over from ``PPOStatic``; everything
+tuned (learning rate, costs, clip, gamma, lambda, reward params) is a leaf of ``Hparams``, an
+argument, so one compiled program serves any values and ``vmap`` over seeds or hparams works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rlx import normalize
+from rlx.distributions import Distribution, for_action_space
+from rlx.envs import Box, Env, EnvState, VmapWrapper, observation_size
+from rlx.losses import compute_gae, ppo_loss
+from rlx.networks import Policy, Value
+from rlx.rewards import RewardFn
+from rlx.types import Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOStatic:
+    """Shapes, counts and switches: changing one recompiles."""
+
+    num_envs: int = 8
+    unroll_length: int = 128
+    num_minibatches: int = 4
+    num_epochs: int = 4
+    total_iterations: int = 100
+    policy_hidden: tuple[int, ...] = (64, 64)
+    value_hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    init_log_std: float = 0.0
+    normalize_observations: bool = True
+    normalize_advantages: bool = True
+    anneal_learning_rate: bool = True
+    num_eval_envs: int = 16
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps per iteration."""
+        return self.num_envs * self.unroll_length
+
+
+@struct.dataclass
+class Hparams:
+    """Traced training hyperparameters (each a float32 scalar) and the reward params pytree."""
+
+    learning_rate: jax.Array
+    entropy_cost: jax.Array
+    value_cost: jax.Array
+    clip_epsilon: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
+    max_grad_norm: jax.Array
+    reward: Any
+
+
+def make_hparams(reward: Any, **values: float) -> Hparams:
+    """Hparams with float32 leaves (so a new value never retraces)."""
+    leaves = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+    return Hparams(reward=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), reward), **leaves)
+
+
+@struct.dataclass
+class TrainState:
+    """Everything one training run carries between iterations (a pytree; checkpointed whole)."""
+
+    params: dict
+    opt_state: Any
+    obs_stats: normalize.RunningStats
+    env_state: EnvState
+    reward_state: Any
+    episode_sums: dict[str, jax.Array]
+    key: jax.Array
+    iteration: jax.Array
+
+
+class PPO(NamedTuple):
+    """The learner's pure functions (see ``make_ppo``)."""
+
+    init: Any
+    train_step: Any
+    train_chunk: Any
+    evaluate: Any
+    static: PPOStatic
+    env: Env
+    reward_fn: RewardFn
+
+
+def _optimizer(max_grad_norm: jax.Array, learning_rate: jax.Array) -> optax.GradientTransformation:
+    # Built inside the trace from traced values; its state does not depend on them.
+    return optax.chain(
+        optax.clip_by_global_norm(max_grad_norm),
+        optax.scale_by_adam(eps=1e-5),
+        optax.scale(-learning_rate),
+    )
+
+
+def _episode_keys(term_names, reward_names) -> tuple[str, ...]:
+    return (
+        ("return", "primary_return", "length")
+        + tuple(f"terms/{n}" for n in term_names)
+        + tuple(f"reward/{n}" for n in reward_names)
+    )
+
+
+def accumulate_episodes(running: dict, per_step: dict, done: jax.Array):
+    """Adds per-step values to running episode sums and totals the episodes that end.
+
+    running: dict of [B]; per_step: dict of [T, B]; done: [T, B].
+    Returns (running', completed) where completed maps each key to the [] sum over finished
+    episodes' totals, plus ``episodes``: [] the number of episodes that finished.
+    """
+
+    def step(carry, inputs):
+        values, done_t = inputs
+        carry = {k: carry[k] + values[k] for k in carry}
+        finished = {k: jnp.sum(jnp.where(done_t, v, 0.0)) for k, v in carry.items()}
+        carry = {k: jnp.where(done_t, 0.0, v) for k, v in carry.items()}
+        return carry, finished
+
+    running, finished = jax.lax.scan(step, running, (per_step, done))
+    completed = {k: jnp.sum(v) for k, v in finished.items()}
+    completed["episodes"] = jnp.sum(done.astype(jnp.float32))
+    return running, completed
+
+
+def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
+    """Builds PPO for ``env`` (time-limited, auto-resetting, unbatched) and ``reward_fn``."""
+    dist: Distribution = for_action_space(env.action_space)
+    policy_net = Policy(
+        static.policy_hidden,
+        dist.param_size,
+        static.activation,
+        state_independent_std=isinstance(env.action_space, Box),
+        init_log_std=static.init_log_std,
+    )
+    value_net = Value(static.value_hidden, static.activation)
+    batched = VmapWrapper(env)
+    obs_size = observation_size(env)
+    num_samples = static.num_envs * static.unroll_length
+    minibatch_size = num_samples // static.num_minibatches
+
+    def prepare(obs_stats, obs):
+        return normalize.normalize(obs_stats, obs) if static.normalize_observations else obs
+
+    def policy_value(params, obs_stats, obs):
+        x = prepare(obs_stats, obs)
+        return policy_net.apply(params["policy"], x), value_net.apply(params["value"], x)
+
+    def init(key: jax.Array, reward_params: Any) -> TrainState:
+        """A fresh TrainState; ``reward_params`` is only read for the reward's structure."""
+        k_policy, k_value, k_env, k_reward, key = jax.random.split(key, 5)
+        dummy_obs = jnp.zeros((obs_size,), jnp.float32)
+        params = {
+            "policy": policy_net.init(k_policy, dummy_obs),
+            "value": value_net.init(k_value, dummy_obs),
+        }
+        opt_state = _optimizer(1.0, 0.0).init(params)
+        env_state = batched.reset(jax.random.split(k_env, static.num_envs))
+        obs_stats = normalize.init(obs_size)
+        reward_state = reward_fn.init(k_reward, env.term_names)
+        # Which per-term contributions the reward reports: from shapes alone, nothing runs.
+        abstract_traj = jax.eval_shape(lambda: rollout(params, obs_stats, env_state, k_env)[1])
+        abstract_info = jax.eval_shape(
+            lambda traj: reward_fn.apply(reward_params, reward_state, traj)[2], abstract_traj
+        )
+        names = _episode_keys(env.term_names, tuple(abstract_info))
+        zeros = jnp.zeros((static.num_envs,), jnp.float32)
+        return TrainState(
+            params=params,
+            opt_state=opt_state,
+            obs_stats=obs_stats,
+            env_state=env_state,
+            reward_state=reward_state,
+            episode_sums={name: zeros for name in names},
+            key=key,
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    def rollout(params, obs_stats, env_state, key, *, deterministic=False, length=None):
+        """``length`` (default unroll_length) steps of the batched env: (env_state, [T, B])."""
+
+        def one_step(env_state, step_key):
+            dist_params, value = policy_value(params, obs_stats, env_state.obs)
+            if deterministic:
+                action = dist.mode(dist_params)
+            else:
+                action = dist.sample(dist_params, step_key)
+            log_prob = dist.log_prob(dist_params, action)
+            next_state = batched.step(env_state, dist.to_env(action))
+            transition = Transition(
+                obs=env_state.obs,
+                action=action,
+                log_prob=log_prob,
+                value=value,
+                next_obs=next_state.next_obs,
+                terms=next_state.terms,
+                primary=next_state.primary,
+                signals=env_state.obs_signals,
+                next_signals=next_state.signals,
+                terminated=next_state.terminated,
+                truncated=next_state.truncated,
+            )
+            return next_state, transition
+
+        steps = length or static.unroll_length
+        return jax.lax.scan(one_step, env_state, jax.random.split(key, steps))
+
+    def loss_fn(params, obs_stats, batch, hparams):
+        dist_params, value = policy_value(params, obs_stats, batch["obs"])
+        return ppo_loss(
+            log_prob=dist.log_prob(dist_params, batch["action"]),
+            old_log_prob=batch["log_prob"],
+            advantages=batch["advantages"],
+            value=value,
+            targets=batch["targets"],
+            entropy=dist.entropy(dist_params),
+            clip_epsilon=hparams.clip_epsilon,
+            value_cost=hparams.value_cost,
+            entropy_cost=hparams.entropy_cost,
+            normalize_advantages=static.normalize_advantages,
+        )
+
+    def sgd(params, opt_state, obs_stats, samples, hparams, learning_rate, key):
+        """num_epochs x num_minibatches updates over ``samples`` (dict of [N, ...])."""
+        optimizer = _optimizer(hparams.max_grad_norm, learning_rate)
+
+        def minibatch_step(carry, batch):
+            params, opt_state = carry
+            grads, metrics = jax.grad(loss_fn, has_aux=True)(params, obs_stats, batch, hparams)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            metrics["loss/grad_norm"] = optax.tree_utils.tree_l2_norm(grads)
+            return (optax.apply_updates(params, updates), opt_state), metrics
+
+        def epoch(carry, epoch_key):
+            order = jax.random.permutation(epoch_key, num_samples)
+            shuffled = jax.tree.map(
+                lambda x: x[order].reshape((static.num_minibatches, minibatch_size) + x.shape[1:]),
+                samples,
+            )
+            return jax.lax.scan(minibatch_step, carry, shuffled)
+
+        (params, opt_state), metrics = jax.lax.scan(
+            epoch, (params, opt_state), jax.random.split(key, static.num_epochs)
+        )
+        return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+    def train_step(state: TrainState, hparams: Hparams) -> tuple[TrainState, dict]:
+        """One PPO iteration: rollout, reward, GAE, epochs x minibatches, normaliser update."""
+        key, key_rollout, key_sgd = jax.random.split(state.key, 3)
+        env_state, traj = rollout(state.params, state.obs_stats, state.env_state, key_rollout)
+        rewards, reward_state, reward_info = reward_fn.apply(
+            hparams.reward, state.reward_state, traj
+        )
+        _, next_values = policy_value(state.params, state.obs_stats, traj.next_obs)
+        advantages, targets = compute_gae(
+            rewards,
+            traj.value,
+            next_values,
+            traj.terminated,
+            traj.truncated,
+            hparams.gamma,
+            hparams.gae_lambda,
+        )
+        flat = lambda x: x.reshape((num_samples,) + x.shape[2:])
+        samples = {
+            "obs": flat(traj.obs),
+            "action": flat(traj.action),
+            "log_prob": flat(traj.log_prob),
+            "advantages": flat(advantages),
+            "targets": flat(targets),
+        }
+        if static.anneal_learning_rate:
+            progress = state.iteration.astype(jnp.float32) / static.total_iterations
+            learning_rate = hparams.learning_rate * jnp.maximum(1.0 - progress, 0.0)
+        else:
+            learning_rate = hparams.learning_rate
+        params, opt_state, metrics = sgd(
+            state.params,
+            state.opt_state,
+            state.obs_stats,
+            samples,
+            hparams,
+            learning_rate,
+            key_sgd,
+        )
+        # The normaliser moves after SGD, so each batch is trained with the statistics it was
+        # collected with (its stored log-probabilities stay exact).
+        obs_stats = state.obs_stats
+        if static.normalize_observations:
+            obs_stats = normalize.update(obs_stats, samples["obs"])
+        per_step = {
+            "return": rewards,
+            "primary_return": traj.primary,
+            "length": jnp.ones_like(rewards),
+        }
+        per_step |= {f"terms/{k}": v for k, v in traj.terms.items()}
+        per_step |= {f"reward/{k}": v for k, v in reward_info.items()}
+        episode_sums, completed = accumulate_episodes(
+            state.episode_sums, per_step, jnp.logical_or(traj.terminated, traj.truncated)
+        )
+        metrics |= {f"episode_total/{k}": v for k, v in completed.items()}
+        metrics["train/reward_mean"] = jnp.mean(rewards)
+        metrics["train/learning_rate"] = learning_rate
+        new_state = TrainState(
+            params=params,
+            opt_state=opt_state,
+            obs_stats=obs_stats,
+            env_state=env_state,
+            reward_state=reward_state,
+            episode_sums=episode_sums,
+            key=key,
+            iteration=state.iteration + 1,
+        )
+        return new_state, metrics
+
+    def train_chunk(state: TrainState, hparams: Hparams, num_iterations: int):
+        """``num_iterations`` train steps as one ``lax.scan``; metrics get a leading axis."""
+        return jax.lax.scan(lambda s, _: train_step(s, hparams), state, None, length=num_iterations)
+
+    def evaluate(state: TrainState, hparams: Hparams, key: jax.Array) -> dict:
+        """Deterministic evaluation (mode action) of ``num_eval_envs`` full episodes.
+
+        Returns means over envs of the first episode's return (the RewardFn's reward),
+        primary return, length and unweighted term sums, each a [] scalar.
+        """
+        env_state = batched.reset(jax.random.split(key, static.num_eval_envs))
+        _, traj = rollout(
+            state.params,
+            state.obs_stats,
+            env_state,
+            key,
+            deterministic=True,
+            length=env.episode_length,
+        )
+        rewards, _, _ = reward_fn.apply(hparams.reward, state.reward_state, traj)
+        done = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
+        # Count only each env's first episode: steps up to and including its first done.
+        before_done = jnp.cumsum(done, axis=0) - done == 0
+        mask = before_done.astype(jnp.float32)
+        total = lambda x: jnp.mean(jnp.sum(x * mask, axis=0))
+        out = {
+            "eval/return": total(rewards),
+            "eval/primary_return": total(traj.primary),
+            "eval/length": total(jnp.ones_like(rewards)),
+        }
+        out |= {f"eval/terms/{k}": total(v) for k, v in traj.terms.items()}
+        return out
+
+    return PPO(
+        # Jitted so every leaf is its own buffer (eager code may alias equal leaves, which
+        # buffer donation refuses).
+        init=jax.jit(init),
+        train_step=train_step,
+        train_chunk=train_chunk,
+        evaluate=evaluate,
+        static=static,
+        env=env,
+        reward_fn=reward_fn,
+    )

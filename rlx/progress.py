@@ -1,0 +1,65 @@
+"""Progress output: a rich progress bar on a terminal, one plain line per chunk otherwise."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class Progress:
+    """Shows env steps, steps/s, train and eval return; a context manager."""
+
+    def __init__(self, total_steps: int, done_steps: int = 0, enabled: bool = True):
+        self.enabled = enabled
+        self.interactive = enabled and sys.stdout.isatty()
+        self.console = Console()
+        self._bar = None
+        self._task = None
+        self._total, self._done = total_steps, done_steps
+        self._last_eval = None
+
+    def __enter__(self):
+        if self.interactive:
+            self._bar = RichProgress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps  {task.fields[sps]} steps/s  return {task.fields[ret]}"),
+                TextColumn("eval {task.fields[eval]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(
+                "train", total=self._total, completed=self._done, sps="-", ret="-", eval="-"
+            )
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
+
+    def update(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        if row.get("eval/return") is not None:
+            self._last_eval = row["eval/return"]
+        sps = _fmt(row.get("train/steps_per_s"), ",.0f")
+        ret = _fmt(row.get("train/return"), ".1f")
+        ev = _fmt(self._last_eval, ".1f")
+        if self._bar is not None:
+            self._bar.update(self._task, completed=row["env_steps"], sps=sps, ret=ret, eval=ev)
+        else:
+            print(
+                f"[rlx] steps {row['env_steps']:>10,}/{self._total:,}  {sps:>8} steps/s  "
+                f"train return {ret:>8}  eval return {ev:>8}  wall {row['wall_s']:.1f}s",
+                flush=True,
+            )

@@ -1,0 +1,91 @@
+"""Strict config loading: errors name the key and where it came from, and write nothing."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlx import config as config_lib
+from rlx.cli import main
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = "env: {name: cartpole}\nreward: {weights: {alive: 1.0}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        (BASE + "train: {num_envz: 3}\n", [], "key 'train.num_envz': unknown key"),
+        (BASE + "train: {num_envs: many}\n", [], "key 'train.num_envs': expected an integer"),
+        (BASE + "ppo: {gamma: 1.5}\n", [], "key 'ppo.gamma': must be in [0, 1]"),
+        (BASE + "ppo: {learning_rate: -1e-3}\n", [], "key 'ppo.learning_rate': must be > 0"),
+        (BASE + "train: {normalize_observations: 1}\n", [], "expected true or false"),
+        (BASE, ["train.num_envs=0"], "override 'train.num_envs=0': key 'train.num_envs'"),
+        (BASE, ["nope.x=1"], "override 'nope.x=1': key 'nope': unknown key"),
+        ("env: {name: cartpol}\nreward: {weights: {alive: 1.0}}\n", [], "unknown env 'cartpol'"),
+        (BASE.replace("alive", "alvie"), [], "unknown reward term for env 'cartpole'"),
+        (BASE + "env: {params: {gravity: 'x'}}\n", [], "env.params.gravity"),
+        (BASE + "env: {params: {mass: 2}}\n", [], "key 'env.params.mass': unknown key"),
+        (BASE + "train: {num_envs: 3, unroll_length: 3}\n", [], "must divide"),
+    ],
+)
+def test_strict_errors_name_key_and_source(tmp_path, text, overrides, message):
+    path = write(tmp_path, text)
+    with pytest.raises(config_lib.ConfigError) as info:
+        config_lib.load(path, overrides)
+    assert message in str(info.value)
+    if not overrides:
+        assert str(path) in str(info.value)
+
+
+def test_yaml_scientific_notation_and_defaults(tmp_path):
+    path = write(tmp_path, BASE + "ppo: {learning_rate: 3e-4}\ntrain: {total_steps: 5e5}\n")
+    config = config_lib.load(path)
+    assert config.ppo.learning_rate == pytest.approx(3e-4)
+    assert config.train.total_steps == 500_000
+    assert config.env.params["episode_length"] == 500  # resolved from the env's config
+
+
+def test_unknown_term_lists_available_terms(tmp_path):
+    path = write(tmp_path, "env: {name: pendulum}\nreward: {weights: {speed: 1.0}}\n")
+    with pytest.raises(config_lib.ConfigError, match="angle_cost, velocity_cost, ctrl_cost"):
+        config_lib.load(path)
+
+
+def test_cli_bad_config_exits_nonzero_with_one_line_and_writes_nothing(tmp_path):
+    path = write(tmp_path, BASE + f"run: {{root: {tmp_path / 'runs'}}}\ntrain: {{num_envs: -2}}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "rlx", "train", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "train.num_envs" in lines[0] and str(path) in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_bad_override_in_process(tmp_path, capsys):
+    path = write(tmp_path, BASE + f"run: {{root: {tmp_path / 'runs'}}}\n")
+    assert main(["train", str(path), "ppo.clip_epsilon=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ppo.clip_epsilon=2" in err[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resolved_config_round_trips(tmp_path, repo_configs):
+    config = config_lib.load(Path(repo_configs) / "pendulum.yaml")
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config_lib.dump(config))
+    assert config_lib.load(path) == config
