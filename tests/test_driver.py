@@ -73,11 +73,13 @@ def test_sigterm_stops_at_a_chunk_boundary_with_a_resumable_checkpoint(tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=tmp_path,  # never the repo root: `python -m` would import the source tree
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     deadline = time.time() + 120
     metrics = run_dir / "metrics.jsonl"
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+        assert process.poll() is None, process.communicate()
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
