@@ -22,8 +22,8 @@ def _editable() -> bool:
 def test_tests_import_the_installed_package():
     if _editable():  # a developer's `pip install -e .`: the source tree is the install
         return
-    for module in (rlx, rlx.envs, rlx.rewards):
-        assert REPO not in Path(module.__file__).resolve().parents, module.__file__
+    for module, source in ((rlx, "rlx"), (rlx.envs, "envs"), (rlx.rewards, "rewards")):
+        assert Path(module.__file__).resolve().parent != REPO / source, module.__file__
     assert Path(rlx.envs.__file__).parent.parent == Path(rlx.__file__).parent
 
 
