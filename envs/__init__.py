@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 from rlx.envs.base import Box, Discrete, Env, EnvState, observation_size
+from rlx.envs.brax_adapter import BraxEnv
 from rlx.envs.cartpole import CartPole
+from rlx.envs.humanoid import Humanoid
 from rlx.envs.pendulum import Pendulum
 from rlx.envs.probes import (
     ProbeAction,
@@ -22,6 +24,7 @@ from rlx.envs.wrappers import EpisodeWrapper, VmapWrapper
 REGISTRY: dict[str, type] = {
     "cartpole": CartPole,
     "pendulum": Pendulum,
+    "humanoid": Humanoid,
     "probe/constant": ProbeConstant,
     "probe/observed": ProbeObserved,
     "probe/two_step": ProbeTwoStep,
@@ -35,18 +38,32 @@ class UnknownEnvError(KeyError):
     pass
 
 
+BRAX_PREFIX = "brax:"
+
+
 def env_class(name: str) -> type:
+    """The typed config class of env ``name`` (``brax:<name>`` for any Brax env)."""
+    if name.startswith(BRAX_PREFIX):
+        return BraxEnv
     try:
         return REGISTRY[name]
     except KeyError:
         raise UnknownEnvError(
-            f"unknown env {name!r} (registered: {', '.join(sorted(REGISTRY))})"
+            f"unknown env {name!r} (registered: {', '.join(sorted(REGISTRY))}, "
+            f"or {BRAX_PREFIX}<brax env name>)"
         ) from None
+
+
+def make_raw(name: str, **params) -> Env:
+    """The env ``name`` from its typed config, without time limit or auto-reset."""
+    if name.startswith(BRAX_PREFIX):
+        params = {**params, "brax_name": name.removeprefix(BRAX_PREFIX)}
+    return env_class(name)(**params)
 
 
 def make(name: str, **params) -> EpisodeWrapper:
     """The env ``name`` built from its typed config, with time limit and auto-reset."""
-    return EpisodeWrapper(env_class(name)(**params))
+    return EpisodeWrapper(make_raw(name, **params))
 
 
 def register(name: str, env_cls: type) -> None:
@@ -59,16 +76,19 @@ def register(name: str, env_cls: type) -> None:
 __all__ = [
     "REGISTRY",
     "Box",
+    "BraxEnv",
     "CartPole",
     "Discrete",
     "Env",
     "EnvState",
     "EpisodeWrapper",
+    "Humanoid",
     "Pendulum",
     "UnknownEnvError",
     "VmapWrapper",
     "env_class",
     "make",
+    "make_raw",
     "observation_size",
     "register",
 ]

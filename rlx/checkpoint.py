@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -17,17 +19,41 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _is_empty(x: Any) -> bool:
+    return hasattr(x, "size") and x.size == 0
+
+
+# Orbax refuses zero-size arrays (MJX data has some); they are stored as this placeholder and
+# rebuilt from the abstract state's shape on restore.
+_EMPTY = np.zeros((), np.int8)
+
+
 def _to_storable(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    def convert(x):
+        if _is_key(x):
+            return jax.random.key_data(x)
+        return _EMPTY if _is_empty(x) else x
+
+    return jax.tree.map(convert, tree)
 
 
 def _abstract_storable(abstract: Any) -> Any:
     def convert(x):
         if _is_key(x):
             return jax.eval_shape(jax.random.key_data, x)
+        if _is_empty(x):
+            return jax.ShapeDtypeStruct(_EMPTY.shape, _EMPTY.dtype)
         return jax.ShapeDtypeStruct(x.shape, x.dtype)
 
     return jax.tree.map(convert, abstract)
+
+
+def _from_storable(abstract: Any, x: Any) -> Any:
+    if _is_key(abstract):
+        return jax.random.wrap_key_data(x)
+    if _is_empty(abstract):
+        return jnp.zeros(abstract.shape, abstract.dtype)
+    return x
 
 
 class Checkpointer:
@@ -64,11 +90,7 @@ class Checkpointer:
                 meta=ocp.args.JsonRestore(),
             ),
         )
-        state = jax.tree.map(
-            lambda a, x: jax.random.wrap_key_data(x) if _is_key(a) else x,
-            abstract_state,
-            restored["state"],
-        )
+        state = jax.tree.map(_from_storable, abstract_state, restored["state"])
         return state, restored["meta"]
 
     def close(self) -> None:

@@ -53,10 +53,12 @@ def train_command(args: argparse.Namespace) -> int:
         if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
             return _fail(f"run directory {run_dir} exists and is not empty (use --resume)")
         run_dir = run_dir or driver.default_run_dir(config, Path(args.config).stem)
-    print(f"[rlx] run directory: {run_dir}", flush=True)
-    summary = driver.train(
-        config, run_dir, resume=bool(args.resume), show_progress=not args.no_progress
-    )
+    try:
+        summary = driver.train(
+            config, run_dir, resume=bool(args.resume), show_progress=not args.no_progress
+        )
+    except config_lib.ConfigError as error:
+        return _fail(f"config: {error}")
     final = summary["final_eval_return"]
     print(
         f"[rlx] {summary['status']}: {summary['env_steps']:,} env steps in "

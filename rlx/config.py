@@ -245,14 +245,20 @@ def load(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
 
 def _resolve(config: Config, source: _Source) -> Config:
     """Env-dependent and cross-field checks; fills in the env's defaults."""
-    from rlx.envs import UnknownEnvError, env_class
+    from rlx import envs
 
     try:
-        cls = env_class(config.env.name)
-    except UnknownEnvError as error:
+        cls = envs.env_class(config.env.name)
+    except envs.UnknownEnvError as error:
         raise source.error("env.name", str(error.args[0])) from None
+    if "brax_name" in config.env.params:
+        raise source.error("env.params.brax_name", "set the Brax env in env.name: brax:<name>")
     env_params = dataclasses.asdict(from_dict(cls, config.env.params, source, "env.params"))
-    names = cls.term_names
+    env_params.pop("brax_name", None)
+    try:
+        names = envs.make_raw(config.env.name, **env_params).term_names
+    except (ValueError, ImportError) as error:
+        raise source.error("env.name", str(error)) from None
     if not config.reward.weights:
         raise source.error(
             "reward.weights", f"name at least one term (the env has: {', '.join(names)})"

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from rlx import config as config_lib
-from rlx import envs, ppo
+from rlx import envs, ppo, runtime, sharding
 from rlx.checkpoint import Checkpointer
 from rlx.progress import Progress
 from rlx.rewards import weighted_sum
@@ -149,7 +149,17 @@ def train(
     resumable run. Returns the summary that is also written to ``summary.json``.
     """
     run_dir = Path(run_dir)
+    runtime.configure()
+    mesh = sharding.make_mesh()
+    if config.train.num_envs % mesh.size:
+        raise config_lib.ConfigError(
+            f"key 'train.num_envs': {config.train.num_envs} must be a multiple of the "
+            f"{mesh.size} local devices (the env batch is split evenly over them)"
+        )
     enable_compilation_cache(config.run.compilation_cache)
+    devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
+    if show_progress:
+        print(f"[rlx] run directory: {run_dir}  devices: {devices}", flush=True)
     agent, hparams = build(config)
     chunk_iterations = config.run.chunk_iterations
     num_chunks = config.iterations // chunk_iterations
@@ -181,9 +191,15 @@ def train(
 
         writer = SummaryWriter(str(run_dir / "tb"))
 
+    # The env batch axis is split over all local devices; the rest is replicated.
+    state_shardings = sharding.state_shardings(state, mesh)
+    state = jax.device_put(state, state_shardings)
+    hparams = jax.device_put(hparams, sharding.replicated(hparams, mesh))
     start = time.perf_counter()
     chunk_fn = jax.jit(
-        functools.partial(agent.train_chunk, num_iterations=chunk_iterations), donate_argnums=0
+        functools.partial(agent.train_chunk, num_iterations=chunk_iterations),
+        donate_argnums=0,
+        out_shardings=(state_shardings, sharding.replicated_like(mesh)),
     )
     compiled = chunk_fn.lower(state, hparams).compile()
     compile_s = time.perf_counter() - start
@@ -245,6 +261,7 @@ def train(
     if checkpointer is not None:
         checkpointer.close()
     summary = _summary(rows, status, run_dir, compile_s)
+    summary["devices"] = devices
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     summary["signal"] = stop.signum
     return summary

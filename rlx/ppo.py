@@ -89,6 +89,7 @@ class PPO(NamedTuple):
     train_step: Any
     train_chunk: Any
     evaluate: Any
+    rollout: Any
     static: PPOStatic
     env: Env
     reward_fn: RewardFn
@@ -362,6 +363,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         train_step=train_step,
         train_chunk=train_chunk,
         evaluate=evaluate,
+        rollout=rollout,
         static=static,
         env=env,
         reward_fn=reward_fn,

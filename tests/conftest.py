@@ -7,6 +7,10 @@ import os
 import jax
 import pytest
 
+from rlx import runtime
+
+runtime.configure()
+
 CACHE = os.path.expanduser(os.environ.get("RLX_TEST_JAX_CACHE", "~/.cache/rlx/jax-tests"))
 jax.config.update("jax_compilation_cache_dir", CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -1,0 +1,163 @@
+"""MJX humanoid on the humanoid MJCF that Brax ships, with its reward kept as unweighted terms.
+
+Physics and observation follow Brax's ``humanoid`` on the MJX backend (Newton solver, 1
+iteration, 4 line-search steps, 5 frames of 3 ms per step), so the two can be compared; the
+reward is not summed here: ``configs/humanoid*.yaml`` weight the terms (Brax's weights:
+forward 1.25, alive 5, control -0.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from rlx.envs.base import Box, EnvState, make_state, transition_state
+
+
+class MujocoUnavailableError(ImportError):
+    pass
+
+
+@functools.cache
+def _model(solver_iterations: int, ls_iterations: int):
+    """(mujoco.MjModel, mjx.Model) of Brax's humanoid MJCF with Brax's MJX solver settings."""
+    try:
+        import mujoco
+        from etils import epath
+        from mujoco import mjx
+    except ImportError as error:
+        raise MujocoUnavailableError(
+            "the humanoid env needs mujoco, mujoco-mjx and brax (for its MJCF): "
+            "pip install -c constraints.txt '.[mjx]'"
+        ) from error
+    path = epath.resource_path("brax") / "envs/assets/humanoid.xml"
+    model = mujoco.MjModel.from_xml_path(str(path))
+    model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
+    model.opt.disableflags = model.opt.disableflags | mujoco.mjtDisableBit.mjDSBL_EULERDAMP
+    model.opt.iterations = solver_iterations
+    model.opt.ls_iterations = ls_iterations
+    # Concrete arrays even when first asked for inside a trace (the result is cached).
+    with jax.ensure_compile_time_eval():
+        return model, mjx.put_model(model)
+
+
+@dataclasses.dataclass(frozen=True)
+class Humanoid:
+    """3D humanoid (17 actuators, actions in [-1, 1] scaled to the actuator ranges).
+
+    Terms: ``forward_velocity`` (x velocity of the centre of mass, m/s), ``alive`` (1 while
+    the torso height is in ``healthy_z_range``), ``ctrl_cost`` (sum of squared actions),
+    ``constraint_cost`` (sum of squared joint-space constraint forces: contacts and limits).
+    Primary: ``forward_velocity``. Signals: ``torso_height``, ``uprightness`` (z of the torso's
+    up axis), ``forward_velocity``, ``x_position``.
+    Terminates when the torso leaves ``healthy_z_range`` (if ``terminate_when_unhealthy``).
+    """
+
+    episode_length: int = 1000
+    frames_per_step: int = 5
+    healthy_z_min: float = 1.0
+    healthy_z_max: float = 2.0
+    reset_noise_scale: float = 0.01
+    terminate_when_unhealthy: bool = True
+    solver_iterations: int = 1
+    ls_iterations: int = 4
+    name: ClassVar[str] = "humanoid"
+
+    term_names = ("forward_velocity", "alive", "ctrl_cost", "constraint_cost")
+    signal_names = ("torso_height", "uprightness", "forward_velocity", "x_position")
+
+    def __post_init__(self):
+        _model(self.solver_iterations, self.ls_iterations)  # load the MJCF outside any trace
+
+    @property
+    def _mjx_model(self):
+        return _model(self.solver_iterations, self.ls_iterations)[1]
+
+    @property
+    def action_space(self) -> Box:
+        return Box(size=int(self._mj_model.nu), low=-1.0, high=1.0)
+
+    @property
+    def _mj_model(self):
+        return _model(self.solver_iterations, self.ls_iterations)[0]
+
+    @property
+    def dt(self) -> float:
+        return float(self._mj_model.opt.timestep) * self.frames_per_step
+
+    def _com(self, data) -> jax.Array:
+        mass = jnp.asarray(self._mj_model.body_mass[1:], jnp.float32)
+        return jnp.sum(data.xipos[1:] * mass[:, None], axis=0) / jnp.sum(mass)
+
+    def _observe(self, data) -> jax.Array:
+        return jnp.concatenate(
+            [
+                data.qpos[2:],
+                data.qvel,
+                data.cinert[1:].ravel(),
+                data.cvel[1:].ravel(),
+                data.qfrc_actuator,
+            ]
+        )
+
+    def _signals(self, data, forward_velocity) -> dict[str, jax.Array]:
+        return {
+            "torso_height": data.qpos[2],
+            "uprightness": data.xmat[1, 2, 2],
+            "forward_velocity": jnp.asarray(forward_velocity, jnp.float32),
+            "x_position": self._com(data)[0],
+        }
+
+    def reset(self, key: jax.Array) -> EnvState:
+        from mujoco import mjx
+
+        model = self._mjx_model
+        key, qpos_key, qvel_key = jax.random.split(key, 3)
+        noise = self.reset_noise_scale
+        qpos = model.qpos0 + jax.random.uniform(qpos_key, (model.nq,), minval=-noise, maxval=noise)
+        qvel = jax.random.uniform(qvel_key, (model.nv,), minval=-noise, maxval=noise)
+        data = mjx.make_data(model).replace(qpos=qpos, qvel=qvel)
+        data = mjx.forward(model, data)
+        return make_state(
+            physics=data,
+            obs=self._observe(data),
+            signals=self._signals(data, 0.0),
+            term_names=self.term_names,
+            key=key,
+        )
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        from mujoco import mjx
+
+        model = self._mjx_model
+        ranges = jnp.asarray(self._mj_model.actuator_ctrlrange, jnp.float32)
+        low, high = ranges[:, 0], ranges[:, 1]
+        ctrl = low + (action + 1.0) * 0.5 * (high - low)
+        before = state.physics
+
+        def frame(data, _):
+            return mjx.step(model, data.replace(ctrl=ctrl)), None
+
+        data, _ = jax.lax.scan(frame, before, None, length=self.frames_per_step)
+        forward_velocity = (self._com(data)[0] - self._com(before)[0]) / self.dt
+        height = data.qpos[2]
+        healthy = (height > self.healthy_z_min) & (height < self.healthy_z_max)
+        terms = {
+            "forward_velocity": forward_velocity,
+            "alive": healthy.astype(jnp.float32),
+            "ctrl_cost": jnp.sum(action**2),
+            "constraint_cost": jnp.sum(data.qfrc_constraint**2),
+        }
+        return transition_state(
+            state,
+            physics=data,
+            obs=self._observe(data),
+            signals=self._signals(data, forward_velocity),
+            terms=terms,
+            primary=forward_velocity,
+            terminated=jnp.logical_not(healthy) & self.terminate_when_unhealthy,
+        )

@@ -1,0 +1,45 @@
+"""Data parallelism over the environment batch axis with ``jax.sharding`` (no pmap).
+
+The env states and per-env episode sums (leading axis ``[B]``) are split over a 1-D mesh of the
+local devices; parameters, optimizer state and the rest are replicated. XLA's partitioner
+(GSPMD) then runs the rollout where the envs live and inserts the collectives the update needs,
+so the same program runs on one CPU, a GPU or a TPU slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BATCH_AXIS = "batch"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh named ``batch`` over ``devices`` (default: all local devices)."""
+    devices = list(devices) if devices is not None else jax.local_devices()
+    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+def state_shardings(state: Any, mesh: Mesh) -> Any:
+    """Shardings for a ``ppo.TrainState``: env-batched fields split, the rest replicated."""
+    split = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+    whole = NamedSharding(mesh, PartitionSpec())
+    shardings = jax.tree.map(lambda _: whole, state)
+    return shardings.replace(
+        env_state=jax.tree.map(lambda _: split, state.env_state),
+        episode_sums=jax.tree.map(lambda _: split, state.episode_sums),
+    )
+
+
+def replicated(tree: Any, mesh: Mesh) -> Any:
+    whole = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda _: whole, tree)
+
+
+def replicated_like(mesh: Mesh) -> NamedSharding:
+    """One replicated sharding (usable as a pytree prefix for any output)."""
+    return NamedSharding(mesh, PartitionSpec())

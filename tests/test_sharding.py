@@ -1,0 +1,86 @@
+"""Four (faked) CPU devices give the same update as one, and `rlx train` uses them all."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import functools, json, sys
+    import jax, numpy as np
+    from rlx import config as config_lib, driver, sharding
+
+    assert jax.device_count() == 4, jax.devices()
+    overrides = [
+        "train.num_envs=8", "train.unroll_length=8", "train.num_minibatches=2",
+        "train.num_epochs=2", "network.policy_hidden=[16]", "network.value_hidden=[16]",
+        "run.chunk_iterations=3", "run.compilation_cache=''",
+    ]
+    config = config_lib.load(sys.argv[1], overrides)
+    agent, hparams = driver.build(config)
+    chunk = functools.partial(agent.train_chunk, num_iterations=3)
+
+    def run(devices):
+        mesh = sharding.make_mesh(devices)
+        state = agent.init(jax.random.key(0), hparams.reward)
+        shardings = sharding.state_shardings(state, mesh)
+        state = jax.device_put(state, shardings)
+        hp = jax.device_put(hparams, sharding.replicated(hparams, mesh))
+        fn = jax.jit(chunk, out_shardings=(shardings, sharding.replicated_like(mesh)))
+        state, metrics = fn(state, hp)
+        obs_devices = len(state.env_state.obs.sharding.device_set)
+        return jax.device_get(state.params), jax.device_get(metrics), obs_devices
+
+    one, one_metrics, one_devices = run(jax.devices()[:1])
+    four, four_metrics, four_devices = run(jax.devices())
+    diffs = [float(np.max(np.abs(a - b))) for a, b in
+             zip(jax.tree.leaves(one), jax.tree.leaves(four))]
+    returns = [float(one_metrics["train/reward_mean"][-1]),
+               float(four_metrics["train/reward_mean"][-1])]
+    print(json.dumps({"max_param_diff": max(diffs), "devices": [one_devices, four_devices],
+                      "reward_mean": returns}))
+    """
+)
+
+
+def _run(code: str, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd="/"
+    )
+
+
+def test_four_devices_give_the_same_update_as_one(repo_configs):
+    result = _run(SCRIPT, os.path.join(repo_configs, "cartpole.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices"] == [1, 4]
+    assert out["reward_mean"][0] == out["reward_mean"][1]
+    assert out["max_param_diff"] < 1e-5
+
+
+def test_rlx_train_uses_all_local_devices(tmp_path, repo_configs):
+    from conftest import tiny_overrides
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from rlx import config as config_lib, driver
+        config = config_lib.load(sys.argv[1], sys.argv[3:])
+        print(driver.train(config, sys.argv[2], show_progress=False)["devices"])
+        """
+    )
+    overrides = [*tiny_overrides(str(tmp_path)), "train.num_envs=4"]
+    result = _run(
+        code, os.path.join(repo_configs, "cartpole.yaml"), str(tmp_path / "run"), *overrides
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "4 x cpu"
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["devices"] == "4 x cpu" and summary["status"] == "completed"
