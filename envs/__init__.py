@@ -61,9 +61,13 @@ def make_raw(name: str, **params) -> Env:
     return env_class(name)(**params)
 
 
-def make(name: str, **params) -> EpisodeWrapper:
-    """The env ``name`` built from its typed config, with time limit and auto-reset."""
-    return EpisodeWrapper(make_raw(name, **params))
+def make(name: str, *, reset_mode: str = "fresh", **params) -> EpisodeWrapper:
+    """The env ``name`` built from its typed config, with time limit and auto-reset.
+
+    ``reset_mode``: ``'fresh'`` (a real reset per episode) or ``'cached'`` (Brax's behaviour:
+    back to each env's first state); see ``EpisodeWrapper``.
+    """
+    return EpisodeWrapper(make_raw(name, **params), reset_mode=reset_mode)
 
 
 def register(name: str, env_cls: type) -> None:

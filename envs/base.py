@@ -35,6 +35,8 @@ class EnvState:
       step_count: [] int32 steps taken in the current episode (0 right after a reset).
       metrics: dict of [] env diagnostics.
       key: PRNG key the env consumes on reset.
+      reset_cache: (physics, obs, obs_signals) of the episode's first state when the
+        ``EpisodeWrapper`` resets to a cached state (``reset_mode='cached'``), else None.
     """
 
     physics: Any
@@ -49,6 +51,7 @@ class EnvState:
     step_count: Array
     metrics: dict[str, Array]
     key: Array
+    reset_cache: Any = None
 
     @property
     def done(self) -> Array:

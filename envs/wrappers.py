@@ -9,18 +9,30 @@ import jax.numpy as jnp
 
 from rlx.envs.base import ActionSpace, Env, EnvState
 
+RESET_MODES = ("fresh", "cached")
+
 
 @dataclasses.dataclass(frozen=True)
 class EpisodeWrapper:
     """Ends episodes at ``episode_length`` steps (``truncated``) and resets automatically.
 
-    After a step that ends an episode, ``obs``/``obs_signals``/``physics`` hold a *fresh* reset
-    (a real reset with a new key, not a cached first state), while ``next_obs``/``signals``,
-    ``terms``, ``primary``, ``terminated`` and ``truncated`` still describe the ended step.
-    A step that both terminates and hits the limit counts as terminated, not truncated.
+    After a step that ends an episode, ``obs``/``obs_signals``/``physics`` hold the next
+    episode's first state, while ``next_obs``/``signals``, ``terms``, ``primary``,
+    ``terminated`` and ``truncated`` still describe the ended step. A step that both
+    terminates and hits the limit counts as terminated, not truncated.
+
+    ``reset_mode``: ``'fresh'`` (default) runs a real reset with a new key for every episode;
+    ``'cached'`` returns each env to the first state it was reset to, as Brax's
+    AutoResetWrapper does: no reset in the step (cheaper for MJX, where a reset is a forward
+    pass), but no new initial-state noise after the first episode.
     """
 
     env: Env
+    reset_mode: str = "fresh"
+
+    def __post_init__(self):
+        if self.reset_mode not in RESET_MODES:
+            raise ValueError(f"reset_mode must be one of {RESET_MODES}, got {self.reset_mode!r}")
 
     @property
     def name(self) -> str:
@@ -43,25 +55,43 @@ class EpisodeWrapper:
         return self.env.signal_names
 
     def reset(self, key: jax.Array) -> EnvState:
-        return self.env.reset(key)
+        state = self.env.reset(key)
+        if self.reset_mode == "cached":
+            state = state.replace(reset_cache=(state.physics, state.obs, state.obs_signals))
+        return state
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        return self.reset_done(self.step_no_reset(state, action))
+
+    def step_no_reset(self, state: EnvState, action: jax.Array) -> EnvState:
+        """The env's step with the time limit applied; no reset yet."""
         stepped = self.env.step(state, action)
         truncated = jnp.logical_and(
             stepped.step_count >= self.env.episode_length, jnp.logical_not(stepped.terminated)
         )
-        stepped = stepped.replace(truncated=truncated)
+        return stepped.replace(truncated=truncated)
+
+    def advance_key(self, stepped: EnvState) -> EnvState:
+        """What ``reset_done`` does to a state whose episode goes on (keys advance the same)."""
+        return stepped.replace(key=jax.random.split(stepped.key)[0])
+
+    def reset_done(self, stepped: EnvState) -> EnvState:
+        """Replaces the current state by the next episode's first state where ``done``."""
         key, reset_key = jax.random.split(stepped.key)
-        fresh = self.env.reset(reset_key)
+        if self.reset_mode == "cached":
+            physics, obs, obs_signals = stepped.reset_cache
+        else:
+            fresh = self.env.reset(reset_key)
+            physics, obs, obs_signals = fresh.physics, fresh.obs, fresh.obs_signals
         done = stepped.done
 
         def pick(new, old):
             return jnp.where(done, new, old)
 
         return stepped.replace(
-            physics=jax.tree.map(pick, fresh.physics, stepped.physics),
-            obs=pick(fresh.obs, stepped.obs),
-            obs_signals=jax.tree.map(pick, fresh.obs_signals, stepped.obs_signals),
+            physics=jax.tree.map(pick, physics, stepped.physics),
+            obs=pick(obs, stepped.obs),
+            obs_signals=jax.tree.map(pick, obs_signals, stepped.obs_signals),
             step_count=jnp.where(done, 0, stepped.step_count),
             key=key,
         )
@@ -80,4 +110,15 @@ class VmapWrapper:
         return jax.vmap(self.env.reset)(keys)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        return jax.vmap(self.env.step)(state, action)
+        if not isinstance(self.env, EpisodeWrapper):
+            return jax.vmap(self.env.step)(state, action)
+        # Reset only in steps where some env's episode ended: a reset can cost as much as a
+        # physics step (MJX), and with long episodes most steps need none. Both branches
+        # advance the keys alike, so results do not depend on which one runs.
+        stepped = jax.vmap(self.env.step_no_reset)(state, action)
+        return jax.lax.cond(
+            jnp.any(stepped.done),
+            jax.vmap(self.env.reset_done),
+            jax.vmap(self.env.advance_key),
+            stepped,
+        )

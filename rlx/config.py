@@ -37,6 +37,11 @@ OPEN_UNIT = (lambda v: 0 < v < 1, "must be in (0, 1)")
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
     name: str = _field("cartpole", doc="registered env name")
+    reset_mode: str = _field(
+        "fresh",
+        (lambda v: v in ("fresh", "cached"), "must be fresh or cached"),
+        "fresh: a real reset per episode; cached: back to each env's first state (as Brax)",
+    )
     params: dict = _field({}, doc="the env's typed config (its dataclass fields)")
 
 

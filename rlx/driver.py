@@ -27,7 +27,7 @@ from rlx.progress import Progress
 from rlx.rewards import weighted_sum
 
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
-TIMING_KEYS = ("wall_s", "train/steps_per_s", "chunk_s", "eval_s", "compile_s")
+TIMING_KEYS = ("wall_s", "train/steps_per_s", "chunk_s", "eval_s", "compile_s", "trace_s")
 
 
 def enable_compilation_cache(path: str) -> None:
@@ -38,7 +38,7 @@ def enable_compilation_cache(path: str) -> None:
 
 def build(config: config_lib.Config) -> tuple[ppo.PPO, ppo.Hparams]:
     """The learner and its Hparams for a resolved config."""
-    env = envs.make(config.env.name, **config.env.params)
+    env = envs.make(config.env.name, reset_mode=config.env.reset_mode, **config.env.params)
     reward_fn = weighted_sum(tuple(config.reward.weights))
     static = ppo.PPOStatic(
         num_envs=config.train.num_envs,
@@ -201,8 +201,10 @@ def train(
         donate_argnums=0,
         out_shardings=(state_shardings, sharding.replicated_like(mesh)),
     )
-    compiled = chunk_fn.lower(state, hparams).compile()
-    compile_s = time.perf_counter() - start
+    lowered = chunk_fn.lower(state, hparams)
+    trace_s = time.perf_counter() - start  # Python tracing and lowering to StableHLO
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start  # tracing + XLA compilation
     eval_fn = jax.jit(agent.evaluate)
     eval_key = jax.random.key(config.eval.seed)
     stop = _StopFlag()
@@ -234,7 +236,7 @@ def train(
                 }
                 row["eval_s"] = time.perf_counter() - eval_start
             if chunk == start_chunk:
-                row["compile_s"] = compile_s
+                row["compile_s"], row["trace_s"] = compile_s, trace_s
             row["wall_s"] = wall_offset + time.perf_counter() - start
             rows.append(row)
             with metrics_path.open("a") as f:

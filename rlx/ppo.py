@@ -169,7 +169,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         obs_stats = normalize.init(obs_size)
         reward_state = reward_fn.init(k_reward, env.term_names)
         # Which per-term contributions the reward reports: from shapes alone, nothing runs.
-        abstract_traj = jax.eval_shape(lambda: rollout(params, obs_stats, env_state, k_env)[1])
+        abstract_traj = _abstract_transition(env_state, k_env)
         abstract_info = jax.eval_shape(
             lambda traj: reward_fn.apply(reward_params, reward_state, traj)[2], abstract_traj
         )
@@ -186,11 +186,49 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             iteration=jnp.zeros((), jnp.int32),
         )
 
+    def _abstract_transition(env_state: EnvState, key: jax.Array) -> Transition:
+        """Shapes of a rollout's Transition, without tracing the env (MJX traces are slow)."""
+
+        def over_time(x):
+            return jax.ShapeDtypeStruct((static.unroll_length, *x.shape), x.dtype)
+
+        dist_params = jnp.zeros((static.num_envs, dist.param_size))
+        action = jax.eval_shape(dist.sample, dist_params, key)
+        per_step = jax.ShapeDtypeStruct((static.num_envs,), jnp.float32)
+        return Transition(
+            obs=over_time(env_state.obs),
+            action=over_time(action),
+            log_prob=over_time(per_step),
+            value=over_time(per_step),
+            next_obs=over_time(env_state.next_obs),
+            terms=jax.tree.map(over_time, env_state.terms),
+            primary=over_time(env_state.primary),
+            signals=jax.tree.map(over_time, env_state.obs_signals),
+            next_signals=jax.tree.map(over_time, env_state.signals),
+            terminated=over_time(env_state.terminated),
+            truncated=over_time(env_state.truncated),
+        )
+
+    def values_of(params, obs_stats, traj: Transition) -> tuple[jax.Array, jax.Array]:
+        """V(s) and V(s') [T, B] in one batched pass after the rollout (cheaper than T small
+        per-step passes inside the scan, where only the policy is needed)."""
+        both = value_net.apply(
+            params["value"], prepare(obs_stats, jnp.stack([traj.obs, traj.next_obs]))
+        )
+        return both[0], both[1]
+
     def rollout(params, obs_stats, env_state, key, *, deterministic=False, length=None):
-        """``length`` (default unroll_length) steps of the batched env: (env_state, [T, B])."""
+        """``length`` (default unroll_length) steps of the batched env: (env_state, [T, B]).
+
+        The stored ``value`` is V(s) under ``params`` (computed after the scan)."""
+        env_state, traj = _collect(params, obs_stats, env_state, key, deterministic, length)
+        return env_state, traj.replace(value=values_of(params, obs_stats, traj)[0])
+
+    def _collect(params, obs_stats, env_state, key, deterministic=False, length=None):
+        """The rollout's scan: policy and env only; ``value`` is left at zero."""
 
         def one_step(env_state, step_key):
-            dist_params, value = policy_value(params, obs_stats, env_state.obs)
+            dist_params = policy_net.apply(params["policy"], prepare(obs_stats, env_state.obs))
             if deterministic:
                 action = dist.mode(dist_params)
             else:
@@ -201,7 +239,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
                 obs=env_state.obs,
                 action=action,
                 log_prob=log_prob,
-                value=value,
+                value=jnp.zeros_like(log_prob),
                 next_obs=next_state.next_obs,
                 terms=next_state.terms,
                 primary=next_state.primary,
@@ -257,11 +295,12 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
     def train_step(state: TrainState, hparams: Hparams) -> tuple[TrainState, dict]:
         """One PPO iteration: rollout, reward, GAE, epochs x minibatches, normaliser update."""
         key, key_rollout, key_sgd = jax.random.split(state.key, 3)
-        env_state, traj = rollout(state.params, state.obs_stats, state.env_state, key_rollout)
+        env_state, traj = _collect(state.params, state.obs_stats, state.env_state, key_rollout)
+        values, next_values = values_of(state.params, state.obs_stats, traj)
+        traj = traj.replace(value=values)
         rewards, reward_state, reward_info = reward_fn.apply(
             hparams.reward, state.reward_state, traj
         )
-        _, next_values = policy_value(state.params, state.obs_stats, traj.next_obs)
         advantages, targets = compute_gae(
             rewards,
             traj.value,

@@ -5,6 +5,9 @@ adapter, unit reward weights, so the same reward); and rlx's own MJX ``humanoid`
 row. Each run is a fresh process. Brax 0.14.2's trainer calls ``jax.device_put_replicated``,
 which JAX 0.10 removed; this script shims that one call (``_shim_device_put_replicated``).
 
+Resets: Brax's trainer returns each env to a cached first state; the rlx rows use the same
+(``env.reset_mode=cached``), so both step the same physics per env step.
+
 Definitions (the same for both):
   training steps/s: env steps / wall time of all chunks (Brax: epochs) after the first,
     evaluation excluded (Brax: its own ``training/sps``, which excludes eval);
@@ -132,14 +135,24 @@ def run_brax(env_name: str, seed: int, sizes: dict) -> dict:
         "seed": seed,
         "progress": progress,
         "train_steps_per_s": sum(after_first) / len(after_first) if after_first else None,
-        "compile_s": progress[1]["wall_s"] - progress[0]["wall_s"] - progress[1]["eval_s"]
-        if len(progress) > 1
-        else None,
+        "compile_s": brax_compile_s(progress),
         "final_eval_return": progress[-1]["eval_return"],
         "env_steps": progress[-1]["step"],
         "wall_s": time.perf_counter() - start,
         "shim": "jax.device_put_replicated shimmed for Brax 0.14.2 on JAX 0.10",
     }
+
+
+def brax_compile_s(progress: list[dict]) -> float | None:
+    """Wall time of Brax's first training epoch (its compile included), evaluation excluded.
+
+    Brax evaluates once before training (progress[0]) and after each epoch; its
+    ``eval/walltime`` metric is cumulative, so the first epoch's eval time is the difference.
+    """
+    if len(progress) < 2:
+        return None
+    first, second = progress[0], progress[1]
+    return (second["wall_s"] - first["wall_s"]) - (second["eval_s"] - first["eval_s"])
 
 
 def rlx_overrides(env_name: str, sizes: dict, brax_steps: int) -> list[str]:
@@ -215,6 +228,8 @@ def run_rlx(env_name: str, seed: int, sizes: dict, out_dir: Path) -> dict:
         if after_first
         else None,
         "compile_s": rows[0]["compile_s"] + rows[0]["chunk_s"],
+        "trace_s": rows[0].get("trace_s"),
+        "xla_compile_s": rows[0]["compile_s"] - rows[0].get("trace_s", 0.0),
         "final_eval_return": summary["final_eval_return"],
         "env_steps": summary["env_steps"],
         "wall_s": time.perf_counter() - start,
@@ -316,11 +331,55 @@ def _markdown(result: dict) -> str:
             f"{_stats([r['final_eval_return'] for r in runs])} | "
             f"{_stats([r.get('raw_env_steps_per_s') for r in runs])} |"
         )
+    lines += [
+        "",
+        "Where rlx's compile time goes (means; tracing = Python tracing and lowering, "
+        "XLA = compilation; the rest of the compile column is the first chunk's run):",
+        "",
+    ]
+    for row in result["rows"]:
+        runs = [r for r in row["runs"] if r.get("trace_s") is not None]
+        if row["framework"] == "rlx" and runs:
+            lines.append(
+                f"- {row['env']}: tracing {_stats([r['trace_s'] for r in runs])} s, "
+                f"XLA {_stats([r['xla_compile_s'] for r in runs])} s"
+            )
     lines += ["", "Ratios (rlx / Brax, means over seeds):", ""]
     for env, ratio in result["ratios"].items():
         lines.append(f"- {env}: " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
     lines.append("")
     return "\n".join(lines)
+
+
+def _ratios(rows: list[dict], env_names: list[str]) -> dict:
+    def mean(runs, key):
+        return sum(r[key] for r in runs) / len(runs)
+
+    ratios = {}
+    for env in env_names:
+        by = {r["framework"]: r["runs"] for r in rows if r["env"] in (env, f"brax:{env}")}
+        ratios[env] = {
+            "train steps/s": mean(by["rlx"], "train_steps_per_s")
+            / mean(by["brax"], "train_steps_per_s"),
+            "compile": mean(by["rlx"], "compile_s") / mean(by["brax"], "compile_s"),
+            "rlx train / raw env rate": mean(by["rlx"], "train_steps_per_s")
+            / mean(by["rlx"], "raw_env_steps_per_s"),
+        }
+    return ratios
+
+
+def report(path: Path) -> None:
+    """Re-derives Brax's compile time from the stored progress and rewrites JSON and Markdown."""
+    result = json.loads(path.read_text())
+    for row in result["rows"]:
+        if row["framework"] == "brax":
+            for run in row["runs"]:
+                run["compile_s"] = brax_compile_s(run["progress"])
+    env_names = [r["env"] for r in result["rows"] if r["framework"] == "brax"]
+    result["ratios"] = _ratios(result["rows"], env_names)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.with_suffix(".md").write_text(_markdown(result))
+    print(f"rewrote {path} and {path.with_suffix('.md')}")
 
 
 def main() -> None:
@@ -331,12 +390,17 @@ def main() -> None:
     parser.add_argument("--runs", default="/tmp/rlx-bench-runs")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--report", help="re-report a saved JSON (no runs)")
+    parser.add_argument("--skip-own", action="store_true", help="no rlx-humanoid extra row")
     parser.add_argument("--part", choices=("brax", "rlx"), help=argparse.SUPPRESS)
     parser.add_argument("--env", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
         _child(args)
+        return
+    if args.report:
+        report(Path(args.report))
         return
     import brax
     import jax
@@ -352,20 +416,10 @@ def main() -> None:
             {"env": env, "framework": "brax", "runs": brax_runs},
             {"env": f"brax:{env}", "framework": "rlx", "runs": rlx_runs},
         ]
-        if env == "humanoid":
+        if env == "humanoid" and not args.skip_own:
             own = [_spawn("rlx", "humanoid", s, args) for s in range(args.seeds)]
             rows.append({"env": "humanoid (rlx MJX env)", "framework": "rlx", "runs": own})
-    ratios = {}
-    for env in args.envs.split(","):
-        by = {r["framework"]: r["runs"] for r in rows if r["env"] in (env, f"brax:{env}")}
-        mean = lambda runs, key: sum(r[key] for r in runs) / len(runs)
-        ratios[env] = {
-            "train steps/s": mean(by["rlx"], "train_steps_per_s")
-            / mean(by["brax"], "train_steps_per_s"),
-            "compile": mean(by["rlx"], "compile_s") / mean(by["brax"], "compile_s"),
-            "rlx train / raw env rate": mean(by["rlx"], "train_steps_per_s")
-            / mean(by["rlx"], "raw_env_steps_per_s"),
-        }
+    ratios = _ratios(rows, args.envs.split(","))
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
         f"{jax.device_count()} x {jax.devices()[0].device_kind}",

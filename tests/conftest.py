@@ -26,6 +26,7 @@ TINY = [
     "train.num_minibatches=2",
     "train.num_epochs=1",
     "eval.num_envs=2",
+    "eval.every_chunks=1",
     "env.params.episode_length=16",
     "run.chunk_iterations=2",
     "run.tensorboard=false",

@@ -101,3 +101,40 @@ def test_unknown_env_names_the_registered_ones():
 
 def test_pendulum_action_space_is_box():
     assert envs.make("pendulum").action_space == Box(size=1, low=-2.0, high=2.0)
+
+
+@pytest.mark.parametrize("reset_mode", ["fresh", "cached"])
+def test_batched_step_skips_resets_without_changing_results(reset_mode):
+    # VmapWrapper resets only in steps where some env ended; per-env stepping always resets.
+    env = envs.make("cartpole", reset_mode=reset_mode, episode_length=5)
+    batched = VmapWrapper(env)
+
+    def run(step_fn):
+        state = batched.reset(jax.random.split(jax.random.key(0), 3))
+        for i in range(12):
+            actions = jax.random.randint(jax.random.key(i), (3,), 0, 2)
+            state = step_fn(state, actions)
+        return state
+
+    a = jax.jit(lambda: run(batched.step))()
+    b = jax.jit(lambda: run(jax.vmap(env.step)))()
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(
+            jax.random.key_data(x) if x.dtype == a.key.dtype else x,
+            jax.random.key_data(y) if y.dtype == a.key.dtype else y,
+        )
+
+
+def test_cached_reset_returns_to_the_first_state():
+    env = envs.make("pendulum", reset_mode="cached", episode_length=3)
+    first = env.reset(jax.random.key(0))
+    state = first
+    for _ in range(3):
+        state = env.step(state, jnp.ones((1,)))
+    assert bool(state.truncated)
+    np.testing.assert_array_equal(state.obs, first.obs)
+    fresh = envs.make("pendulum", episode_length=3)
+    state = fresh.reset(jax.random.key(0))
+    for _ in range(3):
+        state = fresh.step(state, jnp.ones((1,)))
+    assert not np.allclose(state.obs, first.obs)
