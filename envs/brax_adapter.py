@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -76,7 +75,6 @@ class BraxEnv:
     brax_name: str = "inverted_pendulum"
     backend: str = "mjx"
     episode_length: int = 1000
-    signal_prefix: ClassVar[str] = ""
 
     def __post_init__(self):
         known = _brax_envs()._envs
