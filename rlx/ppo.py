@@ -112,6 +112,21 @@ def _episode_keys(term_names, reward_names) -> tuple[str, ...]:
     )
 
 
+def _same_types(new: Any, old: Any) -> Any:
+    """Casts ``new``'s leaves to ``old``'s dtypes, dropping weak types.
+
+    An env step can turn a leaf weakly typed (Brax stores Python floats in its metrics), and a
+    state whose types change between calls makes ``jit`` trace and compile the step again.
+    """
+
+    def cast(x, like):
+        if jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key):
+            return x
+        return jax.lax.convert_element_type(x, like.dtype)
+
+    return jax.tree.map(cast, new, old)
+
+
 def accumulate_episodes(running: dict, per_step: dict, done: jax.Array):
     """Adds per-step values to running episode sums and totals the episodes that end.
 
@@ -175,7 +190,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         )
         names = _episode_keys(env.term_names, tuple(abstract_info))
         zeros = jnp.zeros((static.num_envs,), jnp.float32)
-        return TrainState(
+        state = TrainState(
             params=params,
             opt_state=opt_state,
             obs_stats=obs_stats,
@@ -185,6 +200,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             key=key,
             iteration=jnp.zeros((), jnp.int32),
         )
+        return _same_types(state, state)  # no weak types: train_step keeps these exact types
 
     def _abstract_transition(env_state: EnvState, key: jax.Array) -> Transition:
         """Shapes of a rollout's Transition, without tracing the env (MJX traces are slow)."""
@@ -360,7 +376,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             key=key,
             iteration=state.iteration + 1,
         )
-        return new_state, metrics
+        return _same_types(new_state, state), metrics
 
     def train_chunk(state: TrainState, hparams: Hparams, num_iterations: int):
         """``num_iterations`` train steps as one ``lax.scan``; metrics get a leading axis."""

@@ -96,3 +96,41 @@ def test_evaluate_is_deterministic(agent):
     second = evaluate(state, hp, jax.random.key(7))
     assert first == second
     assert set(first) >= {"eval/return", "eval/primary_return", "eval/terms/angle_cost"}
+
+
+class _WeakTypedEnv(envs.ProbeConstant.__mro__[1]):  # the probes' base: one step, reward 1
+    """Its step stores a Python float in the physics, as Brax's metrics do (weakly typed)."""
+
+    name = "test/weak"
+
+    def _outcome(self, obs, count, action):
+        return obs, jnp.ones(()), True
+
+    def step(self, state, action):
+        stepped = super().step(state, action)
+        return stepped.replace(physics=stepped.physics * 0 + 1.0, primary=jnp.asarray(2.0))
+
+
+def test_repeated_chunks_do_not_retrace_when_the_env_emits_weak_types():
+    env = envs.EpisodeWrapper(_WeakTypedEnv())
+    agent = ppo.make_ppo(STATIC, env, weighted_sum(("reward",)))
+    hp = ppo.make_hparams(
+        {"reward": 1.0},
+        learning_rate=3e-4,
+        entropy_cost=0.0,
+        value_cost=0.5,
+        clip_epsilon=0.2,
+        gamma=0.9,
+        gae_lambda=0.9,
+        max_grad_norm=1.0,
+    )
+    chex.clear_trace_counter()
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    @chex.assert_max_traces(n=1)
+    def chunk(state, hp):
+        return agent.train_chunk(state, hp, num_iterations=2)
+
+    state = agent.init(jax.random.key(0), hp.reward)
+    for _ in range(3):  # the output state goes straight back in
+        state, _ = chunk(state, hp)
