@@ -194,12 +194,12 @@ def train(
     # The env batch axis is split over all local devices; the rest is replicated.
     state_shardings = sharding.state_shardings(state, mesh)
     state = jax.device_put(state, state_shardings)
-    hparams = jax.device_put(hparams, sharding.replicated(hparams, mesh))
+    hparams = jax.device_put(hparams, sharding.replicated(mesh))
     start = time.perf_counter()
     chunk_fn = jax.jit(
         functools.partial(agent.train_chunk, num_iterations=chunk_iterations),
         donate_argnums=0,
-        out_shardings=(state_shardings, sharding.replicated_like(mesh)),
+        out_shardings=(state_shardings, sharding.replicated(mesh)),
     )
     lowered = chunk_fn.lower(state, hparams)
     trace_s = time.perf_counter() - start  # Python tracing and lowering to StableHLO

@@ -35,11 +35,6 @@ def state_shardings(state: Any, mesh: Mesh) -> Any:
     )
 
 
-def replicated(tree: Any, mesh: Mesh) -> Any:
-    whole = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(lambda _: whole, tree)
-
-
-def replicated_like(mesh: Mesh) -> NamedSharding:
-    """One replicated sharding (usable as a pytree prefix for any output)."""
+def replicated(mesh: Mesh) -> NamedSharding:
+    """One replicated sharding; as a pytree prefix it covers a whole tree (inputs or outputs)."""
     return NamedSharding(mesh, PartitionSpec())

@@ -27,8 +27,8 @@ SCRIPT = textwrap.dedent(
         state = agent.init(jax.random.key(0), hparams.reward)
         shardings = sharding.state_shardings(state, mesh)
         state = jax.device_put(state, shardings)
-        hp = jax.device_put(hparams, sharding.replicated(hparams, mesh))
-        fn = jax.jit(chunk, out_shardings=(shardings, sharding.replicated_like(mesh)))
+        hp = jax.device_put(hparams, sharding.replicated(mesh))
+        fn = jax.jit(chunk, out_shardings=(shardings, sharding.replicated(mesh)))
         state, metrics = fn(state, hp)
         obs_devices = len(state.env_state.obs.sharding.device_set)
         return jax.device_get(state.params), jax.device_get(metrics), obs_devices

@@ -23,9 +23,9 @@ STATIC = ppo.PPOStatic(
 )
 
 
-def hparams(lr=3e-4, entropy=0.01, angle=-1.0, velocity=-0.1):
+def hparams(lr=3e-4, entropy=0.01, angle=-1.0, velocity=-0.1, reward=None):
     return ppo.make_hparams(
-        {"angle_cost": angle, "velocity_cost": velocity},
+        reward if reward is not None else {"angle_cost": angle, "velocity_cost": velocity},
         learning_rate=lr,
         entropy_cost=entropy,
         value_cost=0.5,
@@ -114,16 +114,7 @@ class _WeakTypedEnv(envs.ProbeConstant.__mro__[1]):  # the probes' base: one ste
 def test_repeated_chunks_do_not_retrace_when_the_env_emits_weak_types():
     env = envs.EpisodeWrapper(_WeakTypedEnv())
     agent = ppo.make_ppo(STATIC, env, weighted_sum(("reward",)))
-    hp = ppo.make_hparams(
-        {"reward": 1.0},
-        learning_rate=3e-4,
-        entropy_cost=0.0,
-        value_cost=0.5,
-        clip_epsilon=0.2,
-        gamma=0.9,
-        gae_lambda=0.9,
-        max_grad_norm=1.0,
-    )
+    hp = hparams(reward={"reward": 1.0})
     chex.clear_trace_counter()
 
     @functools.partial(jax.jit, donate_argnums=0)
