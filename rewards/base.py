@@ -1,14 +1,25 @@
-"""The RewardFn interface: a pair of pure functions, in the manner of optax.
+"""The RewardFn interface and its composition, in the manner of optax.
 
-``init(key, term_names) -> RewardState`` and
-``apply(params, reward_state, transition) -> (reward [T, B], reward_state, info)``.
-``params`` is a pytree of traced values (weights, ...), so a reward can be vmapped over and
-differentiated in; which terms and transforms exist is static (closed over by the factory).
+A reward is a pair of pure functions::
+
+    init(key, term_names, num_envs) -> RewardState
+    apply(params, reward_state, transition, *, gamma) -> (reward [T, B], reward_state, info)
+
+``params`` is a pytree of traced values (weights, thresholds, temperatures, potential
+parameters), so a reward can be vmapped over and differentiated in; which terms, combinations
+and transforms exist is static (closed over by the factories). ``gamma`` is the learner's
+discount (potential-based shaping must use the same one). ``info`` maps names to [T, B]
+per-step values (weighted contributions, gates, factors, shaping) that the learner logs as
+episode sums.
+
+Per-env parts of a state (episode accumulators, leading axis ``[num_envs]``) are wrapped in
+``PerEnv`` so that ``for_batch`` can swap them for another batch size (evaluation) while running
+statistics carry over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -18,29 +29,76 @@ from rlx.types import Transition
 
 RewardState = Any
 RewardParams = Any
+Penalty = Callable[[RewardParams, Transition], jax.Array]
 
 
 class RewardFn(NamedTuple):
-    """A reward function over stored transitions.
+    """A reward function over stored transitions ``[T, B]``.
 
-    init: (key, term_names) -> RewardState.
-    apply: (params, reward_state, transition [T, B]) -> (reward [T, B], reward_state, info),
-      where ``info`` maps names to [T, B] per-step contributions for logging.
+    init: (key, term_names, num_envs) -> RewardState; checks the terms it needs exist.
+    apply: (params, state, transition, *, gamma) -> (reward [T, B], state, info).
+    penalty: optional (params, transition) -> [] regulariser of learned parts (a Lipschitz
+      penalty), for the optimiser of the reward params to add; None when nothing is learned.
     """
 
-    init: Callable[[jax.Array, tuple[str, ...]], RewardState]
-    apply: Callable[[RewardParams, RewardState, Transition], tuple[jax.Array, RewardState, dict]]
+    init: Callable[..., RewardState]
+    apply: Callable[..., tuple[jax.Array, RewardState, dict]]
+    penalty: Penalty | None = None
+
+
+class RewardTransform(NamedTuple):
+    """Maps a combined reward to a shaped one (potential shaping, bounding, clipping).
+
+    init: (key, term_names, num_envs) -> state.
+    apply: (params, state, reward [T, B], transition, *, gamma) -> (reward, state, info).
+    """
+
+    init: Callable[..., RewardState]
+    apply: Callable[..., tuple[jax.Array, RewardState, dict]]
+    penalty: Penalty | None = None
+
+
+class TermTransform(NamedTuple):
+    """Maps the unweighted terms before they are combined (running normalisation).
+
+    init: (key, term_names, num_envs) -> state.
+    apply: (params, state, terms: dict of [T, B], transition) -> (terms, state, info).
+    """
+
+    init: Callable[..., RewardState]
+    apply: Callable[..., tuple[dict, RewardState, dict]]
 
 
 class EmptyState(NamedTuple):
     """State of a stateless reward."""
 
 
+class PerEnv(NamedTuple):
+    """A per-env part of a reward state: ``value`` has leading axis ``[num_envs]``."""
+
+    value: Any
+
+
+def _is_per_env(x) -> bool:
+    return isinstance(x, PerEnv)
+
+
+def for_batch(state: RewardState, fresh: RewardState) -> RewardState:
+    """``state`` with its ``PerEnv`` parts taken from ``fresh`` (another batch size).
+
+    Evaluation uses this: running statistics learned in training carry over, episode
+    accumulators start afresh for the evaluation envs.
+    """
+    return jax.tree.map(
+        lambda old, new: new if _is_per_env(old) else old, state, fresh, is_leaf=_is_per_env
+    )
+
+
 class UnknownTermError(ValueError):
     pass
 
 
-def check_terms(requested, available: tuple[str, ...], where: str = "reward") -> None:
+def check_terms(requested, available: Sequence[str], where: str = "reward") -> None:
     """Raises ``UnknownTermError`` naming the unknown term and the env's available terms."""
     for name in requested:
         if name not in available:
@@ -49,21 +107,67 @@ def check_terms(requested, available: tuple[str, ...], where: str = "reward") ->
             )
 
 
-def weighted_sum(term_names: tuple[str, ...]) -> RewardFn:
-    """reward = sum_i w_i * term_i over the static ``term_names``; params: {name: w_i}.
+def _sum_penalties(parts: dict[str, Penalty | None]) -> Penalty | None:
+    active = {name: fn for name, fn in parts.items() if fn is not None}
+    if not active:
+        return None
 
-    info holds each weighted contribution ``w_i * term_i`` [T, B], keyed by term name.
+    def penalty(params, transition):
+        return sum(fn(params[name], transition) for name, fn in active.items())
+
+    return penalty
+
+
+def chain(
+    combine: RewardFn,
+    shaping: Sequence[tuple[str, RewardTransform]] = (),
+    terms: Sequence[tuple[str, TermTransform]] = (),
+) -> RewardFn:
+    """term transforms -> combination -> shaping transforms, as one RewardFn.
+
+    Params and state are dicts keyed by stage name: ``'combine'`` for the combination and each
+    transform's own (unique) name. ``info`` holds the combination's entries as they are and
+    each transform's entries as ``'<name>/<key>'``.
     """
-    term_names = tuple(term_names)
+    names = [name for name, _ in (*terms, *shaping)]
+    if "combine" in names or len(set(names)) != len(names):
+        raise ValueError(f"stage names must be unique and not 'combine', got {names}")
+    terms, shaping = tuple(terms), tuple(shaping)
 
-    def init(key: jax.Array, available: tuple[str, ...]) -> EmptyState:
-        del key
-        check_terms(term_names, tuple(available))
-        return EmptyState()
+    def init(key, term_names, num_envs):
+        stages = (*terms, ("combine", combine), *shaping)
+        keys = jax.random.split(key, len(stages))
+        return {
+            name: stage.init(k, term_names, num_envs)
+            for (name, stage), k in zip(stages, keys, strict=True)
+        }
 
-    def apply(params: Mapping[str, jax.Array], state: EmptyState, transition: Transition):
-        contributions = {name: params[name] * transition.terms[name] for name in term_names}
-        reward = sum(contributions.values(), jnp.zeros_like(transition.primary))
-        return reward, state, contributions
+    def apply(params, state, transition: Transition, *, gamma):
+        new_state, info = {}, {}
+        values = transition.terms
+        for name, stage in terms:
+            values, new_state[name], extra = stage.apply(
+                params[name], state[name], values, transition
+            )
+            info |= {f"{name}/{k}": v for k, v in extra.items()}
+        combined = transition.replace(terms=values) if terms else transition
+        reward, new_state["combine"], extra = combine.apply(
+            params["combine"], state["combine"], combined, gamma=gamma
+        )
+        info |= extra
+        for name, stage in shaping:
+            reward, new_state[name], extra = stage.apply(
+                params[name], state[name], reward, combined, gamma=gamma
+            )
+            info |= {f"{name}/{k}": v for k, v in extra.items()}
+        return reward, new_state, info
 
-    return RewardFn(init=init, apply=apply)
+    penalty = _sum_penalties(
+        {"combine": combine.penalty} | {name: stage.penalty for name, stage in shaping}
+    )
+    return RewardFn(init=init, apply=apply, penalty=penalty)
+
+
+def zeros_like_steps(transition: Transition) -> jax.Array:
+    """A float32 [T, B] zero array shaped like the transition's steps."""
+    return jnp.zeros_like(transition.primary, dtype=jnp.float32)

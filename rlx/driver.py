@@ -24,7 +24,7 @@ from rlx import config as config_lib
 from rlx import envs, ppo, runtime, sharding
 from rlx.checkpoint import Checkpointer
 from rlx.progress import Progress
-from rlx.rewards import weighted_sum
+from rlx.rewards import spec as reward_spec
 
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
 TIMING_KEYS = ("wall_s", "train/steps_per_s", "chunk_s", "eval_s", "compile_s", "trace_s")
@@ -39,7 +39,7 @@ def enable_compilation_cache(path: str) -> None:
 def build(config: config_lib.Config) -> tuple[ppo.PPO, ppo.Hparams]:
     """The learner and its Hparams for a resolved config."""
     env = envs.make(config.env.name, reset_mode=config.env.reset_mode, **config.env.params)
-    reward_fn = weighted_sum(tuple(config.reward.weights))
+    reward_fn, reward_params = reward_spec.build(config.reward, env)
     static = ppo.PPOStatic(
         num_envs=config.train.num_envs,
         unroll_length=config.train.unroll_length,
@@ -55,7 +55,7 @@ def build(config: config_lib.Config) -> tuple[ppo.PPO, ppo.Hparams]:
         anneal_learning_rate=config.train.anneal_learning_rate,
         num_eval_envs=config.eval.num_envs,
     )
-    hparams = ppo.make_hparams(dict(config.reward.weights), **vars(config.ppo))
+    hparams = ppo.make_hparams(reward_params, **vars(config.ppo))
     return ppo.make_ppo(static, env, reward_fn), hparams
 
 

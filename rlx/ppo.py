@@ -20,7 +20,7 @@ from rlx.distributions import Distribution, for_action_space
 from rlx.envs import Box, Env, EnvState, VmapWrapper, observation_size
 from rlx.losses import compute_gae, ppo_loss
 from rlx.networks import Policy, Value
-from rlx.rewards import RewardFn
+from rlx.rewards import RewardFn, for_batch
 from rlx.types import Transition
 
 
@@ -182,11 +182,12 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         opt_state = _optimizer(1.0, 0.0).init(params)
         env_state = batched.reset(jax.random.split(k_env, static.num_envs))
         obs_stats = normalize.init(obs_size)
-        reward_state = reward_fn.init(k_reward, env.term_names)
+        reward_state = reward_fn.init(k_reward, env.term_names, static.num_envs)
         # Which per-term contributions the reward reports: from shapes alone, nothing runs.
         abstract_traj = _abstract_transition(env_state, k_env)
         abstract_info = jax.eval_shape(
-            lambda traj: reward_fn.apply(reward_params, reward_state, traj)[2], abstract_traj
+            lambda traj: reward_fn.apply(reward_params, reward_state, traj, gamma=0.99)[2],
+            abstract_traj,
         )
         names = _episode_keys(env.term_names, tuple(abstract_info))
         zeros = jnp.zeros((static.num_envs,), jnp.float32)
@@ -315,7 +316,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         values, next_values = values_of(state.params, state.obs_stats, traj)
         traj = traj.replace(value=values)
         rewards, reward_state, reward_info = reward_fn.apply(
-            hparams.reward, state.reward_state, traj
+            hparams.reward, state.reward_state, traj, gamma=hparams.gamma
         )
         advantages, targets = compute_gae(
             rewards,
@@ -397,7 +398,10 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             deterministic=True,
             length=env.episode_length,
         )
-        rewards, _, _ = reward_fn.apply(hparams.reward, state.reward_state, traj)
+        # Running reward statistics from training; episode accumulators fresh for these envs.
+        fresh = reward_fn.init(key, env.term_names, static.num_eval_envs)
+        reward_state = for_batch(state.reward_state, fresh)
+        rewards, _, _ = reward_fn.apply(hparams.reward, reward_state, traj, gamma=hparams.gamma)
         done = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
         # Count only each env's first episode: steps up to and including its first done.
         before_done = jnp.cumsum(done, axis=0) - done == 0

@@ -89,3 +89,58 @@ def test_resolved_config_round_trips(tmp_path, repo_configs):
     path = tmp_path / "resolved.yaml"
     path.write_text(config_lib.dump(config))
     assert config_lib.load(path) == config
+
+
+PEND = "env: {name: pendulum}\nreward:\n  weights: {angle_cost: -1.0}\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("  combine: sums\n", "key 'reward.combine': must be one of sum|product"),
+        (
+            "  shaping: [{potential: {signals: {hight: 1.0}}}]\n",
+            "key 'reward.shaping[0].potential.signals.hight': unknown signal for env 'pendulum' "
+            "(the env has: angle, angular_velocity, uprightness)",
+        ),
+        ("  shaping: [{potentail: {}}]\n", "key 'reward.shaping[0]': expected one of"),
+        ("  shaping: [{bounded: {kk: 1}}]\n", "key 'reward.shaping[0].bounded.kk': unknown key"),
+        ("  shaping: [{bounded: {mode: year}}]\n", "must be one of step|episode"),
+        ("  shaping: [{potential: {}}]\n", "name at least one signal, or set learned: true"),
+        ("  shaping: [{clip: {low: 2, high: 1}}]\n", "low must be < high"),
+        (
+            "  combine: product\n  product: {factors: {speed: 1}}\n",
+            "key 'reward.product.factors.speed': unknown reward term for env 'pendulum' "
+            "(the env has: angle_cost, velocity_cost, ctrl_cost)",
+        ),
+        ("  combine: product\n", "key 'reward.product.factors': name at least one factor"),
+        ("  combine: gated\n", "gated takes its weights per level"),
+        (
+            "  combine: gated_outcome\n  outcome: {term: win}\n",
+            "key 'reward.outcome.term': unknown reward term 'win' for env 'pendulum'",
+        ),
+        ("  normalize: {terms: [nope]}\n", "key 'reward.normalize.terms.nope': unknown reward"),
+        ("  head_features: [nope]\n", "key 'reward.head_features.nope': unknown signal"),
+        ("  parameterization: fixed_sign\n  weights: {angle_cost: 0}\n", "nonzero weight"),
+        ("  lipschitz: {coef: -1}\n", "key 'reward.lipschitz.coef': must be >= 0"),
+    ],
+)
+def test_reward_spec_errors_name_key_file_and_available_names(tmp_path, extra, message):
+    path = write(tmp_path, PEND + extra)
+    with pytest.raises(config_lib.ConfigError) as info:
+        config_lib.load(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_reward_spec_resolves_and_round_trips(tmp_path):
+    text = PEND + (
+        "  normalize: {terms: [all]}\n"
+        "  shaping:\n    - potential: {signals: {uprightness: 2}}\n    - clip: {low: -1}\n"
+    )
+    config = config_lib.load(write(tmp_path, text))
+    assert config.reward.normalize.terms == ("angle_cost", "velocity_cost", "ctrl_cost")
+    assert config.reward.shaping[0]["potential"]["signals"] == {"uprightness": 2.0}
+    assert config.reward.shaping[1] == {"clip": {"low": -1.0, "high": 10.0}}
+    again = write(tmp_path, config_lib.dump(config))
+    assert config_lib.load(again) == config
