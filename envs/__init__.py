@@ -9,7 +9,9 @@ from rlx.envs.base import Box, Discrete, Env, EnvState, observation_size
 from rlx.envs.brax_adapter import BraxEnv
 from rlx.envs.cartpole import CartPole
 from rlx.envs.humanoid import Humanoid
+from rlx.envs.humanoid_tasks import HumanoidRun, HumanoidStand, HumanoidWalk
 from rlx.envs.pendulum import Pendulum
+from rlx.envs.playground_adapter import PlaygroundEnv
 from rlx.envs.probes import (
     ProbeAction,
     ProbeConstant,
@@ -18,6 +20,9 @@ from rlx.envs.probes import (
     ProbeTimeLimit,
     ProbeTwoStep,
 )
+from rlx.envs.push import Push
+from rlx.envs.randomize import DomainRandomization, NotRandomizableError
+from rlx.envs.reach import Reach
 from rlx.envs.wrappers import EpisodeWrapper, VmapWrapper
 
 # name -> env class; the class is also the env's typed config (a frozen dataclass).
@@ -25,6 +30,11 @@ REGISTRY: dict[str, type] = {
     "cartpole": CartPole,
     "pendulum": Pendulum,
     "humanoid": Humanoid,
+    "humanoid_stand": HumanoidStand,
+    "humanoid_walk": HumanoidWalk,
+    "humanoid_run": HumanoidRun,
+    "reach": Reach,
+    "push": Push,
     "probe/constant": ProbeConstant,
     "probe/observed": ProbeObserved,
     "probe/two_step": ProbeTwoStep,
@@ -39,18 +49,22 @@ class UnknownEnvError(KeyError):
 
 
 BRAX_PREFIX = "brax:"
+PLAYGROUND_PREFIX = "playground:"
 
 
 def env_class(name: str) -> type:
-    """The typed config class of env ``name`` (``brax:<name>`` for any Brax env)."""
+    """The typed config class of env ``name`` (``brax:<name>`` for any Brax env,
+    ``playground:<Name>`` for a MuJoCo Playground env)."""
     if name.startswith(BRAX_PREFIX):
         return BraxEnv
+    if name.startswith(PLAYGROUND_PREFIX):
+        return PlaygroundEnv
     try:
         return REGISTRY[name]
     except KeyError:
         raise UnknownEnvError(
             f"unknown env {name!r} (registered: {', '.join(sorted(REGISTRY))}, "
-            f"or {BRAX_PREFIX}<brax env name>)"
+            f"or {BRAX_PREFIX}<brax env name>, or {PLAYGROUND_PREFIX}<Playground env name>)"
         ) from None
 
 
@@ -58,16 +72,24 @@ def make_raw(name: str, **params) -> Env:
     """The env ``name`` from its typed config, without time limit or auto-reset."""
     if name.startswith(BRAX_PREFIX):
         params = {**params, "brax_name": name.removeprefix(BRAX_PREFIX)}
+    if name.startswith(PLAYGROUND_PREFIX):
+        params = {**params, "playground_name": name.removeprefix(PLAYGROUND_PREFIX)}
     return env_class(name)(**params)
 
 
-def make(name: str, *, reset_mode: str = "fresh", **params) -> EpisodeWrapper:
+def make(
+    name: str, *, reset_mode: str = "fresh", randomize: dict | None = None, **params
+) -> EpisodeWrapper:
     """The env ``name`` built from its typed config, with time limit and auto-reset.
 
     ``reset_mode``: ``'fresh'`` (a real reset per episode) or ``'cached'`` (Brax's behaviour:
-    back to each env's first state); see ``EpisodeWrapper``.
+    back to each env's first state); see ``EpisodeWrapper``. ``randomize``: ranges of
+    ``DomainRandomization`` (``mass``, ``friction``, ``actuator_gain``: (low, high) scales).
     """
-    return EpisodeWrapper(make_raw(name, **params), reset_mode=reset_mode)
+    env = make_raw(name, **params)
+    if randomize:
+        env = DomainRandomization(env, **{k: tuple(v) for k, v in randomize.items()})
+    return EpisodeWrapper(env, reset_mode=reset_mode)
 
 
 def register(name: str, env_cls: type) -> None:
@@ -83,11 +105,19 @@ __all__ = [
     "BraxEnv",
     "CartPole",
     "Discrete",
+    "DomainRandomization",
     "Env",
     "EnvState",
     "EpisodeWrapper",
     "Humanoid",
+    "NotRandomizableError",
+    "HumanoidRun",
+    "HumanoidStand",
+    "HumanoidWalk",
     "Pendulum",
+    "PlaygroundEnv",
+    "Push",
+    "Reach",
     "UnknownEnvError",
     "VmapWrapper",
     "env_class",

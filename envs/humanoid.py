@@ -74,23 +74,25 @@ class Humanoid:
         _model(self.solver_iterations, self.ls_iterations)  # load the MJCF outside any trace
 
     @property
-    def _mjx_model(self):
+    def mjx_model(self):
+        """The ``mjx.Model`` that ``reset``/``step`` use (``*_with_model`` take any other)."""
         return _model(self.solver_iterations, self.ls_iterations)[1]
 
     @property
-    def action_space(self) -> Box:
-        return Box(size=int(self._mj_model.nu), low=-1.0, high=1.0)
-
-    @property
-    def _mj_model(self):
+    def mj_model(self):
+        """The ``mujoco.MjModel`` the mjx model was built from (host side)."""
         return _model(self.solver_iterations, self.ls_iterations)[0]
 
     @property
-    def dt(self) -> float:
-        return float(self._mj_model.opt.timestep) * self.frames_per_step
+    def action_space(self) -> Box:
+        return Box(size=int(self.mj_model.nu), low=-1.0, high=1.0)
 
-    def _com(self, data) -> jax.Array:
-        mass = jnp.asarray(self._mj_model.body_mass[1:], jnp.float32)
+    @property
+    def dt(self) -> float:
+        return float(self.mj_model.opt.timestep) * self.frames_per_step
+
+    def _com(self, model, data) -> jax.Array:
+        mass = jnp.asarray(model.body_mass[1:], jnp.float32)
         return jnp.sum(data.xipos[1:] * mass[:, None], axis=0) / jnp.sum(mass)
 
     def _observe(self, data) -> jax.Array:
@@ -104,18 +106,24 @@ class Humanoid:
             ]
         )
 
-    def _signals(self, data, forward_velocity) -> dict[str, jax.Array]:
+    def _signals(self, model, data, forward_velocity) -> dict[str, jax.Array]:
         return {
             "torso_height": data.qpos[2],
             "uprightness": data.xmat[1, 2, 2],
             "forward_velocity": jnp.asarray(forward_velocity, jnp.float32),
-            "x_position": self._com(data)[0],
+            "x_position": self._com(model, data)[0],
         }
 
     def reset(self, key: jax.Array) -> EnvState:
+        return self.reset_with_model(self.mjx_model, key)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        return self.step_with_model(self.mjx_model, state, action)
+
+    def reset_with_model(self, model, key: jax.Array) -> EnvState:
+        """``reset`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
         from mujoco import mjx
 
-        model = self._mjx_model
         key, qpos_key, qvel_key = jax.random.split(key, 3)
         noise = self.reset_noise_scale
         qpos = model.qpos0 + jax.random.uniform(qpos_key, (model.nq,), minval=-noise, maxval=noise)
@@ -125,16 +133,16 @@ class Humanoid:
         return make_state(
             physics=data,
             obs=self._observe(data),
-            signals=self._signals(data, 0.0),
+            signals=self._signals(model, data, 0.0),
             term_names=self.term_names,
             key=key,
         )
 
-    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+    def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
+        """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
         from mujoco import mjx
 
-        model = self._mjx_model
-        ranges = jnp.asarray(self._mj_model.actuator_ctrlrange, jnp.float32)
+        ranges = jnp.asarray(model.actuator_ctrlrange, jnp.float32)
         low, high = ranges[:, 0], ranges[:, 1]
         ctrl = low + (action + 1.0) * 0.5 * (high - low)
         before = state.physics
@@ -143,7 +151,7 @@ class Humanoid:
             return mjx.step(model, data.replace(ctrl=ctrl)), None
 
         data, _ = jax.lax.scan(frame, before, None, length=self.frames_per_step)
-        forward_velocity = (self._com(data)[0] - self._com(before)[0]) / self.dt
+        forward_velocity = (self._com(model, data)[0] - self._com(model, before)[0]) / self.dt
         height = data.qpos[2]
         healthy = (height > self.healthy_z_min) & (height < self.healthy_z_max)
         terms = {
@@ -156,7 +164,7 @@ class Humanoid:
             state,
             physics=data,
             obs=self._observe(data),
-            signals=self._signals(data, forward_velocity),
+            signals=self._signals(model, data, forward_velocity),
             terms=terms,
             primary=forward_velocity,
             terminated=jnp.logical_not(healthy) & self.terminate_when_unhealthy,

@@ -35,6 +35,15 @@ OPEN_UNIT = (lambda v: 0 < v < 1, "must be in (0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
+class RandomizeConfig:
+    """Domain randomisation of MJX envs: (low, high) scale ranges, drawn per env and episode."""
+
+    mass: tuple[float, ...] = _field((1.0, 1.0), doc="body masses and inertias")
+    friction: tuple[float, ...] = _field((1.0, 1.0), doc="sliding friction of every geom")
+    actuator_gain: tuple[float, ...] = _field((1.0, 1.0), doc="actuator gains (and biases)")
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvConfig:
     name: str = _field("cartpole", doc="registered env name")
     reset_mode: str = _field(
@@ -43,6 +52,12 @@ class EnvConfig:
         "fresh: a real reset per episode; cached: back to each env's first state (as Brax)",
     )
     params: dict = _field({}, doc="the env's typed config (its dataclass fields)")
+    randomize: RandomizeConfig = dataclasses.field(default_factory=lambda: RandomizeConfig())
+
+    def randomization(self) -> dict | None:
+        """Ranges for ``envs.make(randomize=...)``, None when nothing is randomised."""
+        ranges = dataclasses.asdict(self.randomize)
+        return ranges if any(tuple(r) != (1.0, 1.0) for r in ranges.values()) else None
 
 
 COMBINES = ("sum", "product", "geometric_mean", "gated", "gated_outcome")
@@ -369,6 +384,16 @@ def _resolve(config: Config, source: _Source) -> Config:
     except (ValueError, ImportError) as error:
         raise source.error("env.name", str(error)) from None
     reward = _resolve_reward(config.reward, config.env.name, env, source)
+    for field, bounds in dataclasses.asdict(config.env.randomize).items():
+        if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1]:
+            raise source.error(
+                f"env.randomize.{field}", f"expected [low, high] with 0 < low <= high, got {bounds}"
+            )
+    if config.env.randomization():
+        try:
+            envs.DomainRandomization(env, **config.env.randomization())
+        except envs.NotRandomizableError as error:
+            raise source.error("env.randomize", str(error)) from None
     samples = config.train.num_envs * config.train.unroll_length
     if samples % config.train.num_minibatches:
         raise source.error(

@@ -38,7 +38,12 @@ def enable_compilation_cache(path: str) -> None:
 
 def build(config: config_lib.Config) -> tuple[ppo.PPO, ppo.Hparams]:
     """The learner and its Hparams for a resolved config."""
-    env = envs.make(config.env.name, reset_mode=config.env.reset_mode, **config.env.params)
+    env = envs.make(
+        config.env.name,
+        reset_mode=config.env.reset_mode,
+        randomize=config.env.randomization(),
+        **config.env.params,
+    )
     reward_fn, reward_params = reward_spec.build(config.reward, env)
     static = ppo.PPOStatic(
         num_envs=config.train.num_envs,

@@ -14,7 +14,11 @@ def _fmt(value, spec: str) -> str:
 
 
 class Progress:
-    """Shows env steps, steps/s, train and eval return; a context manager."""
+    """Shows env steps, steps/s, train return and primary return, eval return; a context manager.
+
+    Without a terminal it prints one line per chunk and, with each evaluation, a line of the
+    reward's parts: episode sums of each weighted contribution, gate and factor (``reward/``).
+    """
 
     def __init__(self, total_steps: int, done_steps: int = 0, enabled: bool = True):
         self.enabled = enabled
@@ -31,14 +35,23 @@ class Progress:
                 TextColumn("[bold]train"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("steps  {task.fields[sps]} steps/s  return {task.fields[ret]}"),
+                TextColumn(
+                    "steps  {task.fields[sps]} steps/s  return {task.fields[ret]}  "
+                    "primary {task.fields[primary]}"
+                ),
                 TextColumn("eval {task.fields[eval]}"),
                 TimeElapsedColumn(),
                 console=self.console,
             )
             self._bar.__enter__()
             self._task = self._bar.add_task(
-                "train", total=self._total, completed=self._done, sps="-", ret="-", eval="-"
+                "train",
+                total=self._total,
+                completed=self._done,
+                sps="-",
+                ret="-",
+                primary="-",
+                eval="-",
             )
         return self
 
@@ -54,12 +67,25 @@ class Progress:
             self._last_eval = row["eval/return"]
         sps = _fmt(row.get("train/steps_per_s"), ",.0f")
         ret = _fmt(row.get("train/return"), ".1f")
+        primary = _fmt(row.get("train/primary_return"), ".1f")
         ev = _fmt(self._last_eval, ".1f")
         if self._bar is not None:
-            self._bar.update(self._task, completed=row["env_steps"], sps=sps, ret=ret, eval=ev)
-        else:
-            print(
-                f"[rlx] steps {row['env_steps']:>10,}/{self._total:,}  {sps:>8} steps/s  "
-                f"train return {ret:>8}  eval return {ev:>8}  wall {row['wall_s']:.1f}s",
-                flush=True,
+            self._bar.update(
+                self._task,
+                completed=row["env_steps"],
+                sps=sps,
+                ret=ret,
+                primary=primary,
+                eval=ev,
             )
+            return
+        print(
+            f"[rlx] steps {row['env_steps']:>10,}/{self._total:,}  {sps:>8} steps/s  "
+            f"train return {ret:>8}  primary {primary:>8}  eval return {ev:>8}  "
+            f"wall {row['wall_s']:.1f}s",
+            flush=True,
+        )
+        parts = {k: v for k, v in row.items() if k.startswith("reward/") and v is not None}
+        if parts and row.get("eval/return") is not None:
+            text = "  ".join(f"{k.removeprefix('reward/')} {v:.3g}" for k, v in parts.items())
+            print(f"[rlx]   reward parts per episode: {text}", flush=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_overrides
+from conftest import TRACE_ONLY_CONFIGS, tiny_overrides
 from rlx import config as config_lib
 from rlx import driver
 
@@ -28,6 +28,9 @@ def without_timings(row: dict) -> dict:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_config_loads_strictly_and_runs_a_tiny_chunk(tmp_path, repo_configs, name):
     config = config_lib.load(Path(repo_configs) / name, tiny_overrides(str(tmp_path)))
+    if name in TRACE_ONLY_CONFIGS:
+        _trace_only(config)
+        return
     summary = driver.train(config, tmp_path / "run", show_progress=False)
     run_rows = rows(tmp_path / "run")
     assert summary["status"] == "completed" and len(run_rows) == config.iterations // 2
@@ -35,8 +38,25 @@ def test_shipped_config_loads_strictly_and_runs_a_tiny_chunk(tmp_path, repo_conf
     for key in ("env_steps", "wall_s", "train/steps_per_s", "eval/return", "eval/primary_return"):
         assert key in first
     assert any(k.startswith("terms/") for k in first)
+    assert any(k.startswith("reward/") for k in first)  # the reward's parts, per episode
     assert (tmp_path / "run" / "config.yaml").exists()
     assert (tmp_path / "run" / "checkpoints").exists()
+
+
+def _trace_only(config):
+    """Builds the run and traces its init, train chunk and eval without compiling them."""
+    import functools
+
+    import jax
+
+    agent, hparams = driver.build(config)
+    state = jax.eval_shape(agent.init, jax.random.key(0), hparams.reward)
+    chunk = functools.partial(agent.train_chunk, num_iterations=config.run.chunk_iterations)
+    new_state, metrics = jax.eval_shape(chunk, state, hparams)
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+    assert any(k.startswith("episode_total/reward/") for k in metrics)
+    out = jax.eval_shape(agent.evaluate, state, hparams, jax.random.key(1))
+    assert "eval/primary_return" in out
 
 
 def test_resume_gives_identical_metrics(tmp_path, repo_configs):
@@ -93,3 +113,24 @@ def test_sigterm_stops_at_a_chunk_boundary_with_a_resumable_checkpoint(tmp_path,
     resumed = driver.train(config, run_dir, resume=True, show_progress=False, max_chunks=1)
     assert rows(run_dir)[-1]["chunk"] == done[-1]["chunk"] + 1
     assert resumed["chunks"] == done[-1]["chunk"] + 1
+
+
+def test_plain_progress_prints_primary_and_reward_parts(capsys):
+    from rlx.progress import Progress
+
+    row = {
+        "env_steps": 100,
+        "wall_s": 1.0,
+        "train/return": 2.0,
+        "train/primary_return": 5.0,
+        "reward/factor/upright": 0.5,
+        "reward/progress": 3.0,
+        "eval/return": 1.5,
+    }
+    with Progress(total_steps=200) as progress:
+        progress.interactive = False
+        progress._bar = None
+        progress.update(row)
+    out = capsys.readouterr().out
+    assert "primary      5.0" in out
+    assert "reward parts per episode: factor/upright 0.5  progress 3" in out

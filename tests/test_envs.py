@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import TRACE_ONLY_ENVS
 from rlx import envs
 from rlx.envs import Box, Discrete, VmapWrapper, observation_size
 
@@ -30,12 +31,15 @@ def test_every_registered_env_resets_and_steps(name):
 
         return jax.lax.scan(step, state, jax.random.split(key, 3))
 
-    state, (obs, terms, primary, done) = run(jax.random.key(0))
+    if name in TRACE_ONLY_ENVS:  # compiled and run by another test (see conftest)
+        state, (obs, terms, primary, done) = jax.eval_shape(run, jax.random.key(0))
+    else:
+        state, (obs, terms, primary, done) = run(jax.random.key(0))
+        for leaf in jax.tree.leaves((obs, terms, primary)):
+            assert np.all(np.isfinite(leaf))
     assert obs.shape == (3, 2, size)
     assert set(terms) == set(env.term_names)
     assert set(state.signals) == set(env.signal_names)
-    for leaf in jax.tree.leaves((obs, terms, primary)):
-        assert np.all(np.isfinite(leaf))
 
 
 def test_cartpole_step_matches_classic_equations():
@@ -118,10 +122,14 @@ def test_batched_step_skips_resets_without_changing_results(reset_mode):
 
     a = jax.jit(lambda: run(batched.step))()
     b = jax.jit(lambda: run(jax.vmap(env.step)))()
+    # Equal up to float rounding: the two programs differ, and the suite's lighter LLVM
+    # pipeline (conftest) may contract multiply-adds differently in each (1 ulp seen).
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(
+        np.testing.assert_allclose(
             jax.random.key_data(x) if x.dtype == a.key.dtype else x,
             jax.random.key_data(y) if y.dtype == a.key.dtype else y,
+            rtol=1e-6,
+            atol=1e-7,
         )
 
 

@@ -45,3 +45,12 @@ def test_brax_inverted_pendulum_learns_through_the_adapter(tmp_path, repo_config
     config = config_lib.load(Path(repo_configs) / "cartpole.yaml", overrides)
     summary = driver.train(config, tmp_path / "run", show_progress=False)
     assert summary["best_eval_return"] >= 500
+
+
+def test_reach_config_brings_the_fingertip_to_the_target(tmp_path, repo_configs):
+    # MJX reach: primary = -distance (m) summed over the 50-step episode. A random policy
+    # scores about -9.2 (mean distance 0.18 m); configs/reach.yaml measured -2.68 after 614k
+    # steps (about 30 s on 2 cores), with the final-step distance 0.01 m.
+    config = config_lib.load(Path(repo_configs) / "reach.yaml", [f"run.root={tmp_path}"])
+    summary = driver.train(config, tmp_path / "run", show_progress=False)
+    assert summary["final_eval_primary_return"] >= -4.0

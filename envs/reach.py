@@ -1,0 +1,258 @@
+"""MJX planar reaching: a 2-link arm moves its fingertip to a random target in the plane.
+
+The MJCF is written here (no assets): two capsule links on hinge joints about z, driven by
+motors, and a mocap body marking the target. Nothing collides (every geom has contype 0), so a
+step is kinematics, dynamics and integration only; that keeps the XLA program small (see the
+README for measured compile times and rates). ``push.py`` reuses the arm and the helpers here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from rlx.envs.base import Box, EnvState, make_state, transition_state
+from rlx.envs.humanoid import MujocoUnavailableError
+from rlx.rewards.terms import tolerance
+
+# The arm both manipulation envs use: two 0.1 m capsules (reach 0.2 m) at height 0.02 above
+# the origin, hinges about z. Armature and damping dominate the links' tiny inertia, so full
+# torque (1 N m) gives a top joint speed of about 10 rad/s reached in about 0.1 s.
+ARM_XML = """
+    <body name="upper_arm" pos="0 0 0.02">
+      <joint name="shoulder" type="hinge" axis="0 0 1" damping="0.1" armature="0.01"/>
+      <geom name="upper_arm" type="capsule" fromto="0 0 0 0.1 0 0" size="0.01"
+            contype="{arm_contype}" conaffinity="0" condim="1" rgba="0.3 0.5 0.8 1"/>
+      <body name="forearm" pos="0.1 0 0">
+        <joint name="elbow" type="hinge" axis="0 0 1" damping="0.1" armature="0.01"/>
+        <geom name="forearm" type="capsule" fromto="0 0 0 0.1 0 0" size="0.01"
+              contype="{arm_contype}" conaffinity="0" condim="1" rgba="0.3 0.5 0.8 1"/>
+        <site name="fingertip" pos="0.1 0 0" size="0.012" rgba="0.9 0.9 0.2 1"/>
+      </body>
+    </body>
+"""
+ARM_ACTUATORS = """
+  <actuator>
+    <motor name="shoulder" joint="shoulder" gear="1" ctrllimited="true" ctrlrange="-1 1"/>
+    <motor name="elbow" joint="elbow" gear="1" ctrllimited="true" ctrlrange="-1 1"/>
+  </actuator>
+"""
+
+REACH_XML = f"""
+<mujoco model="rlx_reach">
+  <option timestep="0.01" iterations="1" ls_iterations="1"/>
+  <worldbody>
+    {ARM_XML.format(arm_contype=0)}
+    <body name="target" mocap="true" pos="0.1 0.1 0.02">
+      <geom type="sphere" size="0.012" contype="0" conaffinity="0" rgba="0.9 0.2 0.2 0.6"/>
+    </body>
+  </worldbody>
+  {ARM_ACTUATORS}
+</mujoco>
+"""
+
+
+@functools.cache
+def load_model(xml: str):
+    """(mujoco.MjModel, mjx.Model) of an MJCF string; cached, so each env builds it once."""
+    try:
+        import mujoco
+        from mujoco import mjx
+    except ImportError as error:
+        raise MujocoUnavailableError(
+            "the manipulation envs need mujoco and mujoco-mjx: "
+            "pip install -c constraints.txt '.[mjx]'"
+        ) from error
+    model = mujoco.MjModel.from_xml_string(xml)
+    # Concrete arrays even when first asked for inside a trace (the result is cached).
+    with jax.ensure_compile_time_eval():
+        return model, mjx.put_model(model)
+
+
+def sample_in_annulus(key: jax.Array, radius_min: float, radius_max: float) -> jax.Array:
+    """[2] point uniform (by area) in the annulus ``radius_min <= |p| <= radius_max``."""
+    radius_key, angle_key = jax.random.split(key)
+    u = jax.random.uniform(radius_key, (), minval=radius_min**2, maxval=radius_max**2)
+    angle = jax.random.uniform(angle_key, (), minval=-jnp.pi, maxval=jnp.pi)
+    return jnp.sqrt(u) * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
+
+
+def scale_action(model, action: jax.Array) -> jax.Array:
+    """Maps actions in [-1, 1] onto the model's actuator control ranges."""
+    ranges = jnp.asarray(model.actuator_ctrlrange, jnp.float32)
+    low, high = ranges[:, 0], ranges[:, 1]
+    return low + (action + 1.0) * 0.5 * (high - low)
+
+
+def physics_step(model, data, ctrl: jax.Array, frames: int):
+    """``frames`` MJX steps with ``ctrl`` held, then the positions of the new ``qpos``.
+
+    ``mjx.step`` leaves ``xpos``/``site_xpos`` at the ``qpos`` it started from (kinematics run
+    before integration); one kinematics pass (cheap: a 3-body tree) makes the observation, the
+    signals and the terms describe the state after the step.
+    """
+    from mujoco import mjx
+
+    def frame(data, _):
+        return mjx.step(model, data.replace(ctrl=ctrl)), None
+
+    data, _ = jax.lax.scan(frame, data, None, length=frames)
+    return mjx.kinematics(model, data)
+
+
+def arm_observation(data) -> jax.Array:
+    """[6] cos and sin of the two joint angles, and the two joint velocities."""
+    angles = data.qpos[:2]
+    return jnp.concatenate([jnp.cos(angles), jnp.sin(angles), data.qvel[:2]])
+
+
+def small_control(action: jax.Array) -> jax.Array:
+    """dm_control's small-control factor: (4 + mean_i tolerance(a_i, margin 1, quadratic)) / 5."""
+    per_actuator = tolerance(action, 0.0, 0.0, margin=1.0, sigmoid="quadratic", value_at_margin=0.0)
+    return (4.0 + jnp.mean(per_actuator)) / 5.0
+
+
+PRIMARY_OBJECTIVES = ("negative_distance", "final_success")
+
+
+def check_primary_objective(value: str) -> None:
+    if value not in PRIMARY_OBJECTIVES:
+        raise ValueError(f"primary_objective must be one of {PRIMARY_OBJECTIVES}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reach:
+    """Planar 2-link arm (2 motors, actions in [-1, 1]) reaching a target; never terminates.
+
+    Each reset draws the target uniformly (by area) in the annulus ``target_radius_min`` ..
+    ``target_radius_max`` around the shoulder (the arm reaches 0.2 m) and the joint angles
+    uniformly in +-``reset_angle_range``. Observation [10]: cos and sin of the joint angles,
+    joint velocities, target x, y, and fingertip minus target x, y.
+
+    Terms (unweighted, at the state after the step): ``distance`` (fingertip to target, m,
+    positive), ``ctrl_cost`` (sum of squared actions), ``success`` (1 when ``distance <
+    success_threshold``), ``progress`` (decrease of the distance during this step), ``near``
+    (dm_control-style tolerance(distance, [0, success_threshold], margin ``near_margin``,
+    gaussian), in [0, 1]) and ``small_control`` ((4 + mean_i tolerance(a_i, margin 1,
+    quadratic)) / 5, in [0.8, 1]): bounded terms for the product and geometric-mean
+    combinations.
+    Primary (``primary_objective``): ``'negative_distance'`` (default), -distance every step, so
+    the primary return is minus the distance summed over the episode; ``'final_success'``, the
+    success indicator on the episode's last step (step ``episode_length``) and 0 before it.
+    Either way ``success`` is also a term, for the reward layer and logging.
+    Signals: ``distance``, ``fingertip_x``, ``fingertip_y``, ``target_x``, ``target_y`` (so a
+    potential Phi(s) = -distance can be built from them).
+    """
+
+    episode_length: int = 50
+    frames_per_step: int = 2
+    success_threshold: float = 0.02
+    target_radius_min: float = 0.05
+    target_radius_max: float = 0.19
+    reset_angle_range: float = math.pi
+    primary_objective: str = "negative_distance"
+    near_margin: float = 0.1
+    name: ClassVar[str] = "reach"
+
+    term_names = ("distance", "ctrl_cost", "success", "progress", "near", "small_control")
+    signal_names = ("distance", "fingertip_x", "fingertip_y", "target_x", "target_y")
+
+    def __post_init__(self):
+        check_primary_objective(self.primary_objective)
+        if not 0 <= self.target_radius_min <= self.target_radius_max:
+            raise ValueError("need 0 <= target_radius_min <= target_radius_max")
+        load_model(REACH_XML)  # load the MJCF outside any trace
+
+    @property
+    def mj_model(self):
+        """The ``mujoco.MjModel`` the mjx model was built from (host side)."""
+        return load_model(REACH_XML)[0]
+
+    @property
+    def mjx_model(self):
+        """The ``mjx.Model`` that ``reset``/``step`` use (``*_with_model`` take any other)."""
+        return load_model(REACH_XML)[1]
+
+    @property
+    def action_space(self) -> Box:
+        return Box(size=int(self.mj_model.nu), low=-1.0, high=1.0)
+
+    @property
+    def dt(self) -> float:
+        return float(self.mj_model.opt.timestep) * self.frames_per_step
+
+    @functools.cached_property
+    def _fingertip(self) -> int:
+        import mujoco
+
+        return mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_SITE, "fingertip")
+
+    def _observe(self, data) -> tuple[jax.Array, dict[str, jax.Array]]:
+        fingertip = data.site_xpos[self._fingertip, :2]
+        target = data.mocap_pos[0, :2]
+        obs = jnp.concatenate([arm_observation(data), target, fingertip - target])
+        signals = {
+            "distance": jnp.linalg.norm(fingertip - target),
+            "fingertip_x": fingertip[0],
+            "fingertip_y": fingertip[1],
+            "target_x": target[0],
+            "target_y": target[1],
+        }
+        return obs, signals
+
+    def reset(self, key: jax.Array) -> EnvState:
+        return self.reset_with_model(self.mjx_model, key)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        return self.step_with_model(self.mjx_model, state, action)
+
+    def reset_with_model(self, model, key: jax.Array) -> EnvState:
+        """``reset`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
+        from mujoco import mjx
+
+        key, angle_key, target_key = jax.random.split(key, 3)
+        span = self.reset_angle_range
+        angles = jax.random.uniform(angle_key, (2,), minval=-span, maxval=span)
+        target = sample_in_annulus(target_key, self.target_radius_min, self.target_radius_max)
+        data = mjx.make_data(model)
+        mocap_pos = data.mocap_pos.at[0, :2].set(target)
+        data = mjx.forward(model, data.replace(qpos=angles, mocap_pos=mocap_pos))
+        obs, signals = self._observe(data)
+        return make_state(
+            physics=data, obs=obs, signals=signals, term_names=self.term_names, key=key
+        )
+
+    def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
+        """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
+        data = physics_step(model, state.physics, scale_action(model, action), self.frames_per_step)
+        obs, signals = self._observe(data)
+        distance = signals["distance"]
+        success = (distance < self.success_threshold).astype(jnp.float32)
+        terms = {
+            "distance": distance,
+            "ctrl_cost": jnp.sum(action**2),
+            "success": success,
+            # obs_signals: the state this step started from (post-reset after an auto-reset).
+            "progress": state.obs_signals["distance"] - distance,
+            "near": tolerance(distance, 0.0, self.success_threshold, margin=self.near_margin),
+            "small_control": small_control(action),
+        }
+        if self.primary_objective == "negative_distance":
+            primary = -distance
+        else:
+            last_step = state.step_count + 1 == self.episode_length
+            primary = jnp.where(last_step, success, 0.0)
+        return transition_state(
+            state,
+            physics=data,
+            obs=obs,
+            signals=signals,
+            terms=terms,
+            primary=primary,
+            terminated=jnp.zeros((), bool),
+        )

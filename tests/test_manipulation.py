@@ -1,0 +1,223 @@
+"""The MJX manipulation envs (reach, push): terms, signals and primary against the geometry.
+
+Tiny sizes, and one compiled reset and one compiled step per model shared by the module. The
+step takes the mjx model as an argument (``step_with_model``), so a modified model reuses the
+same program, as domain randomisation will.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlx import envs
+
+BATCH = 4
+LINK = 0.1  # each arm link's length (m), see envs/reach.py
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    env: Any
+    reset: Any  # (model, keys [B]) -> EnvState [B]
+    step: Any  # (model, state [B], action [B, 2]) -> EnvState [B]
+
+    def first(self, seed: int = 0):
+        return self.reset(self.env.mjx_model, jax.random.split(jax.random.key(seed), BATCH))
+
+    def advance(self, state, action, model=None):
+        action = jnp.broadcast_to(jnp.asarray(action, jnp.float32), (BATCH, 2))
+        return self.step(self.env.mjx_model if model is None else model, state, action)
+
+
+def _compile(env) -> Compiled:
+    return Compiled(
+        env=env,
+        reset=jax.jit(jax.vmap(env.reset_with_model, in_axes=(None, 0))),
+        step=jax.jit(jax.vmap(env.step_with_model, in_axes=(None, 0, 0))),
+    )
+
+
+@pytest.fixture(scope="module")
+def reach() -> Compiled:
+    return _compile(envs.Reach())
+
+
+@pytest.fixture(scope="module")
+def push() -> Compiled:
+    return _compile(envs.Push())
+
+
+def _fingertip(qpos) -> np.ndarray:
+    """[B, 2] forward kinematics of the 2-link arm from its joint angles."""
+    q = np.asarray(qpos)
+    first, both = q[:, 0], q[:, 0] + q[:, 1]
+    return LINK * np.stack([np.cos(first) + np.cos(both), np.sin(first) + np.sin(both)], -1)
+
+
+def _random_actions(seed: int) -> jax.Array:
+    return jax.random.uniform(jax.random.key(seed), (BATCH, 2), minval=-1.0, maxval=1.0)
+
+
+def _with_target(state, target):
+    """``state`` with the mocap target/goal moved to ``target`` [B, 2]."""
+    mocap = state.physics.mocap_pos.at[:, 0, :2].set(target)
+    return state.replace(physics=state.physics.replace(mocap_pos=mocap))
+
+
+def test_reach_terms_signals_and_primary_follow_the_geometry(reach):
+    state = reach.first()
+    for i in range(3):
+        action = _random_actions(i)
+        new = reach.advance(state, action)
+        tip = _fingertip(new.physics.qpos)
+        target = np.asarray(new.physics.mocap_pos[:, 0, :2])
+        distance = np.linalg.norm(tip - target, axis=-1)
+        np.testing.assert_allclose(new.terms["distance"], distance, atol=1e-5)
+        np.testing.assert_allclose(new.signals["distance"], distance, atol=1e-5)
+        np.testing.assert_allclose(new.signals["fingertip_x"], tip[:, 0], atol=1e-5)
+        np.testing.assert_allclose(new.signals["target_y"], target[:, 1], atol=1e-6)
+        np.testing.assert_allclose(new.primary, -new.terms["distance"], rtol=1e-6)
+        np.testing.assert_allclose(
+            new.terms["progress"], state.obs_signals["distance"] - new.terms["distance"], atol=1e-6
+        )
+        np.testing.assert_allclose(new.terms["ctrl_cost"], np.sum(np.square(action), -1), 1e-6)
+        beyond = np.maximum(distance - 0.02, 0.0) / 0.1  # gaussian tolerance, 0.1 at the margin
+        near = np.exp(-0.5 * (beyond * np.sqrt(-2 * np.log(0.1))) ** 2)
+        np.testing.assert_allclose(new.terms["near"], near, atol=1e-4)
+        control = (4 + np.mean(1 - np.square(np.asarray(action)), -1)) / 5
+        np.testing.assert_allclose(new.terms["small_control"], control, rtol=1e-5)
+        np.testing.assert_allclose(new.obs[:, 6:8], target, atol=1e-6)
+        np.testing.assert_allclose(new.obs[:, 8:10], tip - target, atol=1e-5)
+        assert not np.any(new.terminated)
+        state = new
+    assert np.all(np.abs(np.asarray(state.physics.qvel)) > 0)  # the arm moved
+
+
+def test_reach_success_iff_distance_below_threshold(reach):
+    state = reach.first(seed=1)
+    tip = np.stack([state.obs_signals["fingertip_x"], state.obs_signals["fingertip_y"]], -1)
+    offsets = np.array([0.0, 0.01, 0.03, 0.1])  # threshold 0.02
+    target = tip + offsets[:, None] * np.array([0.6, 0.8])
+    # The arm rests (zero velocity) and zero torque keeps it there.
+    new = reach.advance(_with_target(state, target), jnp.zeros(2))
+    np.testing.assert_allclose(new.terms["distance"], offsets, atol=1e-4)
+    np.testing.assert_array_equal(new.terms["success"], [1.0, 1.0, 0.0, 0.0])
+
+
+def test_reach_final_success_primary_only_on_the_last_step(reach):
+    env = envs.Reach(primary_objective="final_success", episode_length=2)
+    step = jax.jit(jax.vmap(env.step_with_model, in_axes=(None, 0, 0)))
+    state = reach.first(seed=2)
+    tip = np.stack([state.obs_signals["fingertip_x"], state.obs_signals["fingertip_y"]], -1)
+    state = _with_target(state, tip + np.array([[0.0], [0.0], [0.1], [0.1]]))
+    zeros = jnp.zeros((BATCH, 2))
+    first = step(env.mjx_model, state, zeros)
+    np.testing.assert_array_equal(first.primary, 0.0)
+    np.testing.assert_array_equal(first.terms["success"], [1.0, 1.0, 0.0, 0.0])
+    last = step(env.mjx_model, first, zeros)
+    np.testing.assert_array_equal(last.primary, last.terms["success"])
+    np.testing.assert_array_equal(last.primary, [1.0, 1.0, 0.0, 0.0])
+
+
+def test_reach_resets_resample_the_target_inside_the_annulus(reach):
+    env = reach.env
+    targets = []
+    for seed in range(5):
+        state = reach.first(seed)
+        target = np.asarray(state.physics.mocap_pos[:, 0, :2])
+        np.testing.assert_allclose(state.obs[:, 6:8], target)
+        radius = np.linalg.norm(target, axis=-1)
+        assert np.all(radius >= env.target_radius_min - 1e-6)
+        assert np.all(radius <= env.target_radius_max + 1e-6)
+        assert np.all(np.abs(np.asarray(state.physics.qpos)) <= env.reset_angle_range)
+        assert np.all(np.asarray(state.physics.qvel) == 0)
+        targets.append(target)
+    targets = np.concatenate(targets)
+    assert len(np.unique(targets.round(6), axis=0)) == len(targets)
+
+
+def test_reach_step_uses_the_model_it_is_given(reach):
+    # Domain randomisation passes its own model to step_with_model: no torque, no motion.
+    state = reach.first(seed=3)
+    model = reach.env.mjx_model
+    powerless = model.replace(actuator_gear=model.actuator_gear * 0.0)
+    moved = reach.advance(state, jnp.ones(2))
+    still = reach.advance(state, jnp.ones(2), model=powerless)
+    assert np.all(np.abs(np.asarray(moved.physics.qpos - state.physics.qpos)) > 1e-3)
+    np.testing.assert_allclose(still.physics.qpos, state.physics.qpos, atol=1e-7)
+
+
+def test_reach_rejects_an_unknown_primary_objective():
+    with pytest.raises(ValueError, match="primary_objective"):
+        envs.Reach(primary_objective="reward")
+
+
+def test_push_terms_signals_and_primary_follow_the_geometry(push):
+    state = push.first()
+    for i in range(3):
+        action = _random_actions(10 + i)
+        new = push.advance(state, action)
+        qpos = np.asarray(new.physics.qpos)
+        tip, puck = _fingertip(qpos), qpos[:, 2:4]
+        goal = np.asarray(new.physics.mocap_pos[:, 0, :2])
+        object_goal = np.linalg.norm(puck - goal, axis=-1)
+        np.testing.assert_allclose(new.terms["object_goal_distance"], object_goal, atol=1e-5)
+        np.testing.assert_allclose(
+            new.terms["hand_object_distance"], np.linalg.norm(tip - puck, axis=-1), atol=1e-5
+        )
+        np.testing.assert_allclose(new.signals["object_x"], puck[:, 0], atol=1e-6)
+        np.testing.assert_allclose(new.signals["goal_y"], goal[:, 1], atol=1e-6)
+        np.testing.assert_array_equal(
+            new.terms["success"], new.terms["object_goal_distance"] < push.env.success_threshold
+        )
+        np.testing.assert_allclose(new.primary, -new.terms["object_goal_distance"], rtol=1e-6)
+        np.testing.assert_allclose(
+            new.terms["progress"],
+            state.obs_signals["object_goal_distance"] - new.terms["object_goal_distance"],
+            atol=1e-6,
+        )
+        np.testing.assert_allclose(new.obs[:, 14:16], puck - goal, atol=1e-5)
+        assert not np.any(new.terminated)
+        state = new
+
+
+def test_push_resets_place_puck_and_goal_in_bounds_clear_of_the_arm(push):
+    env = push.env
+    pucks, goals = [], []
+    for seed in range(3):
+        state = push.first(seed)
+        puck = np.asarray(state.physics.qpos[:, 2:4])
+        goal = np.asarray(state.physics.mocap_pos[:, 0, :2])
+        for point in (puck, goal):
+            radius = np.linalg.norm(point, axis=-1)
+            assert np.all((radius >= env.radius_min - 1e-6) & (radius <= env.radius_max + 1e-6))
+        # The arm starts clear of the puck: a zero-torque step leaves the puck where it was.
+        rested = push.advance(state, jnp.zeros(2))
+        np.testing.assert_allclose(rested.physics.qpos[:, 2:4], puck, atol=1e-7)
+        pucks.append(puck)
+        goals.append(goal)
+    pucks, goals = np.concatenate(pucks), np.concatenate(goals)
+    assert len(np.unique(pucks.round(6), axis=0)) == len(pucks)
+    assert len(np.unique(goals.round(6), axis=0)) == len(goals)
+
+
+def test_pushing_moves_the_puck_and_sweeping_away_does_not(push):
+    state = push.first()
+    # Arm straight along -0.6 rad, puck at (0.15, 0): turning the shoulder counter-clockwise
+    # sweeps the forearm into the puck and pushes it towards +y.
+    # (Built from the reset's arrays, which keeps their placement: fresh host arrays would make
+    # jit compile the step a second time.)
+    qpos = state.physics.qpos.at[:].set(jnp.array([-0.6, 0.0, 0.15, 0.0]))
+    start = state.replace(physics=state.physics.replace(qpos=qpos))  # at rest: qvel 0 at reset
+    toward, away = start, start
+    for _ in range(10):
+        toward = push.advance(toward, jnp.array([1.0, 0.0]))
+        away = push.advance(away, jnp.array([-1.0, 0.0]))
+    assert np.all(np.asarray(toward.physics.qpos[:, 3]) > 0.05)
+    np.testing.assert_allclose(away.physics.qpos[:, 2:4], qpos[:, 2:4], atol=1e-7)
