@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import os
 
-# Tests never measure speed: a lighter LLVM pipeline cuts XLA CPU compile time by about a
-# quarter (MJX programs dominate the suite's time). Set before JAX starts; subprocesses inherit.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "")
-    + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-)
+import jax
+import pytest
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
-
-from rlx import runtime  # noqa: E402
+from rlx import runtime
 
 runtime.configure()
 
