@@ -24,7 +24,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import yaml
 
 from rlx import config as config_lib
 from rlx import driver, runtime
@@ -45,14 +44,8 @@ TRIVIAL_SPEC = {"weights": {"alive": 1.0}}
 
 
 def build(base: Path, reward: dict, overrides: list[str]):
-    data = config_lib.to_dict(config_lib.load(base, overrides))
-    data["reward"] = reward
-    path = Path("/tmp") / f"rlx-share-{time.time_ns()}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    try:
-        config = config_lib.load(path)
-    finally:
-        path.unlink()
+    # A whole-section override (JSON is YAML) replaces the base config's reward section.
+    config = config_lib.load(base, [*overrides, f"reward={json.dumps(reward)}"])
     return config, *driver.build(config)
 
 

@@ -29,15 +29,8 @@ from rlx import driver, runtime
 
 def run_spec(base: Path, reward: dict, overrides: list[str], num_seeds: int) -> dict:
     """Trains ``num_seeds`` seeds of one reward spec; returns its curves and timings."""
-    config = config_lib.load(base, overrides)
-    data = config_lib.to_dict(config)
-    data["reward"] = reward
-    spec_path = Path("/tmp") / f"rlx-compare-{time.time_ns()}.yaml"
-    spec_path.write_text(yaml.safe_dump(data))
-    try:
-        config = config_lib.load(spec_path)
-    finally:
-        spec_path.unlink()
+    # A whole-section override (JSON is YAML) replaces the base config's reward section.
+    config = config_lib.load(base, [*overrides, f"reward={json.dumps(reward)}"])
     agent, hparams = driver.build(config)
     chunk = functools.partial(agent.train_chunk, num_iterations=config.run.chunk_iterations)
     keys = jax.random.split(jax.random.key(config.train.seed), num_seeds)
