@@ -8,6 +8,7 @@ from __future__ import annotations
 from rlx.envs.base import Box, Discrete, Env, EnvState, observation_size
 from rlx.envs.brax_adapter import BraxEnv
 from rlx.envs.cartpole import CartPole
+from rlx.envs.gridworld import GridWorld
 from rlx.envs.humanoid import Humanoid
 from rlx.envs.humanoid_tasks import HumanoidRun, HumanoidStand, HumanoidWalk
 from rlx.envs.pendulum import Pendulum
@@ -16,6 +17,7 @@ from rlx.envs.probes import (
     ProbeAction,
     ProbeConstant,
     ProbeContinuous,
+    ProbeLure,
     ProbeObserved,
     ProbeTimeLimit,
     ProbeTwoStep,
@@ -28,6 +30,7 @@ from rlx.envs.wrappers import EpisodeWrapper, VmapWrapper
 # name -> env class; the class is also the env's typed config (a frozen dataclass).
 REGISTRY: dict[str, type] = {
     "cartpole": CartPole,
+    "gridworld": GridWorld,
     "pendulum": Pendulum,
     "humanoid": Humanoid,
     "humanoid_stand": HumanoidStand,
@@ -41,6 +44,7 @@ REGISTRY: dict[str, type] = {
     "probe/action": ProbeAction,
     "probe/continuous": ProbeContinuous,
     "probe/time_limit": ProbeTimeLimit,
+    "probe/lure": ProbeLure,
 }
 
 
@@ -109,6 +113,7 @@ __all__ = [
     "Env",
     "EnvState",
     "EpisodeWrapper",
+    "GridWorld",
     "Humanoid",
     "NotRandomizableError",
     "HumanoidRun",

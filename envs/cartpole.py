@@ -15,9 +15,17 @@ from rlx.envs.base import Discrete, EnvState, make_state, transition_state
 class CartPole:
     """Balance a pole on a cart by pushing left (0) or right (1).
 
-    Terms: ``alive`` (1 every step, the last included, as in Gym). Primary: +1 per step.
+    Terms: ``alive`` (1 every step, the last included, as in Gym), and two auxiliary terms from
+    BARFI (Gupta et al. 2023) that compare the action with a PD controller on the pole angle,
+    ``a_PD = 1 iff pd_p * theta + pd_d * (theta - previous theta) > 0`` (BARFI's
+    ``round(sigmoid(.))``; the angle change is 0 on an episode's first step), both taken at the
+    state before the step: ``pd_agree`` (+1 if the action is a_PD, else 0: the helpful
+    heuristic) and ``pd_anti`` (-5 if the action is a_PD, else +1: the misspecified one). Both
+    are 0 on the terminal step. Primary: +1 per step.
     Signals: ``cart_position``, ``cart_velocity``, ``pole_angle``, ``pole_angular_velocity``.
     Terminates at |x| > ``x_threshold`` or |theta| > ``theta_threshold_degrees``.
+
+    ``physics`` is [x, x_dot, theta, theta_dot, previous theta]; ``obs`` is its first four.
     """
 
     episode_length: int = 500
@@ -29,28 +37,37 @@ class CartPole:
     dt: float = 0.02
     x_threshold: float = 2.4
     theta_threshold_degrees: float = 12.0
+    pd_p: float = 0.1
+    pd_d: float = 0.5
     name: ClassVar[str] = "cartpole"
 
     action_space = Discrete(2)
-    term_names = ("alive",)
+    term_names = ("alive", "pd_agree", "pd_anti")
     signal_names = ("cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity")
 
     def _signals(self, physics: jax.Array) -> dict[str, jax.Array]:
-        return dict(zip(self.signal_names, physics, strict=True))
+        return dict(zip(self.signal_names, physics[:4], strict=True))
+
+    def pd_action(self, physics: jax.Array) -> jax.Array:
+        """[] int32 action of BARFI's PD controller on the pole angle at ``physics``."""
+        theta, previous_theta = physics[2], physics[4]
+        return (self.pd_p * theta + self.pd_d * (theta - previous_theta) > 0).astype(jnp.int32)
 
     def reset(self, key: jax.Array) -> EnvState:
         key, init_key = jax.random.split(key)
-        physics = jax.random.uniform(init_key, (4,), jnp.float32, -0.05, 0.05)
+        cart_pole = jax.random.uniform(init_key, (4,), jnp.float32, -0.05, 0.05)
+        # Previous theta = theta: the PD controller's angle change is 0 on the first step.
+        physics = jnp.append(cart_pole, cart_pole[2])
         return make_state(
             physics=physics,
-            obs=physics,
+            obs=cart_pole,
             signals=self._signals(physics),
             term_names=self.term_names,
             key=key,
         )
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        x, x_dot, theta, theta_dot = state.physics
+        x, x_dot, theta, theta_dot, _ = state.physics
         force = jnp.where(action == 1, self.force_magnitude, -self.force_magnitude)
         total_mass = self.cart_mass + self.pole_mass
         pole_moment = self.pole_mass * self.pole_half_length
@@ -67,16 +84,23 @@ class CartPole:
                 x_dot + self.dt * x_acc,
                 theta + self.dt * theta_dot,
                 theta_dot + self.dt * theta_acc,
+                theta,
             ]
         )
         theta_limit = self.theta_threshold_degrees * 2 * jnp.pi / 360
         terminated = (jnp.abs(physics[0]) > self.x_threshold) | (jnp.abs(physics[2]) > theta_limit)
+        agrees = action == self.pd_action(state.physics)
+        ongoing = jnp.logical_not(terminated)
         return transition_state(
             state,
             physics=physics,
-            obs=physics,
+            obs=physics[:4],
             signals=self._signals(physics),
-            terms={"alive": 1.0},
+            terms={
+                "alive": 1.0,
+                "pd_agree": jnp.where(ongoing & agrees, 1.0, 0.0),
+                "pd_anti": jnp.where(ongoing, jnp.where(agrees, -5.0, 1.0), 0.0),
+            },
             primary=1.0,
             terminated=terminated,
         )

@@ -128,3 +128,26 @@ class ProbeTimeLimit(_Probe):
 
     def _outcome(self, obs, count, action):
         return obs, jnp.ones(()), False
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeLure(_Probe):
+    """Two actions, one step, two terms: ``reward`` (= primary) is +1 for action 1, and a
+    misleading auxiliary ``lure`` is +1 for action 0. With weights {reward: 1, lure: w} the
+    weighted reward prefers action 0 when w > 1; a meta-learner of w must push it below 1."""
+
+    name: ClassVar[str] = "probe/lure"
+    action_space = Discrete(2)
+    term_names = ("reward", "lure")
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        reward = jnp.where(action == 1, 1.0, 0.0)
+        return transition_state(
+            state,
+            physics=state.physics,
+            obs=state.physics,
+            signals={"step": (state.step_count + 1).astype(jnp.float32)},
+            terms={"reward": reward, "lure": 1.0 - reward},
+            primary=reward,
+            terminated=True,
+        )

@@ -39,11 +39,15 @@ class RewardFn(NamedTuple):
     apply: (params, state, transition, *, gamma) -> (reward [T, B], state, info).
     penalty: optional (params, transition) -> [] regulariser of learned parts (a Lipschitz
       penalty), for the optimiser of the reward params to add; None when nothing is learned.
+    weights: optional (params, transition) -> {term: []} the effective (decoded) weight of each
+      term, averaged over the transition's steps where it depends on the state; what a
+      meta-learner logs as "the weights" whatever the parameterisation.
     """
 
     init: Callable[..., RewardState]
     apply: Callable[..., tuple[jax.Array, RewardState, dict]]
     penalty: Penalty | None = None
+    weights: Callable[[RewardParams, Transition], dict[str, jax.Array]] | None = None
 
 
 class RewardTransform(NamedTuple):
@@ -165,7 +169,10 @@ def chain(
     penalty = _sum_penalties(
         {"combine": combine.penalty} | {name: stage.penalty for name, stage in shaping}
     )
-    return RewardFn(init=init, apply=apply, penalty=penalty)
+    weights = None
+    if combine.weights is not None:
+        weights = lambda params, transition: combine.weights(params["combine"], transition)
+    return RewardFn(init=init, apply=apply, penalty=penalty, weights=weights)
 
 
 def zeros_like_steps(transition: Transition) -> jax.Array:

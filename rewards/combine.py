@@ -39,6 +39,17 @@ def _weighted(raw, parameterization: Parameterization, transition: Transition, n
     return {name: weights[name] * transition.terms[name] for name in names}
 
 
+def _mean_weights(parameterization: Parameterization, key: str | None = None):
+    """(params, transition) -> {term: [] mean decoded weight} for ``RewardFn.weights``."""
+
+    def weights(params, transition):
+        raw = params if key is None else params[key]
+        decoded = parameterization.decode(raw, transition)
+        return {name: jnp.mean(w) for name, w in decoded.items()}
+
+    return weights
+
+
 def _sub_penalty(parameterization: Parameterization, key: str | None):
     if parameterization.penalty is None:
         return None
@@ -61,7 +72,12 @@ def weighted_sum(names: Sequence[str], parameterization: Parameterization | None
         reward = sum(contributions.values(), zeros_like_steps(transition))
         return reward, state, contributions
 
-    return RewardFn(_stateless_init(names), apply, _sub_penalty(parameterization, None))
+    return RewardFn(
+        _stateless_init(names),
+        apply,
+        _sub_penalty(parameterization, None),
+        _mean_weights(parameterization),
+    )
 
 
 def safe_power(base: jax.Array, exponent: jax.Array) -> jax.Array:
@@ -99,7 +115,10 @@ def product(
         return reward, state, info
 
     return RewardFn(
-        _stateless_init(progress + factors), apply, _sub_penalty(parameterization, "progress")
+        _stateless_init(progress + factors),
+        apply,
+        _sub_penalty(parameterization, "progress"),
+        _mean_weights(parameterization, "progress"),
     )
 
 
@@ -130,7 +149,12 @@ def geometric_mean(
         info = {f"scaled/{name}": value for name, value in scaled.items()}
         return sign * mean, state, info
 
-    return RewardFn(_stateless_init(names), apply, _sub_penalty(parameterization, None))
+    return RewardFn(
+        _stateless_init(names),
+        apply,
+        _sub_penalty(parameterization, None),
+        _mean_weights(parameterization),
+    )
 
 
 def _gate(value, threshold, temperature, soft: bool):
@@ -169,7 +193,15 @@ def gated(levels: Sequence[Sequence[str]], soft: bool = False):
             gate = gate * opened
         return reward, state, info
 
-    return RewardFn(_stateless_init(needed), apply)
+    def weights(params, transition):
+        del transition
+        return {
+            f"level{k}/{name}": jnp.asarray(w)
+            for k, level in enumerate(params["levels"])
+            for name, w in level.items()
+        }
+
+    return RewardFn(_stateless_init(needed), apply, None, weights)
 
 
 class OutcomeState(NamedTuple):
@@ -246,4 +278,9 @@ def gated_outcome(
         new_state = OutcomeState(running=PerEnv(running), last_gate=PerEnv(last_gate))
         return reward, new_state, info
 
-    return RewardFn(init, apply, _sub_penalty(parameterization, "immediate"))
+    return RewardFn(
+        init,
+        apply,
+        _sub_penalty(parameterization, "immediate"),
+        _mean_weights(parameterization, "immediate"),
+    )

@@ -1,4 +1,4 @@
-"""``rlx train CONFIG [dotted.key=value ...]`` and ``rlx train --resume RUN_DIR``."""
+"""``rlx train|meta CONFIG [dotted.key=value ...]`` and ``rlx train|meta --resume RUN_DIR``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlx", description="JAX-native RL for robot control")
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train PPO on a config")
-    train.add_argument("config", nargs="?", help="YAML config, e.g. configs/cartpole.yaml")
-    train.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
-    train.add_argument("--run-dir", help="run directory (default runs/<config>-<UTC time>)")
-    train.add_argument("--no-progress", action="store_true", help="no progress output")
+    helps = {
+        "train": "train PPO on a config",
+        "meta": "meta-learn the reward params (the config's meta section) around PPO",
+    }
+    for name, text in helps.items():
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("config", nargs="?", help="YAML config, e.g. configs/cartpole.yaml")
+        sub.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
+        sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+        sub.add_argument("--run-dir", help="run directory (default runs/<config>-<UTC time>)")
+        sub.add_argument("--no-progress", action="store_true", help="no progress output")
     return parser
 
 
@@ -45,6 +50,11 @@ def train_command(args: argparse.Namespace) -> int:
 
     from rlx import driver
 
+    if args.command == "meta":
+        from rlx.meta.run import meta as run_fn
+    else:
+        run_fn = driver.train
+
     if args.resume:
         if not (Path(args.resume) / "checkpoints").exists():
             return _fail(f"{args.resume}: no checkpoints to resume from")
@@ -54,20 +64,22 @@ def train_command(args: argparse.Namespace) -> int:
             return _fail(f"run directory {run_dir} exists and is not empty (use --resume)")
         run_dir = run_dir or driver.default_run_dir(config, Path(args.config).stem)
     try:
-        summary = driver.train(
+        summary = run_fn(
             config, run_dir, resume=bool(args.resume), show_progress=not args.no_progress
         )
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
     final = summary["final_eval_return"]
+    primary = summary.get("final_eval_primary_return")
     print(
         f"[rlx] {summary['status']}: {summary['env_steps']:,} env steps in "
         f"{summary['wall_s']:.1f}s (compile {summary['compile_s']:.1f}s), final eval return "
-        f"{'-' if final is None else f'{final:.1f}'}; results in {run_dir}",
+        f"{'-' if final is None else f'{final:.1f}'}"
+        f"{'' if primary is None else f' (primary {primary:.1f})'}; results in {run_dir}",
         flush=True,
     )
     if summary["status"] == "interrupted":
-        print(f"[rlx] resume with: rlx train --resume {run_dir}", flush=True)
+        print(f"[rlx] resume with: rlx {args.command} --resume {run_dir}", flush=True)
         if summary.get("signal") is not None:
             return 128 + int(summary["signal"])
     return 0
@@ -75,7 +87,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "train":
+    if args.command in ("train", "meta"):
         return train_command(args)
     return 2
 

@@ -212,6 +212,34 @@ class RunConfig:
     compilation_cache: str = _field("~/.cache/rlx/jax", doc="'' turns the cache off")
 
 
+META_METHODS = ("one_step", "unrolled", "implicit", "population")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig:
+    """``rlx meta``: bilevel optimisation of the reward params (see rlx/meta)."""
+
+    method: str = _field("one_step", _one_of(META_METHODS))
+    inner_iterations: int = _field(1, POSITIVE, "PPO iterations per meta-iteration")
+    remat: bool = _field(True, doc="unrolled: rematerialise each inner update (jax.checkpoint)")
+    learn: tuple[str, ...] = _field((), doc="reward param paths learned, e.g. combine/aux (all)")
+    learn_gamma: bool = _field(False, doc="also learn the inner discount (a logit)")
+    outer_learning_rate: float = _field(1e-2, POSITIVE, "Adam step on phi")
+    outer_gamma: float = _field(0.99, UNIT, "discount of the primary objective")
+    outer_lambda: float = _field(0.95, UNIT, "GAE lambda of the primary advantages")
+    l2: float = _field(0.0, NON_NEGATIVE, "l2 * |phi|^2 over the learned reward params")
+    gamma_l2: float = _field(0.0, NON_NEGATIVE, "gamma_l2 * gamma_phi (pushes gamma down)")
+    critic_learning_rate: float = _field(1e-3, POSITIVE, "Adam step of the primary critic")
+    critic_hidden: tuple[int, ...] = _field((64, 64))
+    warmup: int = _field(0, NON_NEGATIVE, "meta-iterations before phi first moves")
+    neumann_steps: int = _field(5, NON_NEGATIVE, "implicit: Neumann series terms K")
+    neumann_alpha: float = _field(1e-2, POSITIVE, "implicit: Neumann step alpha")
+    population_size: int = _field(8, POSITIVE)
+    exploit_fraction: float = _field(0.25, OPEN_UNIT, "population: share replaced each time")
+    perturb_scale: float = _field(0.2, NON_NEGATIVE, "population: explore noise on phi")
+    init_scale: float = _field(0.5, NON_NEGATIVE, "population: initial spread of phi")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
@@ -221,12 +249,22 @@ class Config:
     network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    meta: MetaConfig = dataclasses.field(default_factory=MetaConfig)
 
     @property
     def iterations(self) -> int:
         """Train iterations, rounded up to whole chunks."""
         per_iteration = self.train.num_envs * self.train.unroll_length
         wanted = math.ceil(self.train.total_steps / per_iteration)
+        chunk = self.run.chunk_iterations
+        return math.ceil(wanted / chunk) * chunk
+
+    @property
+    def meta_iterations(self) -> int:
+        """Meta-iterations of ``rlx meta`` (each ``meta.inner_iterations`` PPO iterations per
+        learner), rounded up to whole chunks."""
+        per_meta = self.train.num_envs * self.train.unroll_length * self.meta.inner_iterations
+        wanted = math.ceil(self.train.total_steps / per_meta)
         chunk = self.run.chunk_iterations
         return math.ceil(wanted / chunk) * chunk
 
@@ -394,11 +432,27 @@ def _resolve(config: Config, source: _Source) -> Config:
             envs.DomainRandomization(env, **config.env.randomization())
         except envs.NotRandomizableError as error:
             raise source.error("env.randomize", str(error)) from None
+    if config.meta.method == "population":
+        size, fraction = config.meta.population_size, config.meta.exploit_fraction
+        if size < 2 or not 1 <= int(size * fraction) <= size // 2:
+            raise source.error(
+                "meta.exploit_fraction",
+                f"population_size * exploit_fraction must round down to between 1 and "
+                f"population_size / 2, got {size} x {fraction}",
+            )
     samples = config.train.num_envs * config.train.unroll_length
     if samples % config.train.num_minibatches:
         raise source.error(
             "train.num_minibatches", f"must divide num_envs * unroll_length = {samples}"
         )
+    if config.meta.learn:
+        from rlx.meta.learner import learn_mask
+        from rlx.rewards import spec
+
+        try:
+            learn_mask(spec.build(reward, env)[1], config.meta.learn)
+        except ValueError as error:
+            raise source.error("meta.learn", str(error)) from None
     return dataclasses.replace(
         config,
         env=dataclasses.replace(config.env, params=env_params),

@@ -14,8 +14,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -27,6 +28,8 @@ from rlx.progress import Progress
 from rlx.rewards import spec as reward_spec
 
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
+# Metrics that are a current value, not a rate: a chunk's row keeps the last iteration's.
+LAST_VALUE_PREFIXES = ("phi/", "weights/", "meta/gamma")
 TIMING_KEYS = ("wall_s", "train/steps_per_s", "chunk_s", "eval_s", "compile_s", "trace_s")
 
 
@@ -36,8 +39,11 @@ def enable_compilation_cache(path: str) -> None:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
 
 
-def build(config: config_lib.Config) -> tuple[ppo.PPO, ppo.Hparams]:
-    """The learner and its Hparams for a resolved config."""
+def build(
+    config: config_lib.Config, total_iterations: int | None = None
+) -> tuple[ppo.PPO, ppo.Hparams]:
+    """The learner and its Hparams for a resolved config (``total_iterations``: the PPO
+    iterations its learning rate anneals over, default the config's)."""
     env = envs.make(
         config.env.name,
         reset_mode=config.env.reset_mode,
@@ -50,7 +56,7 @@ def build(config: config_lib.Config) -> tuple[ppo.PPO, ppo.Hparams]:
         unroll_length=config.train.unroll_length,
         num_minibatches=config.train.num_minibatches,
         num_epochs=config.train.num_epochs,
-        total_iterations=config.iterations,
+        total_iterations=total_iterations or config.iterations,
         policy_hidden=config.network.policy_hidden,
         value_hidden=config.network.value_hidden,
         activation=config.network.activation,
@@ -81,7 +87,7 @@ def summarize_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float | None]:
                 continue
             total = float(np.sum(values))
             row[names.get(name, name)] = total / episodes if episodes else None
-        elif key == "train/learning_rate":
+        elif key == "train/learning_rate" or key.startswith(LAST_VALUE_PREFIXES):
             row[key] = float(values[-1])
         else:
             row[key] = float(np.mean(values))
@@ -140,6 +146,37 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
+class Program(NamedTuple):
+    """What the driver runs: pure functions of a state pytree and traced hparams.
+
+    init: key -> state; chunk: (state, hparams, num_iterations) -> (state, metrics stacked over
+    iterations); evaluate: (state, hparams, key) -> dict of [] values; shardings: (state, mesh)
+    -> shardings of the state; steps_per_iteration: env steps one iteration takes.
+    """
+
+    init: Callable[[jax.Array], Any]
+    chunk: Callable[..., Any]
+    evaluate: Callable[..., dict]
+    hparams: Any
+    iterations: int
+    steps_per_iteration: int
+    shardings: Callable[[Any, Any], Any]
+
+
+def ppo_program(config: config_lib.Config) -> Program:
+    """``rlx train``: PPO on the config's env and reward."""
+    agent, hparams = build(config)
+    return Program(
+        init=lambda key: agent.init(key, hparams.reward),
+        chunk=agent.train_chunk,
+        evaluate=agent.evaluate,
+        hparams=hparams,
+        iterations=config.iterations,
+        steps_per_iteration=agent.static.batch_size,
+        shardings=sharding.state_shardings,
+    )
+
+
 def train(
     config: config_lib.Config,
     run_dir: str | Path,
@@ -153,6 +190,26 @@ def train(
     ``max_chunks`` stops after that many chunks in this call (as an interrupt would), leaving a
     resumable run. Returns the summary that is also written to ``summary.json``.
     """
+    return run(
+        ppo_program,
+        config,
+        run_dir,
+        resume=resume,
+        show_progress=show_progress,
+        max_chunks=max_chunks,
+    )
+
+
+def run(
+    make_program: Callable[[config_lib.Config], Program],
+    config: config_lib.Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    max_chunks: int | None = None,
+) -> dict[str, Any]:
+    """Runs ``make_program(config)`` chunk by chunk into ``run_dir`` (see ``train``)."""
     run_dir = Path(run_dir)
     runtime.configure()
     mesh = sharding.make_mesh()
@@ -165,13 +222,15 @@ def train(
     devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
     if show_progress:
         print(f"[rlx] run directory: {run_dir}  devices: {devices}", flush=True)
-    agent, hparams = build(config)
+    program = make_program(config)
+    hparams = program.hparams
     chunk_iterations = config.run.chunk_iterations
-    num_chunks = config.iterations // chunk_iterations
-    steps_per_chunk = chunk_iterations * agent.static.batch_size
+    num_chunks = program.iterations // chunk_iterations
+    steps_per_chunk = chunk_iterations * program.steps_per_iteration
     metrics_path = run_dir / "metrics.jsonl"
 
     init_key = jax.random.key(config.train.seed)
+    init_fn = jax.jit(program.init)
     if not resume:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise FileExistsError(f"run directory {run_dir} exists and is not empty")
@@ -181,13 +240,13 @@ def train(
     if config.run.checkpoint or resume:
         checkpointer = Checkpointer(run_dir / "checkpoints", config.run.max_checkpoints)
     if resume:
-        abstract = jax.eval_shape(agent.init, init_key, hparams.reward)
+        abstract = jax.eval_shape(init_fn, init_key)
         state, meta = checkpointer.restore(abstract)
         start_chunk, wall_offset = int(meta["chunk"]), float(meta["wall_s"])
         rows = [r for r in _read_rows(metrics_path) if r["chunk"] <= start_chunk]
         _write_rows(metrics_path, rows)  # Drop rows written after the last checkpoint.
     else:
-        state = agent.init(init_key, hparams.reward)
+        state = init_fn(init_key)
         start_chunk, wall_offset, rows = 0, 0.0, []
 
     writer = None
@@ -197,12 +256,12 @@ def train(
         writer = SummaryWriter(str(run_dir / "tb"))
 
     # The env batch axis is split over all local devices; the rest is replicated.
-    state_shardings = sharding.state_shardings(state, mesh)
+    state_shardings = program.shardings(state, mesh)
     state = jax.device_put(state, state_shardings)
     hparams = jax.device_put(hparams, sharding.replicated(mesh))
     start = time.perf_counter()
     chunk_fn = jax.jit(
-        functools.partial(agent.train_chunk, num_iterations=chunk_iterations),
+        functools.partial(program.chunk, num_iterations=chunk_iterations),
         donate_argnums=0,
         out_shardings=(state_shardings, sharding.replicated(mesh)),
     )
@@ -210,7 +269,7 @@ def train(
     trace_s = time.perf_counter() - start  # Python tracing and lowering to StableHLO
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start  # tracing + XLA compilation
-    eval_fn = jax.jit(agent.evaluate)
+    eval_fn = jax.jit(program.evaluate)
     eval_key = jax.random.key(config.eval.seed)
     stop = _StopFlag()
     status = "completed"

@@ -70,7 +70,10 @@ def ppo_loss(
     with rho = exp(log_prob - old_log_prob) and A normalised per minibatch when asked.
     """
     if normalize_advantages:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        # sqrt(var + tiny) rather than std(): the same value, but a finite derivative at zero
+        # variance, which meta-gradients through the advantages need.
+        std = jnp.sqrt(jnp.var(advantages) + 1e-16)
+        advantages = (advantages - advantages.mean()) / (std + 1e-8)
     ratio = jnp.exp(log_prob - old_log_prob)
     clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
     policy_loss = -jnp.mean(jnp.minimum(ratio * advantages, clipped * advantages))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlx import normalize
+from rlx import normalize, optim
 from rlx.distributions import Distribution, for_action_space
 from rlx.envs import Box, Env, EnvState, VmapWrapper, observation_size
 from rlx.losses import compute_gae, ppo_loss
@@ -41,6 +41,9 @@ class PPOStatic:
     normalize_advantages: bool = True
     anneal_learning_rate: bool = True
     num_eval_envs: int = 16
+    # Meta-gradients through an update: differentiate Adam's second moment and the clipping
+    # norm too (exact), or hold them constant (LIRPG's choice); see rlx/optim.py.
+    exact_meta_gradient: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -82,26 +85,39 @@ class TrainState:
     iteration: jax.Array
 
 
+class Batch(NamedTuple):
+    """A collected rollout: ``traj`` [T, B] (``value`` = V(s)), ``next_values`` [T, B] = V(s'),
+    and the key its SGD epochs shuffle with."""
+
+    traj: Transition
+    next_values: jax.Array
+    key: jax.Array
+
+
 class PPO(NamedTuple):
-    """The learner's pure functions (see ``make_ppo``)."""
+    """The learner's pure functions (see ``make_ppo``).
+
+    ``train_step(state, hparams)`` is ``update(*collect(state), hparams)``; the meta-learners
+    call the halves (and ``samples_of``, ``loss_fn``, ``values_of``) on their own.
+    """
 
     init: Any
     train_step: Any
     train_chunk: Any
     evaluate: Any
     rollout: Any
+    collect: Any
+    update: Any
+    samples_of: Any
+    loss_fn: Any
+    values_of: Any
+    policy_value: Any
+    policy_of: Any
+    prepare: Any
+    dist: Any
     static: PPOStatic
     env: Env
     reward_fn: RewardFn
-
-
-def _optimizer(max_grad_norm: jax.Array, learning_rate: jax.Array) -> optax.GradientTransformation:
-    # Built inside the trace from traced values; its state does not depend on them.
-    return optax.chain(
-        optax.clip_by_global_norm(max_grad_norm),
-        optax.scale_by_adam(eps=1e-5),
-        optax.scale(-learning_rate),
-    )
 
 
 def _episode_keys(term_names, reward_names) -> tuple[str, ...]:
@@ -171,6 +187,10 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         x = prepare(obs_stats, obs)
         return policy_net.apply(params["policy"], x), value_net.apply(params["value"], x)
 
+    def policy_of(params, obs_stats, obs):
+        """The policy's distribution params for observations of any leading shape."""
+        return policy_net.apply(params["policy"], prepare(obs_stats, obs))
+
     def init(key: jax.Array, reward_params: Any) -> TrainState:
         """A fresh TrainState; ``reward_params`` is only read for the reward's structure."""
         k_policy, k_value, k_env, k_reward, key = jax.random.split(key, 5)
@@ -179,7 +199,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             "policy": policy_net.init(k_policy, dummy_obs),
             "value": value_net.init(k_value, dummy_obs),
         }
-        opt_state = _optimizer(1.0, 0.0).init(params)
+        opt_state = optim.ppo_optimizer(1.0, 0.0).init(params)
         env_state = batched.reset(jax.random.split(k_env, static.num_envs))
         obs_stats = normalize.init(obs_size)
         reward_state = reward_fn.init(k_reward, env.term_names, static.num_envs)
@@ -287,13 +307,15 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
 
     def sgd(params, opt_state, obs_stats, samples, hparams, learning_rate, key):
         """num_epochs x num_minibatches updates over ``samples`` (dict of [N, ...])."""
-        optimizer = _optimizer(hparams.max_grad_norm, learning_rate)
+        optimizer = optim.ppo_optimizer(
+            hparams.max_grad_norm, learning_rate, static.exact_meta_gradient
+        )
 
         def minibatch_step(carry, batch):
             params, opt_state = carry
             grads, metrics = jax.grad(loss_fn, has_aux=True)(params, obs_stats, batch, hparams)
             updates, opt_state = optimizer.update(grads, opt_state, params)
-            metrics["loss/grad_norm"] = optax.tree_utils.tree_l2_norm(grads)
+            metrics["loss/grad_norm"] = optax.tree_utils.tree_norm(grads)
             return (optax.apply_updates(params, updates), opt_state), metrics
 
         def epoch(carry, epoch_key):
@@ -309,19 +331,26 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         )
         return params, opt_state, jax.tree.map(jnp.mean, metrics)
 
-    def train_step(state: TrainState, hparams: Hparams) -> tuple[TrainState, dict]:
-        """One PPO iteration: rollout, reward, GAE, epochs x minibatches, normaliser update."""
+    def collect(state: TrainState) -> tuple[TrainState, Batch]:
+        """One rollout of the current policy: (state with the env and key advanced, Batch)."""
         key, key_rollout, key_sgd = jax.random.split(state.key, 3)
         env_state, traj = _collect(state.params, state.obs_stats, state.env_state, key_rollout)
         values, next_values = values_of(state.params, state.obs_stats, traj)
-        traj = traj.replace(value=values)
+        batch = Batch(traj=traj.replace(value=values), next_values=next_values, key=key_sgd)
+        return state.replace(env_state=env_state, key=key), batch
+
+    def samples_of(batch: Batch, hparams: Hparams, reward_state) -> tuple[dict, Any, Any, Any]:
+        """Reward, GAE and flat samples of a batch under ``hparams`` (differentiable in
+        ``hparams.reward`` and ``hparams.gamma``): (samples [N, ...], rewards [T, B],
+        reward_state', reward_info)."""
+        traj = batch.traj
         rewards, reward_state, reward_info = reward_fn.apply(
-            hparams.reward, state.reward_state, traj, gamma=hparams.gamma
+            hparams.reward, reward_state, traj, gamma=hparams.gamma
         )
         advantages, targets = compute_gae(
             rewards,
             traj.value,
-            next_values,
+            batch.next_values,
             traj.terminated,
             traj.truncated,
             hparams.gamma,
@@ -335,6 +364,14 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             "advantages": flat(advantages),
             "targets": flat(targets),
         }
+        return samples, rewards, reward_state, reward_info
+
+    def update(state: TrainState, batch: Batch, hparams: Hparams) -> tuple[TrainState, dict]:
+        """The learning half of an iteration on a collected batch: reward, GAE, epochs x
+        minibatches of SGD, normaliser update, episode bookkeeping. Differentiable in
+        ``hparams.reward`` and ``hparams.gamma`` (the meta-gradients go through it)."""
+        traj = batch.traj
+        samples, rewards, reward_state, reward_info = samples_of(batch, hparams, state.reward_state)
         if static.anneal_learning_rate:
             progress = state.iteration.astype(jnp.float32) / static.total_iterations
             learning_rate = hparams.learning_rate * jnp.maximum(1.0 - progress, 0.0)
@@ -347,13 +384,13 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             samples,
             hparams,
             learning_rate,
-            key_sgd,
+            batch.key,
         )
         # The normaliser moves after SGD, so each batch is trained with the statistics it was
         # collected with (its stored log-probabilities stay exact).
         obs_stats = state.obs_stats
         if static.normalize_observations:
-            obs_stats = normalize.update(obs_stats, samples["obs"])
+            obs_stats = normalize.update(obs_stats, jax.lax.stop_gradient(samples["obs"]))
         per_step = {
             "return": rewards,
             "primary_return": traj.primary,
@@ -361,23 +398,27 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         }
         per_step |= {f"terms/{k}": v for k, v in traj.terms.items()}
         per_step |= {f"reward/{k}": v for k, v in reward_info.items()}
+        per_step = jax.lax.stop_gradient(per_step)
         episode_sums, completed = accumulate_episodes(
             state.episode_sums, per_step, jnp.logical_or(traj.terminated, traj.truncated)
         )
         metrics |= {f"episode_total/{k}": v for k, v in completed.items()}
-        metrics["train/reward_mean"] = jnp.mean(rewards)
+        metrics["train/reward_mean"] = jnp.mean(per_step["return"])
         metrics["train/learning_rate"] = learning_rate
-        new_state = TrainState(
+        new_state = state.replace(
             params=params,
             opt_state=opt_state,
             obs_stats=obs_stats,
-            env_state=env_state,
-            reward_state=reward_state,
+            reward_state=jax.lax.stop_gradient(reward_state),
             episode_sums=episode_sums,
-            key=key,
             iteration=state.iteration + 1,
         )
         return _same_types(new_state, state), metrics
+
+    def train_step(state: TrainState, hparams: Hparams) -> tuple[TrainState, dict]:
+        """One PPO iteration: rollout, reward, GAE, epochs x minibatches, normaliser update."""
+        state, batch = collect(state)
+        return update(state, batch, hparams)
 
     def train_chunk(state: TrainState, hparams: Hparams, num_iterations: int):
         """``num_iterations`` train steps as one ``lax.scan``; metrics get a leading axis."""
@@ -423,6 +464,15 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         train_chunk=train_chunk,
         evaluate=evaluate,
         rollout=rollout,
+        collect=collect,
+        update=update,
+        samples_of=samples_of,
+        loss_fn=loss_fn,
+        values_of=values_of,
+        policy_value=policy_value,
+        policy_of=policy_of,
+        prepare=prepare,
+        dist=dist,
         static=static,
         env=env,
         reward_fn=reward_fn,

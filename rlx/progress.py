@@ -69,6 +69,7 @@ class Progress:
         ret = _fmt(row.get("train/return"), ".1f")
         primary = _fmt(row.get("train/primary_return"), ".1f")
         ev = _fmt(self._last_eval, ".1f")
+        learned = _learned_line(row)
         if self._bar is not None:
             self._bar.update(
                 self._task,
@@ -78,6 +79,8 @@ class Progress:
                 primary=primary,
                 eval=ev,
             )
+            if learned and row.get("eval/return") is not None:
+                self._bar.console.print(f"[rlx]   {learned}", highlight=False)
             return
         print(
             f"[rlx] steps {row['env_steps']:>10,}/{self._total:,}  {sps:>8} steps/s  "
@@ -89,3 +92,19 @@ class Progress:
         if parts and row.get("eval/return") is not None:
             text = "  ".join(f"{k.removeprefix('reward/')} {v:.3g}" for k, v in parts.items())
             print(f"[rlx]   reward parts per episode: {text}", flush=True)
+        if learned and row.get("eval/return") is not None:
+            print(f"[rlx]   {learned}", flush=True)
+
+
+def _learned_line(row: dict) -> str:
+    """``rlx meta``: the effective weights (else phi's leaves), the inner gamma and the eval
+    primary return, as one line; '' for a plain training row."""
+    keys = [k for k in row if k.startswith("weights/")] or [k for k in row if k.startswith("phi/")]
+    if not keys:
+        return ""
+    parts = [f"{k.split('/', 1)[1]} {row[k]:.3g}" for k in keys if row[k] is not None]
+    if row.get("meta/gamma") is not None:
+        parts.append(f"gamma {row['meta/gamma']:.4f}")
+    if row.get("eval/primary_return") is not None:
+        parts.append(f"(eval primary {row['eval/primary_return']:.1f})")
+    return "learned weights: " + "  ".join(parts)

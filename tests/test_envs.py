@@ -45,10 +45,10 @@ def test_every_registered_env_resets_and_steps(name):
 def test_cartpole_step_matches_classic_equations():
     env = envs.CartPole()
     state = env.reset(jax.random.key(0))
-    physics = jnp.array([0.1, -0.2, 0.05, 0.3])
-    state = state.replace(physics=physics, obs=physics)
+    physics = jnp.array([0.1, -0.2, 0.05, 0.3, 0.04])  # the 5th: previous theta
+    state = state.replace(physics=physics, obs=physics[:4])
     out = env.step(state, jnp.int32(1))
-    x, x_dot, th, th_dot = (float(v) for v in physics)
+    x, x_dot, th, th_dot = (float(v) for v in physics[:4])
     temp = (10.0 + 0.05 * th_dot**2 * np.sin(th)) / 1.1
     th_acc = (9.8 * np.sin(th) - np.cos(th) * temp) / (0.5 * (4 / 3 - 0.1 * np.cos(th) ** 2 / 1.1))
     x_acc = temp - 0.05 * th_acc * np.cos(th) / 1.1
@@ -56,7 +56,7 @@ def test_cartpole_step_matches_classic_equations():
     np.testing.assert_allclose(out.obs, expected, rtol=1e-5)
     assert float(out.terms["alive"]) == 1.0 and float(out.primary) == 1.0
     assert not bool(out.terminated)
-    tilted = state.replace(physics=jnp.array([0.0, 0.0, 0.25, 0.0]))
+    tilted = state.replace(physics=jnp.array([0.0, 0.0, 0.25, 0.0, 0.25]))
     assert bool(env.step(tilted, jnp.int32(0)).terminated)
 
 

@@ -1,0 +1,134 @@
+"""``rlx meta``: the meta-learner as a driver program, and the plot of phi over a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from rlx import config as config_lib
+from rlx import driver, sharding
+from rlx import meta as meta_lib
+
+
+def build(config: config_lib.Config):
+    """(Meta, (Hparams, MetaHparams)) for a resolved config."""
+    m = config.meta
+    agent, hparams = driver.build(config, config.meta_iterations * m.inner_iterations)
+    static = meta_lib.MetaStatic(
+        method=m.method,
+        inner_iterations=m.inner_iterations,
+        remat=m.remat,
+        learn=tuple(m.learn),
+        learn_gamma=m.learn_gamma,
+        neumann_steps=m.neumann_steps,
+        critic_hidden=tuple(m.critic_hidden),
+        warmup=m.warmup,
+        population_size=m.population_size,
+        exploit_fraction=m.exploit_fraction,
+    )
+    meta_hparams = meta_lib.make_meta_hparams(
+        outer_learning_rate=m.outer_learning_rate,
+        outer_gamma=m.outer_gamma,
+        outer_lambda=m.outer_lambda,
+        l2=m.l2,
+        gamma_l2=m.gamma_l2,
+        critic_learning_rate=m.critic_learning_rate,
+        neumann_alpha=m.neumann_alpha,
+        perturb_scale=m.perturb_scale,
+        init_scale=m.init_scale,
+    )
+    return meta_lib.make(agent, static, hparams.reward), (hparams, meta_hparams)
+
+
+def _shardings(state: Any, mesh) -> Any:
+    """Gradient meta-learners: the inner run's env batch and the pending batch ([T, B]) split
+    over the devices, the rest replicated. A population is replicated whole."""
+    whole = sharding.replicated(mesh)
+    if isinstance(state, meta_lib.PopulationState):
+        return jax.tree.map(lambda _: whole, state)
+    over_envs = NamedSharding(mesh, PartitionSpec(None, sharding.BATCH_AXIS))
+    batch = state.batch
+    return jax.tree.map(lambda _: whole, state).replace(
+        train=sharding.state_shardings(state.train, mesh),
+        batch=batch._replace(
+            traj=jax.tree.map(lambda _: over_envs, batch.traj),
+            next_values=over_envs,
+            key=whole,
+        ),
+    )
+
+
+def meta_program(config: config_lib.Config) -> driver.Program:
+    meta, hps = build(config)
+    per_learner = meta.agent.static.batch_size * config.meta.inner_iterations
+    return driver.Program(
+        init=lambda key: meta.init(key, hps),
+        chunk=meta.chunk,
+        evaluate=meta.evaluate,
+        hparams=hps,
+        iterations=config.meta_iterations,
+        steps_per_iteration=per_learner,
+        shardings=_shardings,
+    )
+
+
+def plot(run_dir: str | Path) -> Path | None:
+    """Writes ``phi.png``: phi's leaves, the effective weights and the inner gamma against env
+    steps, from the run's metrics.jsonl (None when there is nothing to plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    groups = {
+        "phi (raw reward params)": [k for k in rows[-1] if k.startswith("phi/")],
+        "effective weights": [k for k in rows[-1] if k.startswith("weights/")],
+        "inner gamma": [k for k in rows[-1] if k == "meta/gamma"],
+        "eval primary return": [k for k in rows[-1] if k == "eval/primary_return"],
+    }
+    groups = {title: keys for title, keys in groups.items() if keys}
+    if not rows or not groups:
+        return None
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], groups.items(), strict=True):
+        for key in keys:
+            points = [(r["env_steps"], r[key]) for r in rows if r.get(key) is not None]
+            ax.plot(*zip(*points, strict=True), label=key.split("/", 1)[-1])
+        ax.set_title(title)
+        ax.set_xlabel("env steps (per learner)")
+        if len(keys) > 1 or keys[0].startswith(("phi/", "weights/")):
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = run_dir / "phi.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def meta(
+    config: config_lib.Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    max_chunks: int | None = None,
+) -> dict[str, Any]:
+    """Meta-trains per ``config`` into ``run_dir`` (like ``driver.train``), then plots phi."""
+    summary = driver.run(
+        meta_program,
+        config,
+        run_dir,
+        resume=resume,
+        show_progress=show_progress,
+        max_chunks=max_chunks,
+    )
+    path = plot(run_dir)
+    if path is not None and show_progress:
+        print(f"[rlx] phi plot: {path}", flush=True)
+    return summary

@@ -1,0 +1,267 @@
+"""Bilevel reward optimisation against fixed rewards: the arms of issue 5, seeds vmapped.
+
+    python scripts/experiments/bilevel.py --task cartpole --aux bad --seeds 16
+    python scripts/experiments/bilevel.py --task cartpole --aux good --seeds 16
+    python scripts/experiments/bilevel.py --task gridworld --seeds 16
+
+Arms (each a config: the task's base config plus overrides; every arm sees the same env steps
+per learner, the same PPO settings and the same seeds):
+  A  primary reward only;  B  primary + auxiliary, weight 1 (naive);
+  C  primary + potential-based shaping with the auxiliary as the potential (only where the
+     auxiliary is a function of the state: gridworld's trap, Phi(s) = 250 in_trap(s));
+  D  implicit meta-gradient (BARFI);  E  one-step meta-gradient;  G  unrolled (2 updates);
+  F  population search (exploit/explore; its result is the member with the best fitness, and
+     it uses population_size times the env steps).
+Writes <out>.json (per-seed curves and finals, learned weights), <out>.md (table with 95%
+bootstrap confidence intervals) and <out>.png (eval primary return and learned weight curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from rlx import config as config_lib  # noqa: E402
+from rlx import driver  # noqa: E402
+from rlx.meta import run as meta_run  # noqa: E402
+
+TASKS = {
+    "cartpole": {
+        "config": "configs/meta/cartpole_anti_pd.yaml",
+        "primary": {"alive": 1.0},
+        "aux": {"bad": "pd_anti", "good": "pd_agree"},
+        "potential": None,
+    },
+    "gridworld": {
+        "config": "configs/meta/gridworld_trap.yaml",
+        "primary": {"step_cost": 1.0, "goal": 1.0},
+        "aux": {"bad": "trap", "good": "goal_distance"},
+        "potential": {"in_trap": 250.0},
+    },
+}
+
+
+def arms(task: dict, aux: str) -> dict[str, tuple[str, dict]]:
+    """arm -> (kind, overrides of the task's base config)."""
+    primary = task["primary"]
+    both = {**primary, aux: 1.0}
+    learn = [f"combine/{aux}"]
+    out = {
+        "A": ("plain", {"reward": {"weights": primary}}),
+        "B": ("plain", {"reward": {"weights": both}}),
+    }
+    if task["potential"] is not None and aux == task["aux"]["bad"]:
+        shaping = [{"potential": {"signals": task["potential"]}}]
+        out["C"] = ("plain", {"reward": {"weights": primary, "shaping": shaping}})
+    for arm, method, extra in (
+        ("D", "implicit", {}),
+        ("E", "one_step", {}),
+        ("G", "unrolled", {"inner_iterations": 2}),
+        ("F", "population", {}),
+    ):
+        meta = {"method": method, "learn": learn, **extra}
+        out[arm] = ("meta", {"reward": {"weights": both}, "meta": meta})
+    return out
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def load(path: Path, overrides: dict, cli: list[str]) -> config_lib.Config:
+    """The base config with ``overrides`` (a nested dict) then the command line's."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    # The arm's reward section replaces the base config's whole; the rest merges.
+    data = merge(data, {k: v for k, v in overrides.items() if k != "reward"})
+    data = {k: v for k, v in data.items() if v is not None}
+    if "reward" in overrides:
+        data["reward"] = overrides["reward"]
+    if "meta" not in overrides:
+        data["meta"] = {}  # a plain PPO arm: the base's meta section may name absent terms
+    tmp = [f"{k}={json.dumps(v)}" for k, v in data.items()]
+    return config_lib.load(path, [*tmp, *cli])
+
+
+def run_arm(kind: str, cfg: config_lib.Config, seeds: int, aux: str) -> dict:
+    if kind == "plain":
+        agent, hps = driver.build(cfg)
+        init = lambda key: agent.init(key, hps.reward)
+        chunk_fn, evaluate, iterations = agent.train_chunk, agent.evaluate, cfg.iterations
+    else:
+        meta, hps = meta_run.build(cfg)
+        init = lambda key: meta.init(key, hps)
+        chunk_fn, evaluate, iterations = meta.chunk, meta.evaluate, cfg.meta_iterations
+    per_chunk = cfg.run.chunk_iterations
+    keys = jax.random.split(jax.random.key(cfg.train.seed), seeds)
+    start = time.perf_counter()
+    states = jax.jit(jax.vmap(init))(keys)
+    chunk = jax.jit(jax.vmap(functools.partial(chunk_fn, num_iterations=per_chunk), (0, None)))
+    eval_key = jax.random.key(cfg.eval.seed)
+    ev = jax.jit(jax.vmap(evaluate, (0, None, None)))
+    steps_per_chunk = cfg.train.num_envs * cfg.train.unroll_length * per_chunk
+    steps_per_chunk *= cfg.meta.inner_iterations if kind == "meta" else 1
+    curve, weights, gammas, env_steps = [], [], [], []
+    primary_key = "eval/primary_return"
+    if kind == "meta" and cfg.meta.method == "population":
+        primary_key = "eval/primary_return_best_member"
+    for c in range(iterations // per_chunk):
+        states, metrics = chunk(states, hps)
+        if (c + 1) % cfg.eval.every_chunks == 0 or c + 1 == iterations // per_chunk:
+            result = jax.device_get(ev(states, hps, eval_key))
+            curve.append(np.asarray(result[primary_key]).tolist())
+            env_steps.append((c + 1) * steps_per_chunk)
+            name = f"weights/{aux}" if f"weights/{aux}" in metrics else f"phi/combine/{aux}"
+            if name in metrics:
+                weights.append(np.asarray(metrics[name])[:, -1].tolist())
+                gammas.append(np.asarray(metrics["meta/gamma"])[:, -1].tolist())
+    wall = time.perf_counter() - start
+    return {
+        "env_steps": env_steps,
+        "eval_primary": curve,
+        "weight": weights,
+        "gamma": gammas,
+        "wall_s": wall,
+        "final": curve[-1],
+    }
+
+
+def bootstrap_ci(values, n=10_000, seed=0):
+    values = np.asarray(values, float)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, (n, len(values))).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=tuple(TASKS), default="cartpole")
+    parser.add_argument("--aux", choices=("bad", "good"), default="bad")
+    parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--arms", default="ABCDEFG", help="which arms to run, e.g. ABDE")
+    parser.add_argument(
+        "--out", help="output prefix (default docs/experiments/bilevel_<task>_<aux>)"
+    )
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value for every arm's config")
+    args = parser.parse_args()
+    task = TASKS[args.task]
+    aux = task["aux"][args.aux]
+    out = Path(args.out or ROOT / f"docs/experiments/bilevel_{args.task}_{args.aux}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    driver.enable_compilation_cache("~/.cache/rlx/jax")
+    results = {}
+    for arm, (kind, overrides) in arms(task, aux).items():
+        if arm not in args.arms:
+            continue
+        cfg = load(ROOT / task["config"], overrides, args.overrides)
+        print(
+            f"[bilevel] arm {arm} ({kind}{', ' + cfg.meta.method if kind == 'meta' else ''})",
+            flush=True,
+        )
+        result = run_arm(kind, cfg, args.seeds, aux)
+        final = np.asarray(result["final"])
+        result["ci95"] = bootstrap_ci(final)
+        result["mean"] = float(final.mean())
+        result["kind"] = kind if kind == "plain" else cfg.meta.method
+        result["overrides"] = overrides
+        results[arm] = result
+        w = np.asarray(result["weight"][-1]) if result["weight"] else None
+        print(
+            f"[bilevel]   final eval primary {final.mean():.1f} "
+            f"[{result['ci95'][0]:.1f}, {result['ci95'][1]:.1f}]"
+            + (f", learned {aux} weight {w.mean():.2f} +- {w.std():.2f}" if w is not None else "")
+            + f", {result['wall_s']:.0f} s",
+            flush=True,
+        )
+        write(out, args, aux, results)
+
+
+def write(out: Path, args, aux: str, results: dict) -> None:
+    meta = {
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {jax.devices()[0].device_kind} x {jax.device_count()}",
+        "jax": jax.__version__,
+        "seeds": args.seeds,
+        "aux": aux,
+    }
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "arms": results}, indent=1))
+    lines = [
+        f"# Bilevel reward optimisation: {args.task}, auxiliary `{aux}` ({args.aux})",
+        "",
+        f"`{meta['command']}` ({meta['machine']}, JAX {meta['jax']}, "
+        f"{args.seeds} seeds, vmapped)",
+        "",
+        "| arm | method | final eval primary return (mean) | 95% CI (bootstrap) "
+        f"| learned weight of `{aux}` (mean +- std) | inner gamma | wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, r in results.items():
+        w = np.asarray(r["weight"][-1]) if r["weight"] else None
+        g = np.asarray(r["gamma"][-1]) if r["gamma"] else None
+        lines.append(
+            f"| {arm} | {r['kind']} | {r['mean']:.1f} | [{r['ci95'][0]:.1f}, {r['ci95'][1]:.1f}] "
+            f"| {'-' if w is None else f'{w.mean():.2f} +- {w.std():.2f}'} "
+            f"| {'-' if g is None else f'{g.mean():.4f}'} | {r['wall_s']:.0f} |"
+        )
+    if "A" in results:
+        a = results["A"]["mean"]
+        lines += [
+            "",
+            "Ratio to arm A's final return: "
+            + ", ".join(f"{arm} {r['mean'] / a:.2f}" for arm, r in results.items() if a),
+        ]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    plot(out, results, aux)
+
+
+def plot(out: Path, results: dict, aux: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for arm, r in results.items():
+        x = np.asarray(r["env_steps"])
+        y = np.asarray(r["eval_primary"])
+        left.plot(x, y.mean(1), label=f"{arm} ({r['kind']})")
+        left.fill_between(x, *np.percentile(y, [25, 75], axis=1), alpha=0.15)
+        if r["weight"]:
+            w = np.asarray(r["weight"])
+            right.plot(x[: len(w)], w.mean(1), label=arm)
+            right.fill_between(x[: len(w)], *np.percentile(w, [25, 75], axis=1), alpha=0.15)
+    left.set(
+        xlabel="env steps per learner",
+        ylabel="eval primary return",
+        title="primary return (mean, IQR)",
+    )
+    right.set(
+        xlabel="env steps per learner",
+        ylabel=f"weight of {aux}",
+        title="learned weight (mean, IQR)",
+    )
+    left.legend(fontsize=7)
+    if any(r["weight"] for r in results.values()):
+        right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""``rlx meta``: shipped meta configs, logging of phi, the plot, exact resume, config errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_overrides
+from rlx import cli, driver
+from rlx import config as config_lib
+from rlx.meta import run as meta_run
+
+META_CONFIGS = sorted(
+    p.name for p in (Path(__file__).parent.parent / "configs" / "meta").glob("*.yaml")
+)
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name", META_CONFIGS)
+def test_shipped_meta_config_runs_a_tiny_meta_training(tmp_path, repo_configs, name):
+    path = Path(repo_configs) / "meta" / name
+    config = config_lib.load(path, tiny_overrides(str(tmp_path)))
+    summary = meta_run.meta(config, tmp_path / "run", show_progress=False)
+    assert summary["status"] == "completed"
+    row = rows(tmp_path / "run")[-1]
+    learned = config.meta.learn[0].split("/")[-1]
+    assert f"phi/{config.meta.learn[0]}" in row and f"weights/{learned}" in row
+    assert row["meta/gamma"] == pytest.approx(config.ppo.gamma)
+    assert "eval/primary_return" in row and "meta/grad_norm" in row
+    assert (tmp_path / "run" / "phi.png").stat().st_size > 0
+    assert (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_population_through_the_cli(tmp_path, repo_configs, capsys):
+    path = str(Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml")
+    overrides = [*tiny_overrides(str(tmp_path)), "meta.method=population"]
+    overrides += ["meta.population_size=2", "meta.exploit_fraction=0.5", "meta.learn_gamma=true"]
+    code = cli.main(["meta", path, *overrides, "--run-dir", str(tmp_path / "run")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "learned weights:" in out and "gamma" in out and "phi plot:" in out
+    row = rows(tmp_path / "run")[-1]
+    assert "meta/fitness_best" in row and "eval/primary_return_best_member" in row
+    assert "phi/gamma_logit" not in row and "meta/gamma" in row
+
+
+def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs):
+    path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
+    overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=128", "run.chunk_iterations=2"]
+    config = config_lib.load(path, overrides)
+    meta_run.meta(config, tmp_path / "full", show_progress=False)
+    meta_run.meta(config, tmp_path / "part", show_progress=False, max_chunks=2)
+    summary = meta_run.meta(config, tmp_path / "part", resume=True, show_progress=False)
+    assert summary["status"] == "completed"
+    strip = lambda r: {k: v for k, v in r.items() if k not in driver.TIMING_KEYS}
+    full, part = rows(tmp_path / "full"), rows(tmp_path / "part")
+    assert len(full) == len(part) == 4
+    assert [strip(r) for r in full] == [strip(r) for r in part]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("meta.method=newton", r"key 'meta.method': must be one of one_step\|unrolled"),
+        ("meta.learn=[combine/nope]", r"meta.learn\[0\]: 'combine/nope' names no reward param"),
+        ("meta.exploit_fraction=0.9", r"key 'meta.exploit_fraction'"),
+        ("meta.outer_gamma=1.5", r"key 'meta.outer_gamma': must be in \[0, 1\]"),
+    ],
+)
+def test_meta_config_errors_name_the_key(repo_configs, override, message):
+    path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
+    extra = ["meta.method=population"] if "exploit" in override else []
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.load(path, [*extra, override])
