@@ -222,6 +222,11 @@ class MetaConfig:
     method: str = _field("one_step", _one_of(META_METHODS))
     inner_iterations: int = _field(1, POSITIVE, "PPO iterations per meta-iteration")
     remat: bool = _field(True, doc="unrolled: rematerialise each inner update (jax.checkpoint)")
+    grad_steps: int = _field(
+        0,
+        NON_NEGATIVE,
+        "one_step/unrolled: through the last N minibatch steps of an update (0: all)",
+    )
     learn: tuple[str, ...] = _field((), doc="reward param paths learned, e.g. combine/aux (all)")
     learn_gamma: bool = _field(False, doc="also learn the inner discount (a logit)")
     outer_learning_rate: float = _field(1e-2, POSITIVE, "Adam step on phi")

@@ -40,7 +40,7 @@ def enable_compilation_cache(path: str) -> None:
 
 
 def build(
-    config: config_lib.Config, total_iterations: int | None = None
+    config: config_lib.Config, total_iterations: int | None = None, meta_grad_steps: int = 0
 ) -> tuple[ppo.PPO, ppo.Hparams]:
     """The learner and its Hparams for a resolved config (``total_iterations``: the PPO
     iterations its learning rate anneals over, default the config's)."""
@@ -65,6 +65,7 @@ def build(
         normalize_advantages=config.train.normalize_advantages,
         anneal_learning_rate=config.train.anneal_learning_rate,
         num_eval_envs=config.eval.num_envs,
+        meta_grad_steps=meta_grad_steps,
     )
     hparams = ppo.make_hparams(reward_params, **vars(config.ppo))
     return ppo.make_ppo(static, env, reward_fn), hparams

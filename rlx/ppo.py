@@ -44,6 +44,8 @@ class PPOStatic:
     # Meta-gradients through an update: differentiate Adam's second moment and the clipping
     # norm too (exact), or hold them constant (LIRPG's choice); see rlx/optim.py.
     exact_meta_gradient: bool = False
+    # Meta-gradients go through the last this many minibatch steps of an update (0: all).
+    meta_grad_steps: int = 0
 
     @property
     def batch_size(self) -> int:
@@ -326,10 +328,34 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             )
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
-        (params, opt_state), metrics = jax.lax.scan(
-            epoch, (params, opt_state), jax.random.split(key, static.num_epochs)
+        total = static.num_epochs * static.num_minibatches
+        tail = static.meta_grad_steps
+        if not 0 < tail < total:
+            (params, opt_state), metrics = jax.lax.scan(
+                epoch, (params, opt_state), jax.random.split(key, static.num_epochs)
+            )
+            return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+        # Meta-gradients through the last ``tail`` minibatch steps only: the same minibatches
+        # in the same order, the steps before them as constants (two scans, so the backward
+        # pass runs over the tail alone).
+        def shuffle(epoch_key):
+            order = jax.random.permutation(epoch_key, num_samples)
+            shape = (static.num_minibatches, minibatch_size)
+            return jax.tree.map(lambda x: x[order].reshape(shape + x.shape[1:]), samples)
+
+        batches = jax.vmap(shuffle)(jax.random.split(key, static.num_epochs))
+        batches = jax.tree.map(lambda x: x.reshape((total,) + x.shape[2:]), batches)
+        head = jax.tree.map(lambda x: jax.lax.stop_gradient(x[: total - tail]), batches)
+        carry = jax.lax.stop_gradient((params, opt_state))
+        carry, first = jax.lax.scan(minibatch_step, carry, head)
+        carry, last = jax.lax.scan(
+            minibatch_step,
+            jax.lax.stop_gradient(carry),
+            jax.tree.map(lambda x: x[total - tail :], batches),
         )
-        return params, opt_state, jax.tree.map(jnp.mean, metrics)
+        metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, last)
+        return *carry, jax.tree.map(jnp.mean, metrics)
 
     def collect(state: TrainState) -> tuple[TrainState, Batch]:
         """One rollout of the current policy: (state with the env and key advanced, Batch)."""

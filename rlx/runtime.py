@@ -4,7 +4,31 @@ from __future__ import annotations
 
 import os
 
-import jax
+# XLA reads XLA_FLAGS once, when the CPU backend starts, so this runs at ``import rlx`` (see
+# ``xla_cpu_flags``), before any array exists.
+SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def xla_cpu_flags() -> None:
+    """Adds ``SCHEDULER_FLAG`` to XLA_FLAGS unless the user set that flag or
+    ``RLX_CPU_CONCURRENT_SCHEDULER=1``.
+
+    jaxlib 0.10.2's CPU runtime wedged (main thread waiting in
+    ``CpuPjRtRawLoadedExecutable::Execute``, no CPU used) in 2 of 6 runs of a meta-learner's
+    init program and in 3 of 14 of another; with XLA's concurrency-optimised scheduler off, 22
+    of 22 runs finished, at the same speed (16 vmapped CartPole runs: 7.9 s against 7.7 s for
+    50 iterations). The flag only touches the CPU backend.
+    """
+    if os.environ.get("RLX_CPU_CONCURRENT_SCHEDULER", "0") == "1":
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_enable_concurrency_optimized_scheduler" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {SCHEDULER_FLAG}".strip()
+
+
+xla_cpu_flags()
+
+import jax  # noqa: E402
 
 
 def configure() -> None:

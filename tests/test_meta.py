@@ -98,7 +98,7 @@ def test_neumann_series_is_the_inverse_hessian_product():
 # PPO meta-learners on probe/lure: primary +1 for action 1, a lure +1 for action 0 at weight 2.
 
 
-def lure_meta(method: str, **static):
+def lure_agent(**static) -> ppo.PPO:
     env = envs.make("probe/lure")
     ppo_static = ppo.PPOStatic(
         num_envs=8,
@@ -114,8 +114,13 @@ def lure_meta(method: str, **static):
         # lure's weight while it stays above 1 (rewards {1, w} normalise to the same values),
         # so the weight would be invisible to any meta-gradient.
         normalize_advantages=False,
+        **static,
     )
-    agent = ppo.make_ppo(ppo_static, env, weighted_sum(("reward", "lure")))
+    return ppo.make_ppo(ppo_static, env, weighted_sum(("reward", "lure")))
+
+
+def lure_meta(method: str, **static):
+    agent = lure_agent()
     hp = ppo.make_hparams(
         {"reward": 1.0, "lure": 2.0},
         # A slow inner learner and a fast outer one: the lure must lose before the policy
@@ -186,3 +191,26 @@ def test_learn_mask_names_unknown_paths():
     assert mask == {"combine": {"alive": False, "aux": True}, "potential": {"coef": {"h": True}}}
     with pytest.raises(ValueError, match=r"meta.learn\[0\].*combine/alive, combine/aux"):
         meta.learn_mask(params, ("combine/nope",))
+
+
+def test_meta_grad_steps_keeps_the_update_and_cuts_the_gradient():
+    """meta_grad_steps = N runs the same minibatches in the same order (same new params) and
+    lets the reward's gradient through the last N of the 4 steps only."""
+    _, (hp, _) = lure_meta("one_step")
+    outputs = {}
+    for steps in (0, 1):
+        agent = lure_agent(meta_grad_steps=steps)
+        state, batch = agent.collect(agent.init(jax.random.key(3), hp.reward))
+
+        def new_policy(lure, agent=agent, state=state, batch=batch):
+            hparams = hp.replace(reward={"reward": hp.reward["reward"], "lure": lure})
+            return agent.update(state, batch, hparams)[0].params["policy"]
+
+        params = jax.jit(new_policy)(hp.reward["lure"])
+        grad = jax.jit(jax.grad(lambda w, f=new_policy: optax.tree_utils.tree_sum(f(w))))(
+            hp.reward["lure"]
+        )
+        outputs[steps] = (params, grad)
+    chex.assert_trees_all_close(outputs[0][0], outputs[1][0], atol=1e-6)
+    assert float(outputs[0][1]) != 0.0 and float(outputs[1][1]) != 0.0
+    assert not np.isclose(float(outputs[0][1]), float(outputs[1][1]))

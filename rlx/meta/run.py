@@ -17,7 +17,9 @@ from rlx import meta as meta_lib
 def build(config: config_lib.Config):
     """(Meta, (Hparams, MetaHparams)) for a resolved config."""
     m = config.meta
-    agent, hparams = driver.build(config, config.meta_iterations * m.inner_iterations)
+    agent, hparams = driver.build(
+        config, config.meta_iterations * m.inner_iterations, meta_grad_steps=m.grad_steps
+    )
     static = meta_lib.MetaStatic(
         method=m.method,
         inner_iterations=m.inner_iterations,

@@ -6,7 +6,8 @@
 
 Arms (each a config: the task's base config plus overrides; every arm sees the same env steps
 per learner, the same PPO settings and the same seeds):
-  A  primary reward only;  B  primary + auxiliary, weight 1 (naive);
+  A  primary reward only;  B  primary + auxiliary at its starting weight (naive: 1, and 4
+     in BARFI's units on halfcheetah);
   C  primary + potential-based shaping with the auxiliary as the potential (only where the
      auxiliary is a function of the state: gridworld's trap, Phi(s) = 250 in_trap(s));
   D  implicit meta-gradient (BARFI);  E  one-step meta-gradient;  G  unrolled (2 updates);
@@ -27,41 +28,51 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from rlx import config as config_lib  # noqa: E402
-from rlx import driver  # noqa: E402
+from rlx import driver, runtime  # noqa: E402
 from rlx.meta import run as meta_run  # noqa: E402
 
 TASKS = {
     "cartpole": {
         "config": "configs/meta/cartpole_anti_pd.yaml",
         "primary": {"alive": 1.0},
-        "aux": {"bad": "pd_anti", "good": "pd_agree"},
+        "aux": {"bad": ("pd_anti", 1.0), "good": ("pd_agree", 1.0)},
         "potential": None,
     },
     "gridworld": {
         "config": "configs/meta/gridworld_trap.yaml",
         "primary": {"step_cost": 1.0, "goal": 1.0},
-        "aux": {"bad": "trap", "good": "goal_distance"},
+        "aux": {"bad": ("trap", 1.0), "good": ("goal_distance", 1.0)},
         "potential": {"in_trap": 250.0},
+    },
+    # Brax's reward_ctrl term is -0.1 sum(a^2); BARFI's r_aux = -sum(a^2) at weight 4 (bad) or
+    # 1 (good) is reward_ctrl at weight 40 or 10.
+    "halfcheetah": {
+        "config": "configs/meta/halfcheetah_ctrl.yaml",
+        "primary": {"reward_run": 1.0},
+        "aux": {"bad": ("reward_ctrl", 40.0), "good": ("reward_ctrl", 10.0)},
+        "potential": None,
     },
 }
 
 
-def arms(task: dict, aux: str) -> dict[str, tuple[str, dict]]:
+def arms(task: dict, which: str) -> dict[str, tuple[str, dict]]:
     """arm -> (kind, overrides of the task's base config)."""
     primary = task["primary"]
-    both = {**primary, aux: 1.0}
+    aux, weight = task["aux"][which]
+    both = {**primary, aux: weight}
     learn = [f"combine/{aux}"]
     out = {
         "A": ("plain", {"reward": {"weights": primary}}),
         "B": ("plain", {"reward": {"weights": both}}),
     }
-    if task["potential"] is not None and aux == task["aux"]["bad"]:
+    if task["potential"] is not None and which == "bad":
         shaping = [{"potential": {"signals": task["potential"]}}]
         out["C"] = ("plain", {"reward": {"weights": primary, "shaping": shaping}})
     for arm, method, extra in (
@@ -110,7 +121,10 @@ def run_arm(kind: str, cfg: config_lib.Config, seeds: int, aux: str) -> dict:
     per_chunk = cfg.run.chunk_iterations
     keys = jax.random.split(jax.random.key(cfg.train.seed), seeds)
     start = time.perf_counter()
-    states = jax.jit(jax.vmap(init))(keys)
+    # One seed at a time, then stacked: the jitted vmap of a meta-learner's init (PPO init plus
+    # a rollout) is the program the jaxlib CPU runtime was seen to wedge on (README).
+    one = jax.jit(init)
+    states = jax.tree.map(lambda *xs: jnp.stack(xs), *[one(k) for k in keys])
     chunk = jax.jit(jax.vmap(functools.partial(chunk_fn, num_iterations=per_chunk), (0, None)))
     eval_key = jax.random.key(cfg.eval.seed)
     ev = jax.jit(jax.vmap(evaluate, (0, None, None)))
@@ -122,6 +136,7 @@ def run_arm(kind: str, cfg: config_lib.Config, seeds: int, aux: str) -> dict:
         primary_key = "eval/primary_return_best_member"
     for c in range(iterations // per_chunk):
         states, metrics = chunk(states, hps)
+        print(f"[bilevel]     chunk {c + 1}/{iterations // per_chunk}", flush=True)
         if (c + 1) % cfg.eval.every_chunks == 0 or c + 1 == iterations // per_chunk:
             result = jax.device_get(ev(states, hps, eval_key))
             curve.append(np.asarray(result[primary_key]).tolist())
@@ -157,43 +172,99 @@ def main() -> None:
     parser.add_argument(
         "--out", help="output prefix (default docs/experiments/bilevel_<task>_<aux>)"
     )
+    parser.add_argument(
+        "--stall-s",
+        type=float,
+        default=300.0,
+        help="restart an arm whose process printed nothing for this long (see README: the "
+        "jaxlib CPU runtime can wedge)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the arms already in <out>.json (an interrupted run) and run the rest",
+    )
+    parser.add_argument("--one-arm", help=argparse.SUPPRESS)  # internal: run one arm, print JSON
     parser.add_argument("overrides", nargs="*", help="dotted.key=value for every arm's config")
     args = parser.parse_args()
     task = TASKS[args.task]
-    aux = task["aux"][args.aux]
+    aux = task["aux"][args.aux][0]
+    if args.one_arm:
+        runtime.configure()  # CPU: synchronous dispatch (see README, Known issues)
+        driver.enable_compilation_cache("~/.cache/rlx/jax")
+        kind, overrides = arms(task, args.aux)[args.one_arm]
+        cfg = load(ROOT / task["config"], overrides, args.overrides)
+        result = run_arm(kind, cfg, args.seeds, aux)
+        result["kind"] = kind if kind == "plain" else cfg.meta.method
+        result["overrides"] = overrides
+        print("RESULT " + json.dumps(result), flush=True)
+        return
     out = Path(args.out or ROOT / f"docs/experiments/bilevel_{args.task}_{args.aux}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    driver.enable_compilation_cache("~/.cache/rlx/jax")
-    results = {}
-    for arm, (kind, overrides) in arms(task, aux).items():
-        if arm not in args.arms:
+    results, commands = {}, []
+    if args.resume and out.with_suffix(".json").exists():
+        previous = json.loads(out.with_suffix(".json").read_text())
+        results, commands = previous["arms"], previous["meta"]["commands"]
+    commands.append("python " + " ".join(sys.argv))
+    for arm, (kind, _) in arms(task, args.aux).items():
+        if arm not in args.arms or arm in results:
             continue
-        cfg = load(ROOT / task["config"], overrides, args.overrides)
-        print(
-            f"[bilevel] arm {arm} ({kind}{', ' + cfg.meta.method if kind == 'meta' else ''})",
-            flush=True,
-        )
-        result = run_arm(kind, cfg, args.seeds, aux)
+        print(f"[bilevel] arm {arm} ({kind})", flush=True)
+        result = run_in_child(arm, args)
         final = np.asarray(result["final"])
         result["ci95"] = bootstrap_ci(final)
         result["mean"] = float(final.mean())
-        result["kind"] = kind if kind == "plain" else cfg.meta.method
-        result["overrides"] = overrides
         results[arm] = result
         w = np.asarray(result["weight"][-1]) if result["weight"] else None
         print(
-            f"[bilevel]   final eval primary {final.mean():.1f} "
+            f"[bilevel]   {result['kind']}: final eval primary {final.mean():.1f} "
             f"[{result['ci95'][0]:.1f}, {result['ci95'][1]:.1f}]"
             + (f", learned {aux} weight {w.mean():.2f} +- {w.std():.2f}" if w is not None else "")
-            + f", {result['wall_s']:.0f} s",
+            + f", {result['wall_s']:.0f} s"
+            + (f" ({result['restarts']} restart(s) after a stall)" if result["restarts"] else ""),
             flush=True,
         )
-        write(out, args, aux, results)
+        write(out, args, aux, results, commands)
+    write(out, args, aux, results, commands)
 
 
-def write(out: Path, args, aux: str, results: dict) -> None:
+def run_in_child(arm: str, args, tries: int = 3) -> dict:
+    """Runs one arm in a child process; restarts it (same seeds, same result) when it prints
+    nothing for ``args.stall_s`` seconds, which is how a wedged jaxlib CPU runtime shows."""
+    import selectors
+    import subprocess
+
+    command = [sys.executable, __file__, "--one-arm", arm, "--task", args.task]
+    command += ["--aux", args.aux, "--seeds", str(args.seeds), *args.overrides]
+    for attempt in range(tries):
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        selector = selectors.DefaultSelector()
+        selector.register(child.stdout, selectors.EVENT_READ)
+        result = None
+        while True:
+            if not selector.select(timeout=args.stall_s):
+                print(f"[bilevel]   arm {arm}: no output for {args.stall_s:.0f} s, restarting")
+                child.kill()
+                break
+            line = child.stdout.readline()
+            if not line:
+                break
+            if line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT ") :])
+            else:
+                print(line, end="", flush=True)
+        child.wait()
+        if result is not None:
+            result["restarts"] = attempt
+            return result
+        if child.returncode not in (0, -9):
+            raise SystemExit(f"arm {arm} failed (exit {child.returncode})")
+    raise SystemExit(f"arm {arm} stalled {tries} times")
+
+
+def write(out: Path, args, aux: str, results: dict, commands: list[str]) -> None:
     meta = {
-        "command": "python " + " ".join(sys.argv),
+        "commands": commands,
         "machine": f"{platform.machine()}, {jax.devices()[0].device_kind} x {jax.device_count()}",
         "jax": jax.__version__,
         "seeds": args.seeds,
@@ -203,7 +274,7 @@ def write(out: Path, args, aux: str, results: dict) -> None:
     lines = [
         f"# Bilevel reward optimisation: {args.task}, auxiliary `{aux}` ({args.aux})",
         "",
-        f"`{meta['command']}` ({meta['machine']}, JAX {meta['jax']}, "
+        f"`{' && '.join(commands)}` ({meta['machine']}, JAX {meta['jax']}, "
         f"{args.seeds} seeds, vmapped)",
         "",
         "| arm | method | final eval primary return (mean) | 95% CI (bootstrap) "
