@@ -79,7 +79,7 @@ def arms(task: dict, which: str) -> dict[str, tuple[str, dict]]:
         ("D", "implicit", {}),
         ("E", "one_step", {}),
         ("G", "unrolled", {"inner_iterations": 2}),
-        ("F", "population", {}),
+        ("F", "population", {"inner_iterations": 5}),  # exploit/explore every 5 iterations
     ):
         meta = {"method": method, "learn": learn, **extra}
         out[arm] = ("meta", {"reward": {"weights": both}, "meta": meta})
