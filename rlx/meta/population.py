@@ -125,12 +125,11 @@ def make_population(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: 
         )
         fitness = fitness[source]
         best = jnp.argmax(fitness)
-        out = jax.tree.map(lambda v: jnp.mean(v, 0), jax.vmap(_sum_or_mean)(metrics))
+        per_member = jax.vmap(_sum_or_mean)(metrics)
         # Episode totals summed over members, so the driver's totals/episodes is their mean.
-        out |= {
-            k: jnp.sum(v)
-            for k, v in jax.vmap(_sum_or_mean)(metrics).items()
-            if k.startswith("episode_total/")
+        out = {
+            k: jnp.sum(v) if k.startswith("episode_total/") else jnp.mean(v)
+            for k, v in per_member.items()
         }
         best_phi = jax.tree.map(lambda x: x[best], phi)
         out |= {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -20,29 +21,12 @@ def build(config: config_lib.Config):
     agent, hparams = driver.build(
         config, config.meta_iterations * m.inner_iterations, meta_grad_steps=m.grad_steps
     )
+    # The config's meta section splits by name into the static settings and the traced ones.
     static = meta_lib.MetaStatic(
-        method=m.method,
-        inner_iterations=m.inner_iterations,
-        remat=m.remat,
-        learn=tuple(m.learn),
-        learn_gamma=m.learn_gamma,
-        neumann_steps=m.neumann_steps,
-        critic_hidden=tuple(m.critic_hidden),
-        warmup=m.warmup,
-        population_size=m.population_size,
-        exploit_fraction=m.exploit_fraction,
+        **{f.name: getattr(m, f.name) for f in dataclasses.fields(meta_lib.MetaStatic)}
     )
-    meta_hparams = meta_lib.make_meta_hparams(
-        outer_learning_rate=m.outer_learning_rate,
-        outer_gamma=m.outer_gamma,
-        outer_lambda=m.outer_lambda,
-        l2=m.l2,
-        gamma_l2=m.gamma_l2,
-        critic_learning_rate=m.critic_learning_rate,
-        neumann_alpha=m.neumann_alpha,
-        perturb_scale=m.perturb_scale,
-        init_scale=m.init_scale,
-    )
+    names = meta_lib.MetaHparams.__dataclass_fields__
+    meta_hparams = meta_lib.make_meta_hparams(**{name: getattr(m, name) for name in names})
     return meta_lib.make(agent, static, hparams.reward), (hparams, meta_hparams)
 
 
