@@ -249,12 +249,31 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         )
 
     def values_of(params, obs_stats, traj: Transition) -> tuple[jax.Array, jax.Array]:
-        """V(s) and V(s') [T, B] in one batched pass after the rollout (cheaper than T small
-        per-step passes inside the scan, where only the policy is needed)."""
-        both = value_net.apply(
-            params["value"], prepare(obs_stats, jnp.stack([traj.obs, traj.next_obs]))
+        """V(s_t) and V(s'_t) [T, B] in one batched pass after the rollout (cheaper than T
+        small per-step passes inside the scan, where only the policy is needed).
+
+        Where step t did not end an episode, s'_t is s_{t+1}, so V(s') mostly reuses V(s): the
+        pass covers the T x B observations plus, per env, the last step's next observation
+        and the pre-reset observation of its truncated step (at most one per env while
+        ``T <= episode_length``): (T + 2) x B evaluations instead of 2 x T x B. V(s'_t) is 0
+        where s'_t is terminal (GAE does not bootstrap there).
+        """
+        steps, envs = traj.terminated.shape
+        if steps > env.episode_length:  # several truncations per env possible: every s'
+            both = value_net.apply(
+                params["value"], prepare(obs_stats, jnp.stack([traj.obs, traj.next_obs]))
+            )
+            return both[0], jnp.where(traj.terminated, 0.0, both[1])
+        truncated_at = jnp.argmax(traj.truncated, axis=0)  # [B] its truncated step, else 0
+        pre_reset = jnp.take_along_axis(traj.next_obs, truncated_at[None, :, None], axis=0)
+        extra = jnp.concatenate([traj.next_obs[-1:], pre_reset])  # [2, B, obs]
+        out = value_net.apply(
+            params["value"], prepare(obs_stats, jnp.concatenate([traj.obs, extra]))
         )
-        return both[0], both[1]
+        values, last, at_truncation = out[:steps], out[steps], out[steps + 1]
+        next_values = jnp.concatenate([values[1:], last[None]])
+        next_values = jnp.where(traj.truncated, at_truncation[None], next_values)
+        return values, jnp.where(traj.terminated, 0.0, next_values)
 
     def rollout(params, obs_stats, env_state, key, *, deterministic=False, length=None):
         """``length`` (default unroll_length) steps of the batched env: (env_state, [T, B]).

@@ -5,6 +5,8 @@ For each env and batch size: the cold XLA compile (persistent cache off) of a ji
 actions, then env steps/s of that program (median of ``--repeats`` runs).
 
   python scripts/bench_envs.py reach push --envs 64 256 [--out docs/bench_envs.json]
+  python scripts/bench_envs.py brax:halfcheetah --envs 256 \
+      --backends spring positional generalized mjx --out docs/bench_envs_halfcheetah.json
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import numpy as np
 from rlx import envs, runtime
 
 
-def measure(name: str, num_envs: int, steps: int, repeats: int) -> dict:
-    env = envs.make(name)
+def measure(name: str, num_envs: int, steps: int, repeats: int, **params) -> dict:
+    env = envs.make(name, **params)
     batched = envs.VmapWrapper(env)
     space = env.action_space
 
@@ -51,6 +53,7 @@ def measure(name: str, num_envs: int, steps: int, repeats: int) -> dict:
         times.append(time.perf_counter() - start)
     return {
         "env": name,
+        "params": params,
         "num_envs": num_envs,
         "compile_s": compile_s,
         "steps_per_s": steps * num_envs / float(np.median(times)),
@@ -64,15 +67,20 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="docs/bench_envs.json")
+    parser.add_argument(
+        "--backends", nargs="+", help="brax:<name> envs: one row per Brax backend (env param)"
+    )
     args = parser.parse_args(argv)
     runtime.configure()
     jax.config.update("jax_enable_compilation_cache", False)
     rows = []
+    variants = [{"backend": b} for b in args.backends] if args.backends else [{}]
     for name in args.names:
-        for num_envs in args.envs:
-            rows.append(measure(name, num_envs, args.steps, args.repeats))
+        for num_envs, params in ((n, p) for n in args.envs for p in variants):
+            rows.append(measure(name, num_envs, args.steps, args.repeats, **params))
+            label = " ".join([name, *params.values()])
             print(
-                f"{name:>16} {num_envs:>5} envs: compile {rows[-1]['compile_s']:5.1f} s, "
+                f"{label:>16} {num_envs:>5} envs: compile {rows[-1]['compile_s']:5.1f} s, "
                 f"{rows[-1]['steps_per_s']:>10,.0f} steps/s",
                 flush=True,
             )
@@ -80,7 +88,8 @@ def main(argv=None) -> None:
         "command": "python scripts/bench_envs.py "
         + " ".join(args.names)
         + " --envs "
-        + " ".join(map(str, args.envs)),
+        + " ".join(map(str, args.envs))
+        + (" --backends " + " ".join(args.backends) if args.backends else ""),
         "machine": f"{platform.machine()} ({jax.device_count()} x {jax.devices()[0].device_kind})",
         "jax": jax.__version__,
         "rows": rows,

@@ -8,6 +8,8 @@ which JAX 0.10 removed; this script shims that one call (``_shim_device_put_repl
 Resets: Brax's trainer returns each env to a cached first state; the rlx rows use the same
 (``env.reset_mode=cached``), so both step the same physics per env step.
 
+Brax and rlx runs alternate seed by seed (Brax seed 0, rlx seed 0, Brax seed 1, ...).
+
 Definitions (the same for both):
   training steps/s: env steps / wall time of all chunks (Brax: epochs) after the first,
     evaluation excluded (Brax: its own ``training/sps``, which excludes eval);
@@ -162,6 +164,7 @@ def rlx_overrides(env_name: str, sizes: dict, brax_steps: int) -> list[str]:
     chunk_iterations = max(1, iterations // sizes["chunks"])
     return [
         f"env.name={env_name}",
+        "env.reset_mode=cached",  # as Brax's AutoResetWrapper: back to each env's first state
         f"env.params.episode_length={COMMON['episode_length']}",
         f"train.num_envs={sizes['num_envs']}",
         f"train.unroll_length={unroll}",
@@ -410,8 +413,12 @@ def main() -> None:
     out = Path(args.out or REPO / "docs" / f"bench_vs_brax_{sizes_name}.json")
     rows = []
     for env in args.envs.split(","):
-        brax_runs = [_spawn("brax", env, s, args) for s in range(args.seeds)]
-        rlx_runs = [_spawn("rlx", f"brax:{env}", s, args) for s in range(args.seeds)]
+        # Alternate the frameworks seed by seed, so a machine whose speed drifts during the
+        # run (shared VMs do) slows both alike.
+        brax_runs, rlx_runs = [], []
+        for s in range(args.seeds):
+            brax_runs.append(_spawn("brax", env, s, args))
+            rlx_runs.append(_spawn("rlx", f"brax:{env}", s, args))
         rows += [
             {"env": env, "framework": "brax", "runs": brax_runs},
             {"env": f"brax:{env}", "framework": "rlx", "runs": rlx_runs},

@@ -24,9 +24,9 @@ def rows(run_dir: Path) -> list[dict]:
 def test_shipped_meta_config_runs_a_tiny_meta_training(tmp_path, repo_configs, name):
     path = Path(repo_configs) / "meta" / name
     config = config_lib.load(path, tiny_overrides(str(tmp_path)))
-    if config.env.name.startswith("brax:"):
-        # A Brax physics compile is 30-60 s: trace the meta-learner's programs instead (the
-        # same learner code compiles and runs on the other configs).
+    if config.env.name.startswith(("brax:", "humanoid")):
+        # A Brax or MJX physics compile is 30-60 s: trace the meta-learner's programs instead
+        # (the same learner code compiles and runs on the other configs).
         meta, hps = meta_run.build(config)
         state = jax.eval_shape(meta.init, jax.random.key(0), hps)
         new_state, metrics = jax.eval_shape(lambda s: meta.chunk(s, hps, 2), state)

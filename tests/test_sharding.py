@@ -84,3 +84,51 @@ def test_rlx_train_uses_all_local_devices(tmp_path, repo_configs):
     assert result.stdout.strip().splitlines()[-1] == "4 x cpu"
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["devices"] == "4 x cpu" and summary["status"] == "completed"
+
+
+META_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    from rlx import config as config_lib, sharding
+    from rlx.meta import run as meta_run
+
+    assert jax.device_count() == 4, jax.devices()
+    overrides = [
+        "train.num_envs=8", "train.unroll_length=8", "train.num_minibatches=2",
+        "train.num_epochs=2", "network.policy_hidden=[16]", "network.value_hidden=[16]",
+        "meta.grad_steps=2", "meta.outer_learning_rate=0.5", "run.compilation_cache=''",
+    ]
+    config = config_lib.load(sys.argv[1], overrides)
+    meta, hps = meta_run.build(config)
+
+    def run(devices):
+        mesh = sharding.make_mesh(devices)
+        state = meta.init(jax.random.key(0), hps)
+        shardings = meta_run._shardings(state, mesh)
+        state = jax.device_put(state, shardings)
+        hp = jax.device_put(hps, sharding.replicated(mesh))
+        fn = jax.jit(lambda s, h: meta.chunk(s, h, 3),
+                     out_shardings=(shardings, sharding.replicated(mesh)))
+        state, _ = fn(state, hp)
+        obs_devices = len(state.train.env_state.obs.sharding.device_set)
+        return jax.device_get((state.phi, state.train.params)), obs_devices
+
+    (phi1, params1), one_devices = run(jax.devices()[:1])
+    (phi4, params4), four_devices = run(jax.devices())
+    diff = lambda a, b: max(float(np.max(np.abs(x - y)))
+                            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    print(json.dumps({"phi": [float(x) for x in jax.tree.leaves(phi1)],
+                      "phi_diff": diff(phi1, phi4), "param_diff": diff(params1, params4),
+                      "devices": [one_devices, four_devices]}))
+    """
+)
+
+
+def test_four_devices_give_the_same_meta_update_as_one(repo_configs):
+    result = _run(META_SCRIPT, os.path.join(repo_configs, "meta", "cartpole_anti_pd.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices"] == [1, 4]
+    assert out["phi"] != [1.0, 1.0]  # phi moved (alive stays 1 only if it is not learned)
+    assert out["phi_diff"] < 1e-4 and out["param_diff"] < 1e-4, out

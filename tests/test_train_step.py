@@ -1,5 +1,6 @@
 """One compiled train step serves any Hparams; vmap over seeds and hparams works."""
 
+import dataclasses
 import functools
 
 import chex
@@ -125,3 +126,22 @@ def test_repeated_chunks_do_not_retrace_when_the_env_emits_weak_types():
     state = agent.init(jax.random.key(0), hp.reward)
     for _ in range(3):  # the output state goes straight back in
         state, _ = chunk(state, hp)
+
+
+@pytest.mark.parametrize("unroll_length", [12, 30])
+def test_values_of_equals_a_value_pass_over_every_next_observation(unroll_length):
+    # CartPole with a 12-step limit under a random policy: episodes both fall (terminated) and
+    # time out (truncated) inside a rollout; 30 > 12 takes the full-pass branch.
+    static = dataclasses.replace(STATIC, num_envs=16, unroll_length=unroll_length)
+    agent = ppo.make_ppo(static, envs.make("cartpole", episode_length=12), weighted_sum(("alive",)))
+    state = agent.init(jax.random.key(3), {"alive": 1.0})
+    env_state, seen = state.env_state, {"terminated": 0, "truncated": 0}
+    for i in range(3):
+        env_state, traj = agent.rollout(state.params, state.obs_stats, env_state, jax.random.key(i))
+        values, next_values = agent.values_of(state.params, state.obs_stats, traj)
+        value = lambda obs: agent.policy_value(state.params, state.obs_stats, obs)[1]
+        np.testing.assert_allclose(values, value(traj.obs), rtol=1e-5, atol=1e-6)
+        expected = jnp.where(traj.terminated, 0.0, value(traj.next_obs))
+        np.testing.assert_allclose(next_values, expected, rtol=1e-5, atol=1e-6)
+        seen = {k: seen[k] + int(jnp.sum(getattr(traj, k))) for k in seen}
+    assert seen["terminated"] > 0 and seen["truncated"] > 0, seen

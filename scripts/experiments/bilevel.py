@@ -3,6 +3,8 @@
     python scripts/experiments/bilevel.py --task cartpole --aux bad --seeds 16
     python scripts/experiments/bilevel.py --task cartpole --aux good --seeds 16
     python scripts/experiments/bilevel.py --task gridworld --seeds 16
+    python scripts/experiments/bilevel.py --task halfcheetah --seeds 4 --arms ABDE
+    python scripts/experiments/bilevel.py --task humanoid --seeds 4 --arms ABDE
 
 Arms (each a config: the task's base config plus overrides; every arm sees the same env steps
 per learner, the same PPO settings and the same seeds):
@@ -13,6 +15,9 @@ per learner, the same PPO settings and the same seeds):
   D  implicit meta-gradient (BARFI);  E  one-step meta-gradient;  G  unrolled (2 updates);
   F  population search (exploit/explore; its result is the member with the best fitness, and
      it uses population_size times the env steps).
+Humanoid (``--task humanoid``) has no single auxiliary: A is the hand-tuned weighting of its
+terms, B a deliberately poor one, and the meta arms start from B's and learn the weights of
+``alive`` and ``ctrl_cost`` against the primary's fixed one.
 Writes <out>.json (per-seed curves and finals, learned weights), <out>.md (table with 95%
 bootstrap confidence intervals) and <out>.png (eval primary return and learned weight curves).
 """
@@ -59,11 +64,32 @@ TASKS = {
         "aux": {"bad": ("reward_ctrl", 40.0), "good": ("reward_ctrl", 10.0)},
         "potential": None,
     },
+    # MJX humanoid: hand-tuned weights (configs/humanoid_cpu.yaml) against a poor start.
+    "humanoid": {
+        "config": "configs/meta/humanoid_poor_weights.yaml",
+        "default": {"forward_velocity": 0.125, "alive": 0.5, "ctrl_cost": -0.01},
+        "poor": {"forward_velocity": 0.125, "alive": 0.05, "ctrl_cost": -0.5},
+        "learn": ("alive", "ctrl_cost"),  # the primary's weight stays fixed
+    },
 }
+
+
+def learned_names(task: dict, which: str) -> tuple[str, ...]:
+    """The reward terms whose weights the meta arms learn (and the tables report)."""
+    if "poor" in task:
+        return tuple(task["poor"])
+    return (task["aux"][which][0],)
 
 
 def arms(task: dict, which: str) -> dict[str, tuple[str, dict]]:
     """arm -> (kind, overrides of the task's base config)."""
+    if "poor" in task:  # A: hand-tuned, B: poor, meta arms: from poor, task["learn"] learned
+        start, learn = task["poor"], [f"combine/{name}" for name in task["learn"]]
+        out = {
+            "A": ("plain", {"reward": {"weights": task["default"]}}),
+            "B": ("plain", {"reward": {"weights": start}}),
+        }
+        return out | _meta_arms(start, learn)
     primary = task["primary"]
     aux, weight = task["aux"][which]
     both = {**primary, aux: weight}
@@ -75,6 +101,11 @@ def arms(task: dict, which: str) -> dict[str, tuple[str, dict]]:
     if task["potential"] is not None and which == "bad":
         shaping = [{"potential": {"signals": task["potential"]}}]
         out["C"] = ("plain", {"reward": {"weights": primary, "shaping": shaping}})
+    return out | _meta_arms(both, learn)
+
+
+def _meta_arms(weights: dict, learn: list[str]) -> dict[str, tuple[str, dict]]:
+    out = {}
     for arm, method, extra in (
         ("D", "implicit", {}),
         ("E", "one_step", {}),
@@ -82,7 +113,7 @@ def arms(task: dict, which: str) -> dict[str, tuple[str, dict]]:
         ("F", "population", {"inner_iterations": 5}),  # exploit/explore every 5 iterations
     ):
         meta = {"method": method, "learn": learn, **extra}
-        out[arm] = ("meta", {"reward": {"weights": both}, "meta": meta})
+        out[arm] = ("meta", {"reward": {"weights": weights}, "meta": meta})
     return out
 
 
@@ -109,7 +140,7 @@ def load(path: Path, overrides: dict, cli: list[str]) -> config_lib.Config:
     return config_lib.load(path, [*tmp, *cli])
 
 
-def run_arm(kind: str, cfg: config_lib.Config, seeds: int, aux: str) -> dict:
+def run_arm(kind: str, cfg: config_lib.Config, seeds: int, names: tuple[str, ...]) -> dict:
     if kind == "plain":
         agent, hps = driver.build(cfg)
         init = lambda key: agent.init(key, hps.reward)
@@ -130,7 +161,8 @@ def run_arm(kind: str, cfg: config_lib.Config, seeds: int, aux: str) -> dict:
     ev = jax.jit(jax.vmap(evaluate, (0, None, None)))
     steps_per_chunk = cfg.train.num_envs * cfg.train.unroll_length * per_chunk
     steps_per_chunk *= cfg.meta.inner_iterations if kind == "meta" else 1
-    curve, weights, gammas, env_steps = [], [], [], []
+    curve, gammas, env_steps = [], [], []
+    weights = {name: [] for name in names}
     primary_key = "eval/primary_return"
     if kind == "meta" and cfg.meta.method == "population":
         primary_key = "eval/primary_return_best_member"
@@ -141,15 +173,18 @@ def run_arm(kind: str, cfg: config_lib.Config, seeds: int, aux: str) -> dict:
             result = jax.device_get(ev(states, hps, eval_key))
             curve.append(np.asarray(result[primary_key]).tolist())
             env_steps.append((c + 1) * steps_per_chunk)
-            name = f"weights/{aux}" if f"weights/{aux}" in metrics else f"phi/combine/{aux}"
-            if name in metrics:
-                weights.append(np.asarray(metrics[name])[:, -1].tolist())
+            for name in names:
+                key = f"weights/{name}" if f"weights/{name}" in metrics else f"phi/combine/{name}"
+                if key in metrics:
+                    weights[name].append(np.asarray(metrics[key])[:, -1].tolist())
+            if "meta/gamma" in metrics:
                 gammas.append(np.asarray(metrics["meta/gamma"])[:, -1].tolist())
     wall = time.perf_counter() - start
     return {
         "env_steps": env_steps,
         "eval_primary": curve,
-        "weight": weights,
+        "weight": weights[names[0]],  # the (first) learned weight, per eval and seed
+        "weights": weights,
         "gamma": gammas,
         "wall_s": wall,
         "final": curve[-1],
@@ -188,18 +223,19 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="dotted.key=value for every arm's config")
     args = parser.parse_args()
     task = TASKS[args.task]
-    aux = task["aux"][args.aux][0]
+    names = learned_names(task, args.aux)
+    label = "poor" if "poor" in task else args.aux
     if args.one_arm:
         runtime.configure()  # CPU: synchronous dispatch (see README, Known issues)
         driver.enable_compilation_cache("~/.cache/rlx/jax")
         kind, overrides = arms(task, args.aux)[args.one_arm]
         cfg = load(ROOT / task["config"], overrides, args.overrides)
-        result = run_arm(kind, cfg, args.seeds, aux)
+        result = run_arm(kind, cfg, args.seeds, names)
         result["kind"] = kind if kind == "plain" else cfg.meta.method
         result["overrides"] = overrides
         print("RESULT " + json.dumps(result), flush=True)
         return
-    out = Path(args.out or ROOT / f"docs/experiments/bilevel_{args.task}_{args.aux}")
+    out = Path(args.out or ROOT / f"docs/experiments/bilevel_{args.task}_{label}")
     out.parent.mkdir(parents=True, exist_ok=True)
     results, commands = {}, []
     if args.resume and out.with_suffix(".json").exists():
@@ -215,17 +251,24 @@ def main() -> None:
         result["ci95"] = bootstrap_ci(final)
         result["mean"] = float(final.mean())
         results[arm] = result
-        w = np.asarray(result["weight"][-1]) if result["weight"] else None
         print(
             f"[bilevel]   {result['kind']}: final eval primary {final.mean():.1f} "
             f"[{result['ci95'][0]:.1f}, {result['ci95'][1]:.1f}]"
-            + (f", learned {aux} weight {w.mean():.2f} +- {w.std():.2f}" if w is not None else "")
+            + (f", learned weights {learned(result)}" if learned(result) else "")
             + f", {result['wall_s']:.0f} s"
             + (f" ({result['restarts']} restart(s) after a stall)" if result["restarts"] else ""),
             flush=True,
         )
-        write(out, args, aux, results, commands)
-    write(out, args, aux, results, commands)
+        write(out, args, names, results, commands)
+    write(out, args, names, results, commands)
+
+
+def learned(result: dict) -> str:
+    """'name mean +- std, ...' of the last learned weights over seeds ('' for fixed arms)."""
+    weights = result.get("weights") or {}
+    return ", ".join(
+        f"{name} {np.mean(w[-1]):.2f} +- {np.std(w[-1]):.2f}" for name, w in weights.items() if w
+    )
 
 
 def run_in_child(arm: str, args, tries: int = 3) -> dict:
@@ -262,31 +305,45 @@ def run_in_child(arm: str, args, tries: int = 3) -> dict:
     raise SystemExit(f"arm {arm} stalled {tries} times")
 
 
-def write(out: Path, args, aux: str, results: dict, commands: list[str]) -> None:
+def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list[str]) -> None:
+    task = TASKS[args.task]
+    if "poor" in task:
+        title = (
+            f"{args.task}, from a poor weighting {task['poor']} (A: hand-tuned "
+            f"{task['default']}; meta arms start from B's weights and learn "
+            f"{', '.join(task['learn'])})"
+        )
+    else:
+        title = f"{args.task}, auxiliary `{names[0]}` ({args.aux})"
     meta = {
         "commands": commands,
         "machine": f"{platform.machine()}, {jax.devices()[0].device_kind} x {jax.device_count()}",
         "jax": jax.__version__,
         "seeds": args.seeds,
-        "aux": aux,
+        "aux": names[0],
+        "learned": list(names),
     }
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "arms": results}, indent=1))
     lines = [
-        f"# Bilevel reward optimisation: {args.task}, auxiliary `{aux}` ({args.aux})",
+        f"# Bilevel reward optimisation: {title}",
         "",
         f"`{' && '.join(commands)}` ({meta['machine']}, JAX {meta['jax']}, "
         f"{args.seeds} seeds, vmapped)",
         "",
         "| arm | method | final eval primary return (mean) | 95% CI (bootstrap) "
-        f"| learned weight of `{aux}` (mean +- std) | inner gamma | wall s |",
+        f"| learned weight of {', '.join(f'`{n}`' for n in names)} (mean +- std) "
+        "| inner gamma | wall s |",
         "|---|---|---|---|---|---|---|",
     ]
     for arm, r in results.items():
-        w = np.asarray(r["weight"][-1]) if r["weight"] else None
+        weights = learned(r) if "weights" in r else None
+        if weights is None and r["weight"]:  # results written before "weights" existed
+            w = np.asarray(r["weight"][-1])
+            weights = f"{w.mean():.2f} +- {w.std():.2f}"
         g = np.asarray(r["gamma"][-1]) if r["gamma"] else None
         lines.append(
             f"| {arm} | {r['kind']} | {r['mean']:.1f} | [{r['ci95'][0]:.1f}, {r['ci95'][1]:.1f}] "
-            f"| {'-' if w is None else f'{w.mean():.2f} +- {w.std():.2f}'} "
+            f"| {weights or '-'} "
             f"| {'-' if g is None else f'{g.mean():.4f}'} | {r['wall_s']:.0f} |"
         )
     if "A" in results:
@@ -297,10 +354,10 @@ def write(out: Path, args, aux: str, results: dict, commands: list[str]) -> None
             + ", ".join(f"{arm} {r['mean'] / a:.2f}" for arm, r in results.items() if a),
         ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    plot(out, results, aux)
+    plot(out, results, names)
 
 
-def plot(out: Path, results: dict, aux: str) -> None:
+def plot(out: Path, results: dict, names: tuple[str, ...]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -312,9 +369,12 @@ def plot(out: Path, results: dict, aux: str) -> None:
         y = np.asarray(r["eval_primary"])
         left.plot(x, y.mean(1), label=f"{arm} ({r['kind']})")
         left.fill_between(x, *np.percentile(y, [25, 75], axis=1), alpha=0.15)
-        if r["weight"]:
-            w = np.asarray(r["weight"])
-            right.plot(x[: len(w)], w.mean(1), label=arm)
+        curves = r.get("weights") or {names[0]: r["weight"]}
+        for name, w in curves.items():
+            if not w:
+                continue
+            w = np.asarray(w)
+            right.plot(x[: len(w)], w.mean(1), label=arm if len(names) == 1 else f"{arm} {name}")
             right.fill_between(x[: len(w)], *np.percentile(w, [25, 75], axis=1), alpha=0.15)
     left.set(
         xlabel="env steps per learner",
@@ -323,7 +383,7 @@ def plot(out: Path, results: dict, aux: str) -> None:
     )
     right.set(
         xlabel="env steps per learner",
-        ylabel=f"weight of {aux}",
+        ylabel=f"weight of {names[0]}" if len(names) == 1 else "learned weights",
         title="learned weight (mean, IQR)",
     )
     left.legend(fontsize=7)
