@@ -6,7 +6,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from conftest import tiny_overrides
+from conftest import TRACE_ONLY_ENVS, tiny_overrides
 from rlx import cli, driver
 from rlx import config as config_lib
 from rlx.meta import run as meta_run
@@ -24,7 +24,7 @@ def rows(run_dir: Path) -> list[dict]:
 def test_shipped_meta_config_runs_a_tiny_meta_training(tmp_path, repo_configs, name):
     path = Path(repo_configs) / "meta" / name
     config = config_lib.load(path, tiny_overrides(str(tmp_path)))
-    if config.env.name.startswith(("brax:", "humanoid")):
+    if config.env.name.startswith("brax:") or config.env.name in TRACE_ONLY_ENVS:
         # A Brax or MJX physics compile is 30-60 s: trace the meta-learner's programs instead
         # (the same learner code compiles and runs on the other configs).
         meta, hps = meta_run.build(config)

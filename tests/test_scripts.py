@@ -37,3 +37,49 @@ def test_compare_shaping_writes_table_json_and_plot(tmp_path):
     assert len(curve) == 2 and len(curve[0]) == 2  # [chunks][seeds]
     assert "| shaped |" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def _bilevel():
+    path = Path(REPO) / "scripts" / "experiments" / "bilevel.py"
+    spec = importlib.util.spec_from_file_location("bilevel", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bilevel_arms_of_the_poor_weighting_task():
+    bilevel = _bilevel()
+    task = bilevel.TASKS["humanoid"]
+    arms = bilevel.arms(task, "bad")
+    assert arms["A"] == ("plain", {"reward": {"weights": task["default"]}})
+    assert arms["B"] == ("plain", {"reward": {"weights": task["poor"]}})
+    kind, overrides = arms["E"]
+    assert kind == "meta" and overrides["reward"]["weights"] == task["poor"]
+    assert overrides["meta"]["learn"] == ["combine/alive", "combine/ctrl_cost"]
+    assert bilevel.learned_names(task, "bad") == ("forward_velocity", "alive", "ctrl_cost")
+
+
+def test_bilevel_experiment_writes_table_json_and_plot(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bilevel"
+    tiny = [
+        "train.total_steps=256", "train.num_envs=4", "train.unroll_length=16",
+        "train.num_minibatches=2", "train.num_epochs=1", "run.chunk_iterations=2",
+        "eval.every_chunks=2", "eval.num_envs=2", "env.params.episode_length=20",
+        "meta.grad_steps=1",
+    ]  # fmt: skip
+    script = Path(REPO) / "scripts" / "experiments" / "bilevel.py"
+    command = [sys.executable, str(script), "--task", "cartpole", "--arms", "BE", "--seeds", "2"]
+    result = subprocess.run(
+        [*command, "--out", str(out), *tiny], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert set(data["arms"]) == {"B", "E"} and data["meta"]["seeds"] == 2
+    e = data["arms"]["E"]
+    assert len(e["final"]) == 2 and len(e["weights"]["pd_anti"][-1]) == 2
+    table = out.with_suffix(".md").read_text()
+    assert "| E | one_step |" in table and "pd_anti" in table
+    assert out.with_suffix(".png").stat().st_size > 1000

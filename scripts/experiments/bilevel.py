@@ -5,6 +5,7 @@
     python scripts/experiments/bilevel.py --task gridworld --seeds 16
     python scripts/experiments/bilevel.py --task halfcheetah --seeds 4 --arms ABDE
     python scripts/experiments/bilevel.py --task humanoid --seeds 4 --arms ABDE
+    python scripts/experiments/bilevel.py --task halfcheetah --gpu   # 16 seeds, GPU sizes
 
 Arms (each a config: the task's base config plus overrides; every arm sees the same env steps
 per learner, the same PPO settings and the same seeds):
@@ -63,6 +64,8 @@ TASKS = {
         "primary": {"reward_run": 1.0},
         "aux": {"bad": ("reward_ctrl", 40.0), "good": ("reward_ctrl", 10.0)},
         "potential": None,
+        # --gpu: 16 seeds x 256 envs, 5M env steps per seed
+        "gpu": ["train.num_envs=256", "train.total_steps=5000000", "eval.num_envs=16"],
     },
     # MJX humanoid: hand-tuned weights (configs/humanoid_cpu.yaml) against a poor start.
     "humanoid": {
@@ -70,6 +73,8 @@ TASKS = {
         "default": {"forward_velocity": 0.125, "alive": 0.5, "ctrl_cost": -0.01},
         "poor": {"forward_velocity": 0.125, "alive": 0.05, "ctrl_cost": -0.5},
         "learn": ("alive", "ctrl_cost"),  # the primary's weight stays fixed
+        # --gpu: 16 seeds x 256 envs (4,096 in all), 20M env steps per seed
+        "gpu": ["train.num_envs=256", "train.total_steps=20000000", "eval.num_envs=16"],
     },
 }
 
@@ -202,7 +207,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=tuple(TASKS), default="cartpole")
     parser.add_argument("--aux", choices=("bad", "good"), default="bad")
-    parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="default 16 (4 on a CPU for halfcheetah and humanoid)",
+    )
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="GPU scale: 16 seeds and the task's larger sizes (more envs, millions of steps)",
+    )
     parser.add_argument("--arms", default="ABCDEFG", help="which arms to run, e.g. ABDE")
     parser.add_argument(
         "--out", help="output prefix (default docs/experiments/bilevel_<task>_<aux>)"
@@ -223,6 +238,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="dotted.key=value for every arm's config")
     args = parser.parse_args()
     task = TASKS[args.task]
+    heavy = "gpu" in task
+    if args.seeds is None:
+        args.seeds = 4 if heavy and not args.gpu else 16
+    if args.gpu:  # the task's GPU sizes first: the command line's overrides still win
+        args.overrides = [*task.get("gpu", []), *args.overrides]
     names = learned_names(task, args.aux)
     label = "poor" if "poor" in task else args.aux
     if args.one_arm:
