@@ -258,15 +258,15 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         ``T <= episode_length``): (T + 2) x B evaluations instead of 2 x T x B. V(s'_t) is 0
         where s'_t is terminal (GAE does not bootstrap there).
         """
-        steps, envs = traj.terminated.shape
+        steps = traj.terminated.shape[0]
         if steps > env.episode_length:  # several truncations per env possible: every s'
             both = value_net.apply(
                 params["value"], prepare(obs_stats, jnp.stack([traj.obs, traj.next_obs]))
             )
             return both[0], jnp.where(traj.terminated, 0.0, both[1])
         truncated_at = jnp.argmax(traj.truncated, axis=0)  # [B] its truncated step, else 0
-        pre_reset = jnp.take_along_axis(traj.next_obs, truncated_at[None, :, None], axis=0)
-        extra = jnp.concatenate([traj.next_obs[-1:], pre_reset])  # [2, B, obs]
+        pre_reset = jax.vmap(lambda x, t: x[t], (1, 0))(traj.next_obs, truncated_at)  # [B, ...]
+        extra = jnp.concatenate([traj.next_obs[-1:], pre_reset[None]])  # [2, B, ...]
         out = value_net.apply(
             params["value"], prepare(obs_stats, jnp.concatenate([traj.obs, extra]))
         )
