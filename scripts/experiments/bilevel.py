@@ -73,8 +73,8 @@ TASKS = {
         "default": {"forward_velocity": 0.125, "alive": 0.5, "ctrl_cost": -0.01},
         "poor": {"forward_velocity": 0.125, "alive": 0.05, "ctrl_cost": -0.5},
         "learn": ("alive", "ctrl_cost"),  # the primary's weight stays fixed
-        # --gpu: 16 seeds x 256 envs (4,096 in all), 20M env steps per seed
-        "gpu": ["train.num_envs=256", "train.total_steps=20000000", "eval.num_envs=16"],
+        # --gpu: 16 seeds x 256 envs (4,096 in all), 10M env steps per seed
+        "gpu": ["train.num_envs=256", "train.total_steps=10000000", "eval.num_envs=16"],
     },
 }
 
