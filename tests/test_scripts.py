@@ -71,13 +71,13 @@ def test_bilevel_experiment_writes_table_json_and_plot(tmp_path):
         "meta.grad_steps=1",
     ]  # fmt: skip
     script = Path(REPO) / "scripts" / "experiments" / "bilevel.py"
-    command = [sys.executable, str(script), "--task", "cartpole", "--arms", "BE", "--seeds", "2"]
+    command = [sys.executable, str(script), "--task", "cartpole", "--arms", "E", "--seeds", "2"]
     result = subprocess.run(
         [*command, "--out", str(out), *tiny], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.with_suffix(".json").read_text())
-    assert set(data["arms"]) == {"B", "E"} and data["meta"]["seeds"] == 2
+    assert set(data["arms"]) == {"E"} and data["meta"]["seeds"] == 2
     e = data["arms"]["E"]
     assert len(e["final"]) == 2 and len(e["weights"]["pd_anti"][-1]) == 2
     table = out.with_suffix(".md").read_text()
