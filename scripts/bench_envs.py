@@ -89,7 +89,8 @@ def main(argv=None) -> None:
         + " ".join(args.names)
         + " --envs "
         + " ".join(map(str, args.envs))
-        + (" --backends " + " ".join(args.backends) if args.backends else ""),
+        + (" --backends " + " ".join(args.backends) if args.backends else "")
+        + (f" --out {args.out}" if args.out != parser.get_default("out") else ""),
         "machine": f"{platform.machine()} ({jax.device_count()} x {jax.devices()[0].device_kind})",
         "jax": jax.__version__,
         "rows": rows,
