@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -85,12 +86,7 @@ def main(argv=None) -> None:
                 flush=True,
             )
     result = {
-        "command": "python scripts/bench_envs.py "
-        + " ".join(args.names)
-        + " --envs "
-        + " ".join(map(str, args.envs))
-        + (" --backends " + " ".join(args.backends) if args.backends else "")
-        + (f" --out {args.out}" if args.out != parser.get_default("out") else ""),
+        "command": "python " + " ".join(["scripts/bench_envs.py", *(argv or sys.argv[1:])]),
         "machine": f"{platform.machine()} ({jax.device_count()} x {jax.devices()[0].device_kind})",
         "jax": jax.__version__,
         "rows": rows,
