@@ -339,13 +339,14 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
             metrics["loss/grad_norm"] = optax.tree_utils.tree_norm(grads)
             return (optax.apply_updates(params, updates), opt_state), metrics
 
-        def epoch(carry, epoch_key):
+        def shuffle(epoch_key):
+            """The samples in a random order, as [num_minibatches, minibatch_size, ...]."""
             order = jax.random.permutation(epoch_key, num_samples)
-            shuffled = jax.tree.map(
-                lambda x: x[order].reshape((static.num_minibatches, minibatch_size) + x.shape[1:]),
-                samples,
-            )
-            return jax.lax.scan(minibatch_step, carry, shuffled)
+            shape = (static.num_minibatches, minibatch_size)
+            return jax.tree.map(lambda x: x[order].reshape(shape + x.shape[1:]), samples)
+
+        def epoch(carry, epoch_key):
+            return jax.lax.scan(minibatch_step, carry, shuffle(epoch_key))
 
         total = static.num_epochs * static.num_minibatches
         tail = static.meta_grad_steps
@@ -358,11 +359,6 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         # Meta-gradients through the last ``tail`` minibatch steps only: the same minibatches
         # in the same order, the steps before them as constants (two scans, so the backward
         # pass runs over the tail alone).
-        def shuffle(epoch_key):
-            order = jax.random.permutation(epoch_key, num_samples)
-            shape = (static.num_minibatches, minibatch_size)
-            return jax.tree.map(lambda x: x[order].reshape(shape + x.shape[1:]), samples)
-
         batches = jax.vmap(shuffle)(jax.random.split(key, static.num_epochs))
         batches = jax.tree.map(lambda x: x.reshape((total,) + x.shape[2:]), batches)
         head = jax.tree.map(lambda x: jax.lax.stop_gradient(x[: total - tail]), batches)
