@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from rlx.envs.base import Box, Discrete, Env, EnvState, observation_size
 from rlx.envs.brax_adapter import BraxEnv
 from rlx.envs.cartpole import CartPole
 from rlx.envs.gridworld import GridWorld
@@ -26,6 +25,7 @@ from rlx.envs.push import Push
 from rlx.envs.randomize import DomainRandomization, NotRandomizableError
 from rlx.envs.reach import Reach
 from rlx.envs.wrappers import EpisodeWrapper, VmapWrapper
+from rlx.types import Box, Discrete, Env, EnvState, observation_size
 
 # name -> env class; the class is also the env's typed config (a frozen dataclass).
 REGISTRY: dict[str, type] = {
@@ -90,7 +90,13 @@ def make(
     back to each env's first state); see ``EpisodeWrapper``. ``randomize``: ranges of
     ``DomainRandomization`` (``mass``, ``friction``, ``actuator_gain``: (low, high) scales).
     """
-    env = make_raw(name, **params)
+    return wrap(make_raw(name, **params), reset_mode=reset_mode, randomize=randomize)
+
+
+def wrap(raw: Env, *, reset_mode: str = "fresh", randomize: dict | None = None) -> EpisodeWrapper:
+    """A raw env with domain randomisation (when ``randomize`` names ranges), time limit and
+    auto-reset (see ``make``)."""
+    env = raw
     if randomize:
         env = DomainRandomization(env, **{k: tuple(v) for k, v in randomize.items()})
     return EpisodeWrapper(env, reset_mode=reset_mode)
@@ -130,4 +136,5 @@ __all__ = [
     "make_raw",
     "observation_size",
     "register",
+    "wrap",
 ]

@@ -1,106 +1,35 @@
-"""The env protocol and the EnvState of the data contract.
+"""The env protocol and the EnvState of the data contract, and the constructors envs use.
 
 An env is a frozen dataclass (its typed config) with pure ``reset(key)`` and ``step(state,
 action)`` for ONE environment; batching is ``jax.vmap`` (see ``wrappers.VmapWrapper``). Envs
 report named, *unweighted* reward terms, a ``primary`` task objective and ``signals``; they never
 weight or sum terms: that is the reward layer's job (``rlx.rewards``).
+
+The types themselves (``EnvState``, ``Discrete``, ``Box``, ``ActionSpace``, ``Env``,
+``observation_size``) live in the leaf module ``rlx.types`` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import struct
+
+from rlx.types import ActionSpace, Box, Discrete, Env, EnvState, observation_size
 
 Array = jax.Array
 
-
-@struct.dataclass
-class EnvState:
-    """State of one environment after a step (leading ``[B]`` axis once batched).
-
-    Fields:
-      physics: env-specific pytree the dynamics evolve (post-reset after auto-reset).
-      obs: [obs_size] observation after this step, *after* auto-reset.
-      next_obs: [obs_size] observation this step produced, *before* auto-reset.
-      obs_signals: dict of [] signals at the state ``obs`` describes (post-reset).
-      signals: dict of [] signals at the pre-reset next state (pairs with ``next_obs``).
-      terms: dict of [] unweighted reward terms of this transition.
-      primary: [] the task objective of this step.
-      terminated: [] bool, a true terminal state (no bootstrap, zero potential).
-      truncated: [] bool, the time limit ended the episode (bootstrap from ``next_obs``).
-      step_count: [] int32 steps taken in the current episode (0 right after a reset).
-      metrics: dict of [] env diagnostics.
-      key: PRNG key the env consumes on reset.
-      reset_cache: (physics, obs, obs_signals) of the episode's first state when the
-        ``EpisodeWrapper`` resets to a cached state (``reset_mode='cached'``), else None.
-    """
-
-    physics: Any
-    obs: Array
-    next_obs: Array
-    obs_signals: dict[str, Array]
-    signals: dict[str, Array]
-    terms: dict[str, Array]
-    primary: Array
-    terminated: Array
-    truncated: Array
-    step_count: Array
-    metrics: dict[str, Array]
-    key: Array
-    reset_cache: Any = None
-
-    @property
-    def done(self) -> Array:
-        return jnp.logical_or(self.terminated, self.truncated)
-
-
-@dataclasses.dataclass(frozen=True)
-class Discrete:
-    """``num_actions`` choices; the env takes an int32 action."""
-
-    num_actions: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Box:
-    """A continuous action in ``[low, high]^size``; the env takes a float32 [size] action."""
-
-    size: int
-    low: float = -1.0
-    high: float = 1.0
-
-
-ActionSpace = Discrete | Box
-
-
-class Env(Protocol):
-    """What every env (raw or wrapped) offers."""
-
-    name: str
-    episode_length: int
-
-    @property
-    def action_space(self) -> ActionSpace: ...
-
-    @property
-    def term_names(self) -> tuple[str, ...]: ...
-
-    @property
-    def signal_names(self) -> tuple[str, ...]: ...
-
-    def reset(self, key: Array) -> EnvState: ...
-
-    def step(self, state: EnvState, action: Array) -> EnvState: ...
-
-
-def observation_size(env: Env) -> int:
-    """Observation size from shapes alone (``jax.eval_shape``), never a real reset."""
-    shape = jax.eval_shape(env.reset, jax.random.key(0)).obs.shape
-    return int(shape[-1])
+__all__ = [
+    "ActionSpace",
+    "Box",
+    "Discrete",
+    "Env",
+    "EnvState",
+    "make_state",
+    "observation_size",
+    "transition_state",
+]
 
 
 def make_state(
@@ -111,14 +40,15 @@ def make_state(
     term_names: tuple[str, ...],
     key: Array,
 ) -> EnvState:
-    """A fresh episode's EnvState: zero terms, not done, ``next_obs == obs``."""
+    """A fresh episode's EnvState: zero terms, not done, ``next_obs == obs`` and
+    ``next_signals == signals``."""
     zero = jnp.zeros((), jnp.float32)
     return EnvState(
         physics=physics,
         obs=obs,
         next_obs=obs,
-        obs_signals=signals,
         signals=signals,
+        next_signals=signals,
         terms={name: zero for name in term_names},
         primary=zero,
         terminated=jnp.zeros((), bool),
@@ -140,13 +70,18 @@ def transition_state(
     terminated: Array,
     metrics: dict[str, Array] | None = None,
 ) -> EnvState:
-    """The EnvState after one raw step (no time limit, no reset: wrappers add those)."""
+    """The EnvState after one raw step (no time limit, no reset: wrappers add those).
+
+    ``obs`` and ``signals`` describe the state the step produced; without a reset that is also
+    the next step's start, so they fill both ``obs``/``next_obs`` and ``signals``/
+    ``next_signals`` (``EpisodeWrapper`` replaces ``obs``/``signals`` where an episode ends).
+    """
     return state.replace(
         physics=physics,
         obs=obs,
         next_obs=obs,
-        obs_signals=signals,
         signals=signals,
+        next_signals=signals,
         terms={k: jnp.asarray(v, jnp.float32) for k, v in terms.items()},
         primary=jnp.asarray(primary, jnp.float32),
         terminated=jnp.asarray(terminated, bool),

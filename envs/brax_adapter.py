@@ -15,7 +15,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import Box, EnvState, make_state, transition_state
+from rlx.envs.adapters import first_state, next_state, split_reward
+from rlx.types import Box, EnvState
 
 # Brax env -> {metric: scale}: the parts Brax sums into its reward (Brax 0.14 sources).
 REWARD_PARTS: dict[str, dict[str, float]] = {
@@ -117,30 +118,18 @@ class BraxEnv:
         return {k: jnp.asarray(v, jnp.float32) for k, v in signals.items()}
 
     def reset(self, key: jax.Array) -> EnvState:
-        key, reset_key = jax.random.split(key)
-        brax_state = self.brax.reset(jax.random.key_data(reset_key))
-        return make_state(
-            physics=brax_state,
-            obs=brax_state.obs,
-            signals=self._signals(brax_state),
-            term_names=self.term_names,
-            key=key,
-        )
+        return first_state(self.brax.reset, key, signals=self._signals, term_names=self.term_names)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         brax_state = self.brax.step(state.physics, action)
-        terms = {k: scale * brax_state.metrics[k] for k, scale in self.reward_parts.items()}
-        terms["residual"] = brax_state.reward - sum(terms.values(), jnp.zeros(()))
         if self.brax_name in LOCOMOTION and "x_velocity" in brax_state.metrics:
             primary = brax_state.metrics["x_velocity"]
         else:
             primary = brax_state.reward
-        return transition_state(
+        return next_state(
             state,
-            physics=brax_state,
-            obs=brax_state.obs,
+            brax_state,
             signals=self._signals(brax_state),
-            terms=terms,
+            terms=split_reward(brax_state.reward, brax_state.metrics, self.reward_parts),
             primary=primary,
-            terminated=brax_state.done > 0.5,
         )

@@ -15,38 +15,39 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import Box, EnvState, make_state, transition_state
-
-
-class MujocoUnavailableError(ImportError):
-    pass
+from rlx.envs.base import make_state, transition_state
+from rlx.envs.mjx_base import (
+    MjxEnv,
+    MujocoUnavailableError,  # noqa: F401  (importable from here, its first home)
+    forward_at,
+    import_mujoco,
+    put_model,
+    run_frames,
+    scale_action,
+)
+from rlx.rewards.terms import alive_bonus, contact_cost, control_cost
+from rlx.types import EnvState
 
 
 @functools.cache
 def _model(solver_iterations: int, ls_iterations: int):
     """(mujoco.MjModel, mjx.Model) of Brax's humanoid MJCF with Brax's MJX solver settings."""
-    try:
-        import mujoco
-        from etils import epath
-        from mujoco import mjx
-    except ImportError as error:
-        raise MujocoUnavailableError(
-            "the humanoid env needs mujoco, mujoco-mjx and brax (for its MJCF): "
-            "pip install -c constraints.txt '.[mjx]'"
-        ) from error
+    mujoco = import_mujoco(
+        "the humanoid env needs mujoco, mujoco-mjx and brax (for its MJCF)", "etils.epath"
+    )
+    from etils import epath
+
     path = epath.resource_path("brax") / "envs/assets/humanoid.xml"
     model = mujoco.MjModel.from_xml_path(str(path))
     model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
     model.opt.disableflags = model.opt.disableflags | mujoco.mjtDisableBit.mjDSBL_EULERDAMP
     model.opt.iterations = solver_iterations
     model.opt.ls_iterations = ls_iterations
-    # Concrete arrays even when first asked for inside a trace (the result is cached).
-    with jax.ensure_compile_time_eval():
-        return model, mjx.put_model(model)
+    return put_model(model)
 
 
 @dataclasses.dataclass(frozen=True)
-class Humanoid:
+class Humanoid(MjxEnv):
     """3D humanoid (17 actuators, actions in [-1, 1] scaled to the actuator ranges).
 
     Terms: ``forward_velocity`` (x velocity of the centre of mass, m/s), ``alive`` (1 while
@@ -70,26 +71,8 @@ class Humanoid:
     term_names = ("forward_velocity", "alive", "ctrl_cost", "constraint_cost")
     signal_names = ("torso_height", "uprightness", "forward_velocity", "x_position")
 
-    def __post_init__(self):
-        _model(self.solver_iterations, self.ls_iterations)  # load the MJCF outside any trace
-
-    @property
-    def mjx_model(self):
-        """The ``mjx.Model`` that ``reset``/``step`` use (``*_with_model`` take any other)."""
-        return _model(self.solver_iterations, self.ls_iterations)[1]
-
-    @property
-    def mj_model(self):
-        """The ``mujoco.MjModel`` the mjx model was built from (host side)."""
-        return _model(self.solver_iterations, self.ls_iterations)[0]
-
-    @property
-    def action_space(self) -> Box:
-        return Box(size=int(self.mj_model.nu), low=-1.0, high=1.0)
-
-    @property
-    def dt(self) -> float:
-        return float(self.mj_model.opt.timestep) * self.frames_per_step
+    def _models(self):
+        return _model(self.solver_iterations, self.ls_iterations)
 
     def _com(self, model, data) -> jax.Array:
         mass = jnp.asarray(model.body_mass[1:], jnp.float32)
@@ -114,22 +97,13 @@ class Humanoid:
             "x_position": self._com(model, data)[0],
         }
 
-    def reset(self, key: jax.Array) -> EnvState:
-        return self.reset_with_model(self.mjx_model, key)
-
-    def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        return self.step_with_model(self.mjx_model, state, action)
-
     def reset_with_model(self, model, key: jax.Array) -> EnvState:
         """``reset`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
-        from mujoco import mjx
-
         key, qpos_key, qvel_key = jax.random.split(key, 3)
         noise = self.reset_noise_scale
         qpos = model.qpos0 + jax.random.uniform(qpos_key, (model.nq,), minval=-noise, maxval=noise)
         qvel = jax.random.uniform(qvel_key, (model.nv,), minval=-noise, maxval=noise)
-        data = mjx.make_data(model).replace(qpos=qpos, qvel=qvel)
-        data = mjx.forward(model, data)
+        data = forward_at(model, qpos=qpos, qvel=qvel)
         return make_state(
             physics=data,
             obs=self._observe(data),
@@ -140,25 +114,16 @@ class Humanoid:
 
     def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
         """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
-        from mujoco import mjx
-
-        ranges = jnp.asarray(model.actuator_ctrlrange, jnp.float32)
-        low, high = ranges[:, 0], ranges[:, 1]
-        ctrl = low + (action + 1.0) * 0.5 * (high - low)
         before = state.physics
-
-        def frame(data, _):
-            return mjx.step(model, data.replace(ctrl=ctrl)), None
-
-        data, _ = jax.lax.scan(frame, before, None, length=self.frames_per_step)
+        data = run_frames(model, before, scale_action(model, action), self.frames_per_step)
         forward_velocity = (self._com(model, data)[0] - self._com(model, before)[0]) / self.dt
         height = data.qpos[2]
         healthy = (height > self.healthy_z_min) & (height < self.healthy_z_max)
         terms = {
             "forward_velocity": forward_velocity,
-            "alive": healthy.astype(jnp.float32),
-            "ctrl_cost": jnp.sum(action**2),
-            "constraint_cost": jnp.sum(data.qfrc_constraint**2),
+            "alive": alive_bonus(healthy),
+            "ctrl_cost": control_cost(action),
+            "constraint_cost": contact_cost(data.qfrc_constraint),
         }
         return transition_state(
             state,

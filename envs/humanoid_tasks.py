@@ -1,9 +1,9 @@
 """Humanoid stand, walk and run on MJX, with dm_control-style terms for the reward layer.
 
 Same physics and observation as ``humanoid`` (Brax's humanoid MJCF); the tasks add terms built
-with ``rlx.rewards.terms.tolerance`` in the manner of dm_control's humanoid (whose reward is the
-*product* small_control * standing * upright * move, which ``configs/humanoid_*.yaml`` express
-with ``combine: product``):
+with ``rlx.rewards.terms`` (``tolerance``, ``small_control``) in the manner of dm_control's
+humanoid (whose reward is the *product* small_control * standing * upright * move, which
+``configs/humanoid_*.yaml`` express with ``combine: product``):
 
 - ``standing``: tolerance(torso height, [stand_height, inf), margin stand_height / 4);
 - ``upright``: tolerance(uprightness, [0.9, inf), margin 1.9, linear, 0 at the margin);
@@ -26,9 +26,9 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import EnvState
 from rlx.envs.humanoid import Humanoid
-from rlx.rewards.terms import tolerance
+from rlx.rewards.terms import small_control, tolerance
+from rlx.types import EnvState
 
 _TERMS = (
     "standing",
@@ -54,7 +54,8 @@ class _HumanoidTask(Humanoid):
     signal_names = _SIGNALS
 
     def _task_terms(self, state: EnvState, action: jax.Array) -> tuple[dict, jax.Array]:
-        signals = state.signals
+        """(task terms, primary) of the raw step that produced ``state`` (its next_signals)."""
+        signals = state.next_signals
         height, upright_z = signals["torso_height"], signals["uprightness"]
         velocity = signals["forward_velocity"]
         standing = tolerance(
@@ -75,13 +76,12 @@ class _HumanoidTask(Humanoid):
                 sigmoid="linear",
                 value_at_margin=0.0,
             )
-        control = tolerance(action, 0.0, 0.0, margin=1.0, sigmoid="quadratic", value_at_margin=0.0)
         speed_error = jnp.abs(velocity - self.target_speed)
         terms = {
             "standing": standing,
             "upright": upright,
             "move": move,
-            "small_control": (4.0 + jnp.mean(control)) / 5.0,
+            "small_control": small_control(action),
             "speed_error": speed_error,
         }
         if self.task == "stand":
@@ -95,17 +95,17 @@ class _HumanoidTask(Humanoid):
     def reset_with_model(self, model, key: jax.Array) -> EnvState:
         state = super().reset_with_model(model, key)
         signals = state.signals | {"speed_error": jnp.asarray(self.target_speed, jnp.float32)}
-        return state.replace(signals=signals, obs_signals=signals)
+        return state.replace(signals=signals, next_signals=signals)
 
     def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
         out = super().step_with_model(model, state, action)
         terms, primary = self._task_terms(out, action)
-        signals = out.signals | {"speed_error": terms["speed_error"]}
+        signals = out.next_signals | {"speed_error": terms["speed_error"]}
         return out.replace(
             terms=out.terms | {k: jnp.asarray(v, jnp.float32) for k, v in terms.items()},
             primary=jnp.asarray(primary, jnp.float32),
             signals=signals,
-            obs_signals=signals,
+            next_signals=signals,
         )
 
 

@@ -34,7 +34,8 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import Box, EnvState, make_state, transition_state
+from rlx.envs.adapters import first_state, next_state, split_reward
+from rlx.types import Box, EnvState
 
 INSTALL = (
     "playground:<Name> envs need MuJoCo Playground 0.2 (PyPI 'playground'): "
@@ -207,14 +208,8 @@ class PlaygroundEnv:
         }
 
     def reset(self, key: jax.Array) -> EnvState:
-        key, reset_key = jax.random.split(key)
-        pg_state = self.playground.reset(jax.random.key_data(reset_key))
-        return make_state(
-            physics=pg_state,
-            obs=pg_state.obs,
-            signals=self._signals(pg_state),
-            term_names=self.term_names,
-            key=key,
+        return first_state(
+            self.playground.reset, key, signals=self._signals, term_names=self.term_names
         )
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
@@ -224,16 +219,13 @@ class PlaygroundEnv:
         pg_state = self.playground.step(physics, action)
         parts = self.reward_parts
         if parts:
-            terms = {k: scale * pg_state.metrics[f"reward/{k}"] for k, scale in parts.items()}
-            terms["residual"] = pg_state.reward - sum(terms.values(), jnp.zeros(()))
+            terms = split_reward(pg_state.reward, pg_state.metrics, parts, prefix="reward/")
         else:
             terms = {"reward": pg_state.reward}
-        return transition_state(
+        return next_state(
             state,
-            physics=pg_state,
-            obs=pg_state.obs,
+            pg_state,
             signals=self._signals(pg_state),
             terms=terms,
             primary=pg_state.reward,
-            terminated=pg_state.done > 0.5,
         )

@@ -12,7 +12,8 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import Box, Discrete, EnvState, make_state, transition_state
+from rlx.envs.base import make_state, transition_state
+from rlx.types import Box, Discrete, EnvState
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,17 +15,10 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import Box, EnvState, make_state, transition_state
-from rlx.envs.reach import (
-    ARM_ACTUATORS,
-    ARM_XML,
-    arm_observation,
-    check_primary_objective,
-    load_model,
-    physics_step,
-    sample_in_annulus,
-    scale_action,
-)
+from rlx.envs.mjx_base import load_model
+from rlx.envs.reach import ARM_ACTUATORS, ARM_XML, ArmTask, arm_observation, sample_in_annulus
+from rlx.rewards.terms import distance as distance_between
+from rlx.types import EnvState
 
 PUCK_RADIUS = 0.02
 
@@ -54,7 +47,7 @@ def _push_xml(solver_iterations: int, ls_iterations: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Push:
+class Push(ArmTask):
     """Planar 2-link arm (2 motors, actions in [-1, 1]) pushing a puck to a goal; never terminates.
 
     Each reset draws the puck and the goal independently and uniformly (by area) in the annulus
@@ -104,41 +97,19 @@ class Push:
         "fingertip_y",
     )
 
+    distance_signal: ClassVar[str] = "object_goal_distance"
+
     def __post_init__(self):
-        check_primary_objective(self.primary_objective)
         if not 0 <= self.radius_min <= self.radius_max:
             raise ValueError("need 0 <= radius_min <= radius_max")
-        load_model(self._xml)  # load the MJCF outside any trace
+        super().__post_init__()
 
-    @property
-    def _xml(self) -> str:
-        return _push_xml(self.solver_iterations, self.ls_iterations)
-
-    @property
-    def mj_model(self):
-        """The ``mujoco.MjModel`` the mjx model was built from (host side)."""
-        return load_model(self._xml)[0]
-
-    @property
-    def mjx_model(self):
-        """The ``mjx.Model`` that ``reset``/``step`` use (``*_with_model`` take any other)."""
-        return load_model(self._xml)[1]
-
-    @property
-    def action_space(self) -> Box:
-        return Box(size=int(self.mj_model.nu), low=-1.0, high=1.0)
-
-    @property
-    def dt(self) -> float:
-        return float(self.mj_model.opt.timestep) * self.frames_per_step
+    def _models(self):
+        return load_model(_push_xml(self.solver_iterations, self.ls_iterations))
 
     @functools.cached_property
     def _ids(self) -> tuple[int, int]:
-        import mujoco
-
-        site = mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_SITE, "fingertip")
-        puck = mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_BODY, "puck")
-        return site, puck
+        return self.object_id("site", "fingertip"), self.object_id("body", "puck")
 
     def _observe(self, data) -> tuple[jax.Array, dict[str, jax.Array]]:
         site, puck = self._ids
@@ -156,8 +127,8 @@ class Push:
             ]
         )
         signals = {
-            "object_goal_distance": jnp.linalg.norm(puck_pos - goal),
-            "hand_object_distance": jnp.linalg.norm(fingertip - puck_pos),
+            "object_goal_distance": distance_between(puck_pos, goal),
+            "hand_object_distance": distance_between(fingertip, puck_pos),
             "object_x": puck_pos[0],
             "object_y": puck_pos[1],
             "goal_x": goal[0],
@@ -167,16 +138,11 @@ class Push:
         }
         return obs, signals
 
-    def reset(self, key: jax.Array) -> EnvState:
-        return self.reset_with_model(self.mjx_model, key)
-
-    def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        return self.step_with_model(self.mjx_model, state, action)
+    def _extra_terms(self, signals: dict, action: jax.Array) -> dict[str, jax.Array]:
+        return {"hand_object_distance": signals["hand_object_distance"]}
 
     def reset_with_model(self, model, key: jax.Array) -> EnvState:
         """``reset`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
-        from mujoco import mjx
-
         key, puck_key, goal_key, angle_key = jax.random.split(key, 4)
         puck = sample_in_annulus(puck_key, self.radius_min, self.radius_max)
         goal = sample_in_annulus(goal_key, self.radius_min, self.radius_max)
@@ -184,39 +150,4 @@ class Push:
         angles = jax.random.uniform(angle_key, (2,), minval=-noise, maxval=noise)
         away = jnp.arctan2(puck[1], puck[0]) + jnp.pi
         qpos = jnp.concatenate([angles.at[0].add(away), puck])
-        data = mjx.make_data(model)
-        mocap_pos = data.mocap_pos.at[0, :2].set(goal)
-        data = mjx.forward(model, data.replace(qpos=qpos, mocap_pos=mocap_pos))
-        obs, signals = self._observe(data)
-        return make_state(
-            physics=data, obs=obs, signals=signals, term_names=self.term_names, key=key
-        )
-
-    def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
-        """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
-        data = physics_step(model, state.physics, scale_action(model, action), self.frames_per_step)
-        obs, signals = self._observe(data)
-        distance = signals["object_goal_distance"]
-        success = (distance < self.success_threshold).astype(jnp.float32)
-        terms = {
-            "object_goal_distance": distance,
-            "hand_object_distance": signals["hand_object_distance"],
-            "ctrl_cost": jnp.sum(action**2),
-            "success": success,
-            # obs_signals: the state this step started from (post-reset after an auto-reset).
-            "progress": state.obs_signals["object_goal_distance"] - distance,
-        }
-        if self.primary_objective == "negative_distance":
-            primary = -distance
-        else:
-            last_step = state.step_count + 1 == self.episode_length
-            primary = jnp.where(last_step, success, 0.0)
-        return transition_state(
-            state,
-            physics=data,
-            obs=obs,
-            signals=signals,
-            terms=terms,
-            primary=primary,
-            terminated=jnp.zeros((), bool),
-        )
+        return self._first_state(model, key, qpos, goal)

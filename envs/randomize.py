@@ -17,7 +17,7 @@ from typing import Any
 import jax
 from flax import struct
 
-from rlx.envs.base import EnvState
+from rlx.types import EnvState
 
 
 @struct.dataclass
@@ -33,6 +33,13 @@ class RandomizedPhysics:
 
 class NotRandomizableError(TypeError):
     pass
+
+
+def range_problem(bounds) -> str | None:
+    """Why ``bounds`` is not a (low, high) range of scales with 0 < low <= high (None if it is)."""
+    if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1]:
+        return f"expected [low, high] with 0 < low <= high, got {tuple(bounds)}"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +59,9 @@ class DomainRandomization:
                     f"{method}; MJX envs such as humanoid, reach and push do)"
                 )
         for field in ("mass", "friction", "actuator_gain"):
-            low, high = getattr(self, field)
-            if not 0 < low <= high:
-                raise ValueError(f"randomize.{field}: need 0 < low <= high, got {(low, high)}")
+            problem = range_problem(getattr(self, field))
+            if problem is not None:
+                raise ValueError(f"randomize.{field}: {problem}")
 
     def __getattr__(self, name):  # name, episode_length, action_space, term/signal names
         if name == "env":

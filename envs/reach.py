@@ -3,7 +3,7 @@
 The MJCF is written here (no assets): two capsule links on hinge joints about z, driven by
 motors, and a mocap body marking the target. Nothing collides (every geom has contype 0), so a
 step is kinematics, dynamics and integration only; that keeps the XLA program small (see the
-README for measured compile times and rates). ``push.py`` reuses the arm and the helpers here.
+README for measured compile times and rates). ``push.py`` reuses the arm and ``ArmTask`` here.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import Box, EnvState, make_state, transition_state
-from rlx.envs.humanoid import MujocoUnavailableError
-from rlx.rewards.terms import tolerance
+from rlx.envs.base import make_state, transition_state
+from rlx.envs.mjx_base import MjxEnv, forward_at, load_model, run_frames, scale_action
+from rlx.rewards.terms import control_cost, progress, small_control, success, tolerance
+from rlx.rewards.terms import distance as distance_between
+from rlx.types import EnvState
 
 # The arm both manipulation envs use: two 0.1 m capsules (reach 0.2 m) at height 0.02 above
 # the origin, hinges about z. Armature and damping dominate the links' tiny inertia, so full
@@ -57,36 +59,12 @@ REACH_XML = f"""
 """
 
 
-@functools.cache
-def load_model(xml: str):
-    """(mujoco.MjModel, mjx.Model) of an MJCF string; cached, so each env builds it once."""
-    try:
-        import mujoco
-        from mujoco import mjx
-    except ImportError as error:
-        raise MujocoUnavailableError(
-            "the manipulation envs need mujoco and mujoco-mjx: "
-            "pip install -c constraints.txt '.[mjx]'"
-        ) from error
-    model = mujoco.MjModel.from_xml_string(xml)
-    # Concrete arrays even when first asked for inside a trace (the result is cached).
-    with jax.ensure_compile_time_eval():
-        return model, mjx.put_model(model)
-
-
 def sample_in_annulus(key: jax.Array, radius_min: float, radius_max: float) -> jax.Array:
     """[2] point uniform (by area) in the annulus ``radius_min <= |p| <= radius_max``."""
     radius_key, angle_key = jax.random.split(key)
     u = jax.random.uniform(radius_key, (), minval=radius_min**2, maxval=radius_max**2)
     angle = jax.random.uniform(angle_key, (), minval=-jnp.pi, maxval=jnp.pi)
     return jnp.sqrt(u) * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
-
-
-def scale_action(model, action: jax.Array) -> jax.Array:
-    """Maps actions in [-1, 1] onto the model's actuator control ranges."""
-    ranges = jnp.asarray(model.actuator_ctrlrange, jnp.float32)
-    low, high = ranges[:, 0], ranges[:, 1]
-    return low + (action + 1.0) * 0.5 * (high - low)
 
 
 def physics_step(model, data, ctrl: jax.Array, frames: int):
@@ -98,23 +76,13 @@ def physics_step(model, data, ctrl: jax.Array, frames: int):
     """
     from mujoco import mjx
 
-    def frame(data, _):
-        return mjx.step(model, data.replace(ctrl=ctrl)), None
-
-    data, _ = jax.lax.scan(frame, data, None, length=frames)
-    return mjx.kinematics(model, data)
+    return mjx.kinematics(model, run_frames(model, data, ctrl, frames))
 
 
 def arm_observation(data) -> jax.Array:
     """[6] cos and sin of the two joint angles, and the two joint velocities."""
     angles = data.qpos[:2]
     return jnp.concatenate([jnp.cos(angles), jnp.sin(angles), data.qvel[:2]])
-
-
-def small_control(action: jax.Array) -> jax.Array:
-    """dm_control's small-control factor: (4 + mean_i tolerance(a_i, margin 1, quadratic)) / 5."""
-    per_actuator = tolerance(action, 0.0, 0.0, margin=1.0, sigmoid="quadratic", value_at_margin=0.0)
-    return (4.0 + jnp.mean(per_actuator)) / 5.0
 
 
 PRIMARY_OBJECTIVES = ("negative_distance", "final_success")
@@ -125,8 +93,68 @@ def check_primary_objective(value: str) -> None:
         raise ValueError(f"primary_objective must be one of {PRIMARY_OBJECTIVES}, got {value!r}")
 
 
+class ArmTask(MjxEnv):
+    """What reach and push share: the arm's step, its common terms and its primary.
+
+    A subclass is a frozen dataclass with ``episode_length``, ``frames_per_step``,
+    ``success_threshold`` and ``primary_objective`` fields; it names the signal the task drives
+    to zero (``distance_signal``) and defines ``_observe(data) -> (obs, signals)``, its reset
+    (through ``_first_state``) and any further terms (``_extra_terms``). Every step reports
+    the distance (under the signal's name), ``ctrl_cost``, ``success`` (distance below
+    ``success_threshold``) and ``progress`` (decrease of the distance during the step); the
+    primary is -distance (``'negative_distance'``) or the success indicator on the episode's
+    last step (``'final_success'``). Never terminates.
+    """
+
+    distance_signal: ClassVar[str]
+
+    def __post_init__(self):
+        check_primary_objective(self.primary_objective)
+        super().__post_init__()
+
+    def _extra_terms(self, signals: dict, action: jax.Array) -> dict[str, jax.Array]:
+        return {}
+
+    def _first_state(self, model, key: jax.Array, qpos: jax.Array, mocap_xy) -> EnvState:
+        """The episode's first EnvState at ``qpos``, mocap body 0 (the target) at ``mocap_xy``."""
+        data = forward_at(model, qpos=qpos, mocap_xy=mocap_xy)
+        obs, signals = self._observe(data)
+        return make_state(
+            physics=data, obs=obs, signals=signals, term_names=self.term_names, key=key
+        )
+
+    def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
+        """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
+        data = physics_step(model, state.physics, scale_action(model, action), self.frames_per_step)
+        obs, signals = self._observe(data)
+        distance = signals[self.distance_signal]
+        reached = success(distance, self.success_threshold)
+        terms = {
+            self.distance_signal: distance,
+            "ctrl_cost": control_cost(action),
+            "success": reached,
+            # state.signals: the state this step started from (post-reset after an auto-reset).
+            "progress": progress(state.signals[self.distance_signal], distance),
+            **self._extra_terms(signals, action),
+        }
+        if self.primary_objective == "negative_distance":
+            primary = -distance
+        else:
+            last_step = state.step_count + 1 == self.episode_length
+            primary = jnp.where(last_step, reached, 0.0)
+        return transition_state(
+            state,
+            physics=data,
+            obs=obs,
+            signals=signals,
+            terms=terms,
+            primary=primary,
+            terminated=jnp.zeros((), bool),
+        )
+
+
 @dataclasses.dataclass(frozen=True)
-class Reach:
+class Reach(ArmTask):
     """Planar 2-link arm (2 motors, actions in [-1, 1]) reaching a target; never terminates.
 
     Each reset draws the target uniformly (by area) in the annulus ``target_radius_min`` ..
@@ -162,42 +190,26 @@ class Reach:
     term_names = ("distance", "ctrl_cost", "success", "progress", "near", "small_control")
     signal_names = ("distance", "fingertip_x", "fingertip_y", "target_x", "target_y")
 
+    distance_signal: ClassVar[str] = "distance"
+
     def __post_init__(self):
-        check_primary_objective(self.primary_objective)
         if not 0 <= self.target_radius_min <= self.target_radius_max:
             raise ValueError("need 0 <= target_radius_min <= target_radius_max")
-        load_model(REACH_XML)  # load the MJCF outside any trace
+        super().__post_init__()
 
-    @property
-    def mj_model(self):
-        """The ``mujoco.MjModel`` the mjx model was built from (host side)."""
-        return load_model(REACH_XML)[0]
-
-    @property
-    def mjx_model(self):
-        """The ``mjx.Model`` that ``reset``/``step`` use (``*_with_model`` take any other)."""
-        return load_model(REACH_XML)[1]
-
-    @property
-    def action_space(self) -> Box:
-        return Box(size=int(self.mj_model.nu), low=-1.0, high=1.0)
-
-    @property
-    def dt(self) -> float:
-        return float(self.mj_model.opt.timestep) * self.frames_per_step
+    def _models(self):
+        return load_model(REACH_XML)
 
     @functools.cached_property
     def _fingertip(self) -> int:
-        import mujoco
-
-        return mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_SITE, "fingertip")
+        return self.object_id("site", "fingertip")
 
     def _observe(self, data) -> tuple[jax.Array, dict[str, jax.Array]]:
         fingertip = data.site_xpos[self._fingertip, :2]
         target = data.mocap_pos[0, :2]
         obs = jnp.concatenate([arm_observation(data), target, fingertip - target])
         signals = {
-            "distance": jnp.linalg.norm(fingertip - target),
+            "distance": distance_between(fingertip, target),
             "fingertip_x": fingertip[0],
             "fingertip_y": fingertip[1],
             "target_x": target[0],
@@ -205,54 +217,17 @@ class Reach:
         }
         return obs, signals
 
-    def reset(self, key: jax.Array) -> EnvState:
-        return self.reset_with_model(self.mjx_model, key)
-
-    def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        return self.step_with_model(self.mjx_model, state, action)
+    def _extra_terms(self, signals: dict, action: jax.Array) -> dict[str, jax.Array]:
+        distance = signals["distance"]
+        return {
+            "near": tolerance(distance, 0.0, self.success_threshold, margin=self.near_margin),
+            "small_control": small_control(action),
+        }
 
     def reset_with_model(self, model, key: jax.Array) -> EnvState:
         """``reset`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
-        from mujoco import mjx
-
         key, angle_key, target_key = jax.random.split(key, 3)
         span = self.reset_angle_range
         angles = jax.random.uniform(angle_key, (2,), minval=-span, maxval=span)
         target = sample_in_annulus(target_key, self.target_radius_min, self.target_radius_max)
-        data = mjx.make_data(model)
-        mocap_pos = data.mocap_pos.at[0, :2].set(target)
-        data = mjx.forward(model, data.replace(qpos=angles, mocap_pos=mocap_pos))
-        obs, signals = self._observe(data)
-        return make_state(
-            physics=data, obs=obs, signals=signals, term_names=self.term_names, key=key
-        )
-
-    def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
-        """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
-        data = physics_step(model, state.physics, scale_action(model, action), self.frames_per_step)
-        obs, signals = self._observe(data)
-        distance = signals["distance"]
-        success = (distance < self.success_threshold).astype(jnp.float32)
-        terms = {
-            "distance": distance,
-            "ctrl_cost": jnp.sum(action**2),
-            "success": success,
-            # obs_signals: the state this step started from (post-reset after an auto-reset).
-            "progress": state.obs_signals["distance"] - distance,
-            "near": tolerance(distance, 0.0, self.success_threshold, margin=self.near_margin),
-            "small_control": small_control(action),
-        }
-        if self.primary_objective == "negative_distance":
-            primary = -distance
-        else:
-            last_step = state.step_count + 1 == self.episode_length
-            primary = jnp.where(last_step, success, 0.0)
-        return transition_state(
-            state,
-            physics=data,
-            obs=obs,
-            signals=signals,
-            terms=terms,
-            primary=primary,
-            terminated=jnp.zeros((), bool),
-        )
+        return self._first_state(model, key, angles, target)

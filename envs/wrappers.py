@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import ActionSpace, Env, EnvState
+from rlx.types import ActionSpace, Env, EnvState
 
 RESET_MODES = ("fresh", "cached")
 
@@ -16,8 +16,8 @@ RESET_MODES = ("fresh", "cached")
 class EpisodeWrapper:
     """Ends episodes at ``episode_length`` steps (``truncated``) and resets automatically.
 
-    After a step that ends an episode, ``obs``/``obs_signals``/``physics`` hold the next
-    episode's first state, while ``next_obs``/``signals``, ``terms``, ``primary``,
+    After a step that ends an episode, ``obs``/``signals``/``physics`` hold the next
+    episode's first state, while ``next_obs``/``next_signals``, ``terms``, ``primary``,
     ``terminated`` and ``truncated`` still describe the ended step. A step that both
     terminates and hits the limit counts as terminated, not truncated.
 
@@ -57,7 +57,7 @@ class EpisodeWrapper:
     def reset(self, key: jax.Array) -> EnvState:
         state = self.env.reset(key)
         if self.reset_mode == "cached":
-            state = state.replace(reset_cache=(state.physics, state.obs, state.obs_signals))
+            state = state.replace(reset_cache=(state.physics, state.obs, state.signals))
         return state
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
@@ -79,10 +79,10 @@ class EpisodeWrapper:
         """Replaces the current state by the next episode's first state where ``done``."""
         key, reset_key = jax.random.split(stepped.key)
         if self.reset_mode == "cached":
-            physics, obs, obs_signals = stepped.reset_cache
+            physics, obs, signals = stepped.reset_cache
         else:
             fresh = self.env.reset(reset_key)
-            physics, obs, obs_signals = fresh.physics, fresh.obs, fresh.obs_signals
+            physics, obs, signals = fresh.physics, fresh.obs, fresh.signals
         done = stepped.done
 
         def pick(new, old):
@@ -91,7 +91,7 @@ class EpisodeWrapper:
         return stepped.replace(
             physics=jax.tree.map(pick, physics, stepped.physics),
             obs=pick(obs, stepped.obs),
-            obs_signals=jax.tree.map(pick, obs_signals, stepped.obs_signals),
+            signals=jax.tree.map(pick, signals, stepped.signals),
             step_count=jnp.where(done, 0, stepped.step_count),
             key=key,
         )

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlx import normalize as running_stats
+from rlx import running_stats
 from rlx.rewards.base import EmptyState, PerEnv, RewardTransform, TermTransform, check_terms
 from rlx.rewards.weights import features_of, lipschitz_penalty
 from rlx.types import Transition

@@ -3,8 +3,8 @@
 The spec says which terms, combination, term transforms and shaping stages exist (static); the
 returned params pytree holds every number in it (weights, exponents, thresholds, temperatures,
 potential coefficients, sigmoid steepness, references, clip bounds) as traced leaves, so a
-compiled train step serves any values of them. ``rlx.config`` validates the spec against the env
-(names, ranges) before this runs.
+compiled train step serves any values of them. ``rlx.rewards.schema`` holds the section's
+schema (its option lists are the registries here) and validates it against the env first.
 """
 
 from __future__ import annotations
@@ -15,63 +15,99 @@ from rlx.rewards import combine as combinations
 from rlx.rewards import shaping as shaping_lib
 from rlx.rewards import weights as parameterizations
 from rlx.rewards.base import RewardFn, chain
+from rlx.types import observation_size
 
 
-def _parameterization(spec, names, obs_size):
-    kind, weights = spec.parameterization, dict(spec.weights)
-    if kind == "free":
-        return parameterizations.free()
-    signs = {name: float(np.sign(value)) or 1.0 for name, value in weights.items()}
-    if kind == "fixed_sign":
-        return parameterizations.fixed_sign(signs)
-    if kind == "simplex":
-        return parameterizations.simplex(signs, sum(abs(v) for v in weights.values()))
-    if kind == "linear_head":
-        features = tuple(spec.head_features)
-        return parameterizations.linear_head(
-            names,
-            features,
-            len(features) or obs_size(),
-            lipschitz_coef=spec.lipschitz.coef,
-            lipschitz_k=spec.lipschitz.k,
-        )
-    raise ValueError(f"unknown parameterization {kind!r}")
+def _free(spec, names, obs_size):
+    return parameterizations.free()
 
 
-def _combination(spec, obs_size):
+def _signs(spec) -> dict[str, float]:
+    return {name: float(np.sign(value)) or 1.0 for name, value in spec.weights.items()}
+
+
+def _fixed_sign(spec, names, obs_size):
+    return parameterizations.fixed_sign(_signs(spec))
+
+
+def _simplex(spec, names, obs_size):
+    return parameterizations.simplex(_signs(spec), sum(abs(v) for v in spec.weights.values()))
+
+
+def _linear_head(spec, names, obs_size):
+    features = tuple(spec.head_features)
+    return parameterizations.linear_head(
+        names,
+        features,
+        len(features) or obs_size(),
+        lipschitz_coef=spec.lipschitz.coef,
+        lipschitz_k=spec.lipschitz.k,
+    )
+
+
+# ``reward.parameterization``: how the weights of the terms are encoded as params.
+PARAMETERIZATIONS = {
+    "free": _free,
+    "fixed_sign": _fixed_sign,
+    "simplex": _simplex,
+    "linear_head": _linear_head,
+}
+
+
+def _weights(spec, obs_size):
     names = tuple(spec.weights)
-    kind = spec.combine
-    if kind == "gated":
-        levels = [tuple(level.weights) for level in spec.gated.levels]
-        params = {
-            "levels": [dict(level.weights) for level in spec.gated.levels],
-            "thresholds": [level.threshold for level in spec.gated.levels],
-            "temperature": spec.gated.temperature,
-        }
-        return combinations.gated(levels, soft=spec.gated.soft), params
-    weights = _parameterization(spec, names, obs_size)
-    raw = weights.encode(dict(spec.weights))
-    if kind == "sum":
-        return combinations.weighted_sum(names, weights), raw
-    if kind == "product":
-        factors = dict(spec.product.factors)
-        fn = combinations.product(names, tuple(factors), weights)
-        return fn, {"progress": raw, "exponents": factors}
-    if kind == "geometric_mean":
-        return combinations.geometric_mean(names, weights, clip=spec.geometric_mean.clip), raw
-    if kind == "gated_outcome":
-        outcome = spec.outcome
-        fn = combinations.gated_outcome(
-            outcome.term, names, outcome.aggregate, outcome.soft, weights
-        )
-        params = {
-            "immediate": raw,
-            "outcome_weight": outcome.weight,
-            "threshold": outcome.threshold,
-            "temperature": outcome.temperature,
-        }
-        return fn, params
-    raise ValueError(f"unknown combination {kind!r}")
+    weights = PARAMETERIZATIONS[spec.parameterization](spec, names, obs_size)
+    return names, weights, weights.encode(dict(spec.weights))
+
+
+def _sum(spec, obs_size):
+    names, weights, raw = _weights(spec, obs_size)
+    return combinations.weighted_sum(names, weights), raw
+
+
+def _product(spec, obs_size):
+    names, weights, raw = _weights(spec, obs_size)
+    factors = dict(spec.product.factors)
+    fn = combinations.product(names, tuple(factors), weights)
+    return fn, {"progress": raw, "exponents": factors}
+
+
+def _geometric_mean(spec, obs_size):
+    names, weights, raw = _weights(spec, obs_size)
+    return combinations.geometric_mean(names, weights, clip=spec.geometric_mean.clip), raw
+
+
+def _gated(spec, obs_size):
+    levels = [tuple(level.weights) for level in spec.gated.levels]
+    params = {
+        "levels": [dict(level.weights) for level in spec.gated.levels],
+        "thresholds": [level.threshold for level in spec.gated.levels],
+        "temperature": spec.gated.temperature,
+    }
+    return combinations.gated(levels, soft=spec.gated.soft), params
+
+
+def _gated_outcome(spec, obs_size):
+    names, weights, raw = _weights(spec, obs_size)
+    outcome = spec.outcome
+    fn = combinations.gated_outcome(outcome.term, names, outcome.aggregate, outcome.soft, weights)
+    params = {
+        "immediate": raw,
+        "outcome_weight": outcome.weight,
+        "threshold": outcome.threshold,
+        "temperature": outcome.temperature,
+    }
+    return fn, params
+
+
+# ``reward.combine``: how the (weighted) terms become one reward.
+COMBINES = {
+    "sum": _sum,
+    "product": _product,
+    "geometric_mean": _geometric_mean,
+    "gated": _gated,
+    "gated_outcome": _gated_outcome,
+}
 
 
 def _potential(stage: dict, obs_size):
@@ -91,16 +127,18 @@ def _potential(stage: dict, obs_size):
     return fn, {"potential": params, **schedule}
 
 
-def _shaping_stage(kind: str, stage: dict, obs_size):
-    if kind == "potential":
-        return _potential(stage, obs_size)
-    if kind == "bounded":
-        fn = shaping_lib.bounded(stage["mode"], running=stage["running"])
-        keys = ("k", "reference", "momentum", "dense_weight")
-        return fn, {key: stage[key] for key in keys}
-    if kind == "clip":
-        return shaping_lib.clip(), {"low": stage["low"], "high": stage["high"]}
-    raise ValueError(f"unknown shaping stage {kind!r}")
+def _bounded(stage: dict, obs_size):
+    fn = shaping_lib.bounded(stage["mode"], running=stage["running"])
+    keys = ("k", "reference", "momentum", "dense_weight")
+    return fn, {key: stage[key] for key in keys}
+
+
+def _clip(stage: dict, obs_size):
+    return shaping_lib.clip(), {"low": stage["low"], "high": stage["high"]}
+
+
+# ``reward.shaping[i]``: the kinds of shaping stage, applied in order after the combination.
+SHAPING = {"potential": _potential, "bounded": _bounded, "clip": _clip}
 
 
 def build(spec, env) -> tuple[RewardFn, dict]:
@@ -110,8 +148,6 @@ def build(spec, env) -> tuple[RewardFn, dict]:
     shaping stages named by kind ('potential', 'bounded', 'clip'; a repeated kind gets '_2',
     '_3', ...).
     """
-    from rlx.envs import observation_size
-
     size_cache: list[int] = []
 
     def obs_size() -> int:
@@ -119,7 +155,7 @@ def build(spec, env) -> tuple[RewardFn, dict]:
             size_cache.append(observation_size(env))
         return size_cache[0]
 
-    combine, params = _combination(spec, obs_size)
+    combine, params = COMBINES[spec.combine](spec, obs_size)
     params = {"combine": params}
     terms = []
     if spec.normalize.terms:
@@ -132,7 +168,7 @@ def build(spec, env) -> tuple[RewardFn, dict]:
         ((kind, stage),) = item.items()
         counts[kind] = counts.get(kind, 0) + 1
         name = kind if counts[kind] == 1 else f"{kind}_{counts[kind]}"
-        fn, stage_params = _shaping_stage(kind, stage, obs_size)
+        fn, stage_params = SHAPING[kind](stage, obs_size)
         stages.append((name, fn))
         params[name] = stage_params
     return chain(combine, shaping=stages, terms=terms), params

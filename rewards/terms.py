@@ -82,6 +82,14 @@ def control_cost(action: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(action), axis=-1)
 
 
+def small_control(action: jax.Array) -> jax.Array:
+    """dm_control's small-control factor over the last axis ([..., A] -> [...]): (4 + mean_i
+    tolerance(a_i, margin 1, quadratic, 0 at the margin)) / 5, in [0.8, 1] for actions in
+    [-1, 1] (1 at zero action)."""
+    per_actuator = tolerance(action, 0.0, 0.0, margin=1.0, sigmoid="quadratic", value_at_margin=0.0)
+    return (4.0 + jnp.mean(per_actuator, axis=-1)) / 5.0
+
+
 def contact_cost(forces: jax.Array, max_cost: float | None = None) -> jax.Array:
     """Sum of squared contact (constraint) forces, optionally capped (a positive cost)."""
     cost = jnp.sum(jnp.square(forces))

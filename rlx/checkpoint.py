@@ -1,7 +1,8 @@
-"""Orbax checkpoints of a whole TrainState plus JSON metadata, for exact resume.
+"""Orbax checkpoints of a whole TrainState plus a JSON record, for exact resume.
 
 PRNG key arrays are stored as their raw key data and re-wrapped on restore, so any key
-implementation round-trips.
+implementation round-trips. Each record carries the checkpoint ``format``: the layout of the
+state tree. A checkpoint of another format fails to restore with one line naming both.
 """
 
 from __future__ import annotations
@@ -56,8 +57,23 @@ def _from_storable(abstract: Any, x: Any) -> Any:
     return x
 
 
+# The layout of the checkpointed state tree. 1: before 2026-12 (no format in the record);
+# 2: EnvState's signals/next_signals and Hparams' reward_params renames.
+FORMAT = 2
+# The on-disk item names of a checkpoint: the state tree and the JSON record beside it.
+_STATE, _RECORD = "state", "meta"
+
+
+class CheckpointFormatError(ValueError):
+    """A checkpoint written with another state layout than this version of rlx reads."""
+
+
 class Checkpointer:
-    """Saves ``(state, meta)`` at integer steps under ``directory``; keeps ``max_to_keep``."""
+    """Saves ``(state, record)`` at integer steps under ``directory``; keeps ``max_to_keep``.
+
+    ``record`` is a JSON-able dict (the driver's chunk count, wall time and config); the
+    checkpoint format is added to it on save and checked on restore.
+    """
 
     def __init__(self, directory: str | Path, max_to_keep: int = 2):
         self.directory = Path(directory).absolute()
@@ -65,33 +81,42 @@ class Checkpointer:
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
         )
 
-    def save(self, step: int, state: Any, meta: dict) -> None:
+    def save(self, step: int, state: Any, record: dict) -> None:
         """Writes synchronously: the caller may donate ``state``'s buffers right after."""
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_to_storable(state)), meta=ocp.args.JsonSave(meta)
-            ),
-        )
+        items = {
+            _STATE: ocp.args.StandardSave(_to_storable(state)),
+            _RECORD: ocp.args.JsonSave({**record, "format": FORMAT}),
+        }
+        self._manager.save(step, args=ocp.args.Composite(**items))
         self._manager.wait_until_finished()
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-        """(state, meta) at ``step`` (default: latest); ``abstract_state`` from eval_shape."""
+        """(state, record) at ``step`` (default: latest); ``abstract_state`` from eval_shape.
+
+        Raises ``CheckpointFormatError`` for a checkpoint of another format.
+        """
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_abstract_storable(abstract_state)),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
-        state = jax.tree.map(_from_storable, abstract_state, restored["state"])
-        return state, restored["meta"]
+        only_record = ocp.args.Composite(**{_RECORD: ocp.args.JsonRestore()})
+        record = self._manager.restore(step, args=only_record)[_RECORD]
+        found = record.get("format", 1)
+        if found != FORMAT:
+            raise CheckpointFormatError(
+                f"{self.directory / str(step)}: checkpoint format {found} found, format "
+                f"{FORMAT} expected (written by another version of rlx; resume it with that "
+                "version or start a new run)"
+            )
+        items = {
+            _STATE: ocp.args.StandardRestore(_abstract_storable(abstract_state)),
+            _RECORD: ocp.args.JsonRestore(),
+        }
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        state = jax.tree.map(_from_storable, abstract_state, restored[_STATE])
+        return state, restored[_RECORD]
 
     def close(self) -> None:
         self._manager.close()

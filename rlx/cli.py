@@ -51,9 +51,10 @@ def train_command(args: argparse.Namespace) -> int:
     from rlx import driver
 
     if args.command == "meta":
-        from rlx.meta.run import meta as run_fn
+        from rlx.meta.run import train as run_fn
     else:
         run_fn = driver.train
+    from rlx.checkpoint import CheckpointFormatError
 
     if args.resume:
         if not (Path(args.resume) / "checkpoints").exists():
@@ -69,6 +70,8 @@ def train_command(args: argparse.Namespace) -> int:
         )
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
+    except CheckpointFormatError as error:
+        return _fail(str(error))
     final = summary["final_eval_return"]
     primary = summary.get("final_eval_primary_return")
     print(

@@ -7,6 +7,7 @@ TensorBoard event files under ``tb/``, ``checkpoints/`` and, at the end, ``summa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import functools
 import json
@@ -16,16 +17,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
 
+from rlx import build as build_lib
 from rlx import config as config_lib
-from rlx import envs, ppo, runtime, sharding
+from rlx import runtime, sharding
 from rlx.checkpoint import Checkpointer
 from rlx.progress import Progress
-from rlx.rewards import spec as reward_spec
 
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
 # Metrics that are a current value, not a rate: a chunk's row keeps the last iteration's.
@@ -37,38 +38,6 @@ def enable_compilation_cache(path: str) -> None:
     """Turns on JAX's persistent compilation cache at ``path`` ('' leaves it off)."""
     if path:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
-
-
-def build(
-    config: config_lib.Config, total_iterations: int | None = None, meta_grad_steps: int = 0
-) -> tuple[ppo.PPO, ppo.Hparams]:
-    """The learner and its Hparams for a resolved config (``total_iterations``: the PPO
-    iterations its learning rate anneals over, default the config's)."""
-    env = envs.make(
-        config.env.name,
-        reset_mode=config.env.reset_mode,
-        randomize=config.env.randomization(),
-        **config.env.params,
-    )
-    reward_fn, reward_params = reward_spec.build(config.reward, env)
-    static = ppo.PPOStatic(
-        num_envs=config.train.num_envs,
-        unroll_length=config.train.unroll_length,
-        num_minibatches=config.train.num_minibatches,
-        num_epochs=config.train.num_epochs,
-        total_iterations=total_iterations or config.iterations,
-        policy_hidden=config.network.policy_hidden,
-        value_hidden=config.network.value_hidden,
-        activation=config.network.activation,
-        init_log_std=config.network.init_log_std,
-        normalize_observations=config.train.normalize_observations,
-        normalize_advantages=config.train.normalize_advantages,
-        anneal_learning_rate=config.train.anneal_learning_rate,
-        num_eval_envs=config.eval.num_envs,
-        meta_grad_steps=meta_grad_steps,
-    )
-    hparams = ppo.make_hparams(reward_params, **vars(config.ppo))
-    return ppo.make_ppo(static, env, reward_fn), hparams
 
 
 def summarize_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float | None]:
@@ -147,12 +116,14 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-class Program(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Program:
     """What the driver runs: pure functions of a state pytree and traced hparams.
 
     init: key -> state; chunk: (state, hparams, num_iterations) -> (state, metrics stacked over
     iterations); evaluate: (state, hparams, key) -> dict of [] values; shardings: (state, mesh)
-    -> shardings of the state; steps_per_iteration: env steps one iteration takes.
+    -> shardings of the state; steps_per_iteration: env steps one iteration takes (per learner);
+    config: the resolved config the run directory records.
     """
 
     init: Callable[[jax.Array], Any]
@@ -162,19 +133,21 @@ class Program(NamedTuple):
     iterations: int
     steps_per_iteration: int
     shardings: Callable[[Any, Any], Any]
+    config: config_lib.Config
 
 
-def ppo_program(config: config_lib.Config) -> Program:
+def ppo_program(built: build_lib.Built) -> Program:
     """``rlx train``: PPO on the config's env and reward."""
-    agent, hparams = build(config)
+    agent, hparams = built.agent, built.hparams
     return Program(
-        init=lambda key: agent.init(key, hparams.reward),
+        init=lambda key: agent.init(key, hparams.reward_params),
         chunk=agent.train_chunk,
         evaluate=agent.evaluate,
         hparams=hparams,
-        iterations=config.iterations,
+        iterations=built.config.iterations,
         steps_per_iteration=agent.static.batch_size,
         shardings=sharding.state_shardings,
+        config=built.config,
     )
 
 
@@ -189,149 +162,189 @@ def train(
     """Trains per ``config`` into ``run_dir`` (new, or existing when ``resume``).
 
     ``max_chunks`` stops after that many chunks in this call (as an interrupt would), leaving a
-    resumable run. Returns the summary that is also written to ``summary.json``.
+    resumable run. Returns the summary that is also written to ``summary.json``. Raises
+    ``ConfigError`` (before anything is written) for a config the env or reward refuses.
     """
-    return run(
-        ppo_program,
-        config,
-        run_dir,
-        resume=resume,
-        show_progress=show_progress,
-        max_chunks=max_chunks,
+    program = ppo_program(build_lib.build(config))
+    return run(program, run_dir, resume=resume, show_progress=show_progress, max_chunks=max_chunks)
+
+
+class _Run:
+    """A run directory's files as the driver writes them: config, metrics, TensorBoard,
+    checkpoints (with the ``chunk``, ``wall_s`` and ``config`` record beside each)."""
+
+    def __init__(self, program: Program, run_dir: Path, resume: bool):
+        config = program.config
+        self.dir, self.config = run_dir, config
+        self.metrics_path = run_dir / "metrics.jsonl"
+        if not resume:
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise FileExistsError(f"run directory {run_dir} exists and is not empty")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(config_lib.dump(config))
+        self.checkpointer = None
+        if config.run.checkpoint or resume:
+            self.checkpointer = Checkpointer(run_dir / "checkpoints", config.run.max_checkpoints)
+        self.writer = None
+        if config.run.tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tb"))
+
+    def restore(self, abstract_state) -> tuple[Any, int, float, list[dict]]:
+        """(state, chunks done, wall seconds so far, metrics rows up to the checkpoint)."""
+        state, record = self.checkpointer.restore(abstract_state)
+        start_chunk, wall_offset = int(record["chunk"]), float(record["wall_s"])
+        rows = [r for r in _read_rows(self.metrics_path) if r["chunk"] <= start_chunk]
+        _write_rows(self.metrics_path, rows)  # Drop rows written after the last checkpoint.
+        return state, start_chunk, wall_offset, rows
+
+    def write(self, row: dict, state: Any) -> None:
+        """Appends ``row`` to metrics.jsonl and TensorBoard, then checkpoints ``state``."""
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for key, value in row.items():
+                if value is not None and key not in ("chunk", "iteration", "env_steps"):
+                    self.writer.add_scalar(key, value, row["env_steps"])
+            self.writer.flush()
+        if self.checkpointer is not None:
+            record = {
+                "chunk": row["chunk"],
+                "wall_s": row["wall_s"],
+                "config": config_lib.dump(self.config),
+            }
+            self.checkpointer.save(row["chunk"], state, record)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+
+
+def _compile(program: Program, state, hparams, mesh, chunk_iterations: int):
+    """(compiled chunk, trace seconds, trace + compile seconds): the chunk jitted with the
+    state's buffers donated and its shardings kept."""
+    start = time.perf_counter()
+    chunk_fn = jax.jit(
+        functools.partial(program.chunk, num_iterations=chunk_iterations),
+        donate_argnums=0,
+        out_shardings=(program.shardings(state, mesh), sharding.replicated(mesh)),
     )
+    lowered = chunk_fn.lower(state, hparams)
+    trace_s = time.perf_counter() - start  # Python tracing and lowering to StableHLO
+    compiled = lowered.compile()
+    return compiled, trace_s, time.perf_counter() - start  # tracing + XLA compilation
 
 
-def run(
-    make_program: Callable[[config_lib.Config], Program],
-    config: config_lib.Config,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    show_progress: bool = True,
-    max_chunks: int | None = None,
-) -> dict[str, Any]:
-    """Runs ``make_program(config)`` chunk by chunk into ``run_dir`` (see ``train``)."""
-    run_dir = Path(run_dir)
-    runtime.configure()
+def _mesh_for(config: config_lib.Config):
     mesh = sharding.make_mesh()
     if config.train.num_envs % mesh.size:
         raise config_lib.ConfigError(
             f"key 'train.num_envs': {config.train.num_envs} must be a multiple of the "
             f"{mesh.size} local devices (the env batch is split evenly over them)"
         )
+    return mesh
+
+
+def run(
+    program: Program,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    max_chunks: int | None = None,
+) -> dict[str, Any]:
+    """Runs ``program`` chunk by chunk into ``run_dir`` (see ``train``)."""
+    run_dir, config = Path(run_dir), program.config
+    runtime.configure()
+    mesh = _mesh_for(config)
     enable_compilation_cache(config.run.compilation_cache)
     devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
     if show_progress:
         print(f"[rlx] run directory: {run_dir}  devices: {devices}", flush=True)
-    program = make_program(config)
-    hparams = program.hparams
-    chunk_iterations = config.run.chunk_iterations
-    num_chunks = program.iterations // chunk_iterations
-    steps_per_chunk = chunk_iterations * program.steps_per_iteration
-    metrics_path = run_dir / "metrics.jsonl"
-
+    files = _Run(program, run_dir, resume)
     init_key = jax.random.key(config.train.seed)
     init_fn = jax.jit(program.init)
-    if not resume:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"run directory {run_dir} exists and is not empty")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_lib.dump(config))
-    checkpointer = None
-    if config.run.checkpoint or resume:
-        checkpointer = Checkpointer(run_dir / "checkpoints", config.run.max_checkpoints)
     if resume:
-        abstract = jax.eval_shape(init_fn, init_key)
-        state, meta = checkpointer.restore(abstract)
-        start_chunk, wall_offset = int(meta["chunk"]), float(meta["wall_s"])
-        rows = [r for r in _read_rows(metrics_path) if r["chunk"] <= start_chunk]
-        _write_rows(metrics_path, rows)  # Drop rows written after the last checkpoint.
+        state, start_chunk, wall_offset, rows = files.restore(jax.eval_shape(init_fn, init_key))
     else:
-        state = init_fn(init_key)
-        start_chunk, wall_offset, rows = 0, 0.0, []
-
-    writer = None
-    if config.run.tensorboard:
-        from tensorboardX import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tb"))
-
+        state, start_chunk, wall_offset, rows = init_fn(init_key), 0, 0.0, []
     # The env batch axis is split over all local devices; the rest is replicated.
-    state_shardings = program.shardings(state, mesh)
-    state = jax.device_put(state, state_shardings)
-    hparams = jax.device_put(hparams, sharding.replicated(mesh))
+    state = jax.device_put(state, program.shardings(state, mesh))
+    hparams = jax.device_put(program.hparams, sharding.replicated(mesh))
     start = time.perf_counter()
-    chunk_fn = jax.jit(
-        functools.partial(program.chunk, num_iterations=chunk_iterations),
-        donate_argnums=0,
-        out_shardings=(state_shardings, sharding.replicated(mesh)),
+    compiled, trace_s, compile_s = _compile(
+        program, state, hparams, mesh, config.run.chunk_iterations
     )
-    lowered = chunk_fn.lower(state, hparams)
-    trace_s = time.perf_counter() - start  # Python tracing and lowering to StableHLO
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - start  # tracing + XLA compilation
-    eval_fn = jax.jit(program.evaluate)
-    eval_key = jax.random.key(config.eval.seed)
-    stop = _StopFlag()
-    status = "completed"
-    progress = Progress(
-        total_steps=num_chunks * steps_per_chunk,
-        done_steps=start_chunk * steps_per_chunk,
-        enabled=show_progress,
+    loop = _Loop(program, files, compiled, jax.jit(program.evaluate), start, wall_offset)
+    status, signum = loop.run(
+        state, hparams, start_chunk, rows, (compile_s, trace_s), show_progress, max_chunks
     )
-    with stop.installed(), progress:
-        for chunk in range(start_chunk, num_chunks):
-            chunk_start = time.perf_counter()
-            state, metrics = compiled(state, hparams)
-            metrics = jax.device_get(metrics)
-            chunk_s = time.perf_counter() - chunk_start
-            row = {
-                "chunk": chunk + 1,
-                "iteration": (chunk + 1) * chunk_iterations,
-                "env_steps": (chunk + 1) * steps_per_chunk,
-            }
-            row |= summarize_chunk(metrics)
-            row["train/steps_per_s"] = steps_per_chunk / chunk_s
-            row["chunk_s"] = chunk_s
-            if (chunk + 1) % config.eval.every_chunks == 0 or chunk + 1 == num_chunks:
-                eval_start = time.perf_counter()
-                row |= {
-                    k: float(v)
-                    for k, v in jax.device_get(eval_fn(state, hparams, eval_key)).items()
-                }
-                row["eval_s"] = time.perf_counter() - eval_start
-            if chunk == start_chunk:
-                row["compile_s"], row["trace_s"] = compile_s, trace_s
-            row["wall_s"] = wall_offset + time.perf_counter() - start
-            rows.append(row)
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            if writer is not None:
-                for key, value in row.items():
-                    if value is not None and key not in ("chunk", "iteration", "env_steps"):
-                        writer.add_scalar(key, value, row["env_steps"])
-                writer.flush()
-            if checkpointer is not None:
-                meta = {
-                    "chunk": chunk + 1,
-                    "wall_s": row["wall_s"],
-                    "config": config_lib.dump(config),
-                }
-                checkpointer.save(chunk + 1, state, meta)
-            progress.update(row)
-            stopped_early = max_chunks is not None and chunk + 1 - start_chunk >= max_chunks
-            if (stop.signum is not None or stopped_early) and chunk + 1 < num_chunks:
-                status = "interrupted"
-                break
-    if writer is not None:
-        writer.close()
-    if checkpointer is not None:
-        checkpointer.close()
+    files.close()
     summary = _summary(rows, status, run_dir, compile_s)
     summary["devices"] = devices
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    summary["signal"] = stop.signum
+    summary["signal"] = signum
     return summary
+
+
+class _Loop:
+    """The chunk loop: run a compiled chunk, evaluate when due, write the row and checkpoint,
+    stop at a chunk boundary on a signal or after ``max_chunks``."""
+
+    def __init__(self, program, files, compiled, eval_fn, start: float, wall_offset: float):
+        self.program, self.files, self.compiled, self.eval_fn = program, files, compiled, eval_fn
+        self.start, self.wall_offset = start, wall_offset
+        config = program.config
+        self.chunk_iterations = config.run.chunk_iterations
+        self.num_chunks = program.iterations // self.chunk_iterations
+        self.steps_per_chunk = self.chunk_iterations * program.steps_per_iteration
+        self.eval_key = jax.random.key(config.eval.seed)
+        self.every = config.eval.every_chunks
+
+    def row(self, chunk: int, metrics, chunk_s: float, state, hparams) -> dict:
+        row = {
+            "chunk": chunk + 1,
+            "iteration": (chunk + 1) * self.chunk_iterations,
+            "env_steps": (chunk + 1) * self.steps_per_chunk,
+        }
+        row |= summarize_chunk(metrics)
+        row["train/steps_per_s"] = self.steps_per_chunk / chunk_s
+        row["chunk_s"] = chunk_s
+        if (chunk + 1) % self.every == 0 or chunk + 1 == self.num_chunks:
+            eval_start = time.perf_counter()
+            results = jax.device_get(self.eval_fn(state, hparams, self.eval_key))
+            row |= {k: float(v) for k, v in results.items()}
+            row["eval_s"] = time.perf_counter() - eval_start
+        return row
+
+    def run(self, state, hparams, start_chunk, rows, timings, show_progress, max_chunks):
+        """Chunks from ``start_chunk`` on, appending to ``rows``: (status, signal or None)."""
+        stop, status = _StopFlag(), "completed"
+        progress = Progress(
+            total_steps=self.num_chunks * self.steps_per_chunk,
+            done_steps=start_chunk * self.steps_per_chunk,
+            enabled=show_progress,
+        )
+        with stop.installed(), progress:
+            for chunk in range(start_chunk, self.num_chunks):
+                chunk_start = time.perf_counter()
+                state, metrics = self.compiled(state, hparams)
+                metrics = jax.device_get(metrics)
+                row = self.row(chunk, metrics, time.perf_counter() - chunk_start, state, hparams)
+                if chunk == start_chunk:
+                    row["compile_s"], row["trace_s"] = timings
+                row["wall_s"] = self.wall_offset + time.perf_counter() - self.start
+                rows.append(row)
+                self.files.write(row, state)
+                progress.update(row)
+                stopped_early = max_chunks is not None and chunk + 1 - start_chunk >= max_chunks
+                if (stop.signum is not None or stopped_early) and chunk + 1 < self.num_chunks:
+                    status = "interrupted"
+                    break
+        return status, stop.signum
 
 
 def _summary(rows: list[dict], status: str, run_dir: Path, compile_s: float) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Running observation normalisation (parallel Welford / Chan et al. merge of batch moments)."""
+"""Running mean and variance (parallel Welford / Chan et al. merge of batch moments).
+
+A leaf module (jax and flax only): the learner normalises observations with it and the reward
+layer normalises terms with it.
+"""
 
 from __future__ import annotations
 

@@ -29,8 +29,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from rlx import build as build_lib
 from rlx import config as config_lib
-from rlx import driver, runtime
+from rlx import runtime
 
 REPO = Path(__file__).resolve().parent.parent
 PUREJAXRL = [
@@ -52,20 +53,21 @@ PUREJAXRL = [
 
 def load(chunk_iterations: int) -> config_lib.Config:
     overrides = [*PUREJAXRL, f"run.chunk_iterations={chunk_iterations}"]
-    return config_lib.load(REPO / "configs" / "cartpole.yaml", overrides)
+    return build_lib.load(REPO / "configs" / "cartpole.yaml", overrides)
 
 
 def whole_run(num_seeds: int) -> float:
     """Wall seconds for the full run of ``num_seeds`` vmapped seeds, compile included."""
     start = time.perf_counter()
     config = load(chunk_iterations=976)
-    agent, hparams = driver.build(config)
+    built = build_lib.build(config)
+    agent, hparams = built.agent, built.hparams
     keys = jax.random.split(jax.random.key(0), num_seeds)
     run = functools.partial(agent.train_chunk, num_iterations=config.iterations)
 
     @jax.jit
     def train(keys):
-        states = jax.vmap(agent.init, in_axes=(0, None))(keys, hparams.reward)
+        states = jax.vmap(agent.init, in_axes=(0, None))(keys, hparams.reward_params)
         states, metrics = jax.vmap(run, in_axes=(0, None))(states, hparams)
         return metrics["episode_total/return"].sum(-1) / metrics["episode_total/episodes"].sum(-1)
 
@@ -82,9 +84,10 @@ def whole_run(num_seeds: int) -> float:
 def curve(num_seeds: int, chunk_iterations: int = 10) -> dict:
     """Eval return after every chunk, for ``num_seeds`` vmapped seeds."""
     config = load(chunk_iterations)
-    agent, hparams = driver.build(config)
+    built = build_lib.build(config)
+    agent, hparams = built.agent, built.hparams
     keys = jax.random.split(jax.random.key(0), num_seeds)
-    states = jax.jit(jax.vmap(agent.init, in_axes=(0, None)))(keys, hparams.reward)
+    states = jax.jit(jax.vmap(agent.init, in_axes=(0, None)))(keys, hparams.reward_params)
     chunk = jax.jit(
         jax.vmap(
             functools.partial(agent.train_chunk, num_iterations=chunk_iterations),

@@ -26,9 +26,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rlx import config as config_lib  # noqa: E402
+from rlx import build as build_lib  # noqa: E402
 from rlx import driver, runtime  # noqa: E402
-from rlx.meta import run as meta_run  # noqa: E402
 
 
 def timed(fn, state, hps, repeats_out: list) -> object:
@@ -41,15 +40,15 @@ def timed(fn, state, hps, repeats_out: list) -> object:
 
 def bench(path: str, methods: list[str], iterations: int, repeats: int, overrides: list[str]):
     programs = {}
-    config = config_lib.load(path, [*overrides, "meta.inner_iterations=1"])
-    agent, hps = driver.build(config)
+    config = build_lib.load(path, [*overrides, "meta.inner_iterations=1"])
+    built = build_lib.build(config)
+    agent, hps = built.agent, built.hparams
     chunk = jax.jit(functools.partial(agent.train_chunk, num_iterations=iterations))
-    programs["ppo"] = (chunk, agent.init(jax.random.key(0), hps.reward), hps)
+    programs["ppo"] = (chunk, agent.init(jax.random.key(0), hps.reward_params), hps)
     for method in methods:
-        cfg = config_lib.load(
-            path, [*overrides, "meta.inner_iterations=1", f"meta.method={method}"]
-        )
-        meta, mhps = meta_run.build(cfg)
+        cfg = build_lib.load(path, [*overrides, "meta.inner_iterations=1", f"meta.method={method}"])
+        built = build_lib.build(cfg, meta=True)
+        meta, mhps = built.meta, (built.hparams, built.meta_hparams)
         chunk = jax.jit(functools.partial(meta.chunk, num_iterations=iterations))
         programs[method] = (chunk, jax.jit(meta.init)(jax.random.key(0), mhps), mhps)
     times = {name: [] for name in programs}

@@ -25,8 +25,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rlx import config as config_lib
-from rlx import driver, runtime
+from rlx import acting, runtime
+from rlx import build as build_lib
 
 REPO = Path(__file__).resolve().parent.parent
 FULL_SPEC = {
@@ -45,8 +45,9 @@ TRIVIAL_SPEC = {"weights": {"alive": 1.0}}
 
 def build(base: Path, reward: dict, overrides: list[str]):
     # A whole-section override (JSON is YAML) replaces the base config's reward section.
-    config = config_lib.load(base, [*overrides, f"reward={json.dumps(reward)}"])
-    return config, *driver.build(config)
+    config = build_lib.load(base, [*overrides, f"reward={json.dumps(reward)}"])
+    built = build_lib.build(config)
+    return config, built.agent, built.hparams
 
 
 def main(argv=None) -> None:
@@ -64,7 +65,7 @@ def main(argv=None) -> None:
         chunk = jax.jit(
             functools.partial(agent.train_chunk, num_iterations=args.iterations), donate_argnums=0
         )
-        state = agent.init(jax.random.key(0), hparams.reward)
+        state = agent.init(jax.random.key(0), hparams.reward_params)
         state, _ = jax.block_until_ready(chunk(state, hparams))  # compile and warm up
         programs[name] = (agent, hparams, chunk, state)
         print(f"[bench_reward_share] compiled {name}", flush=True)
@@ -78,10 +79,11 @@ def main(argv=None) -> None:
             programs[name] = (agent, hparams, chunk, state)
 
     agent, hparams, _, state = programs["full"]
-    _, traj = jax.jit(agent.rollout)(state.params, state.obs_stats, state.env_state, state.key)
+    collect = functools.partial(acting.collect, agent.actor, length=agent.static.unroll_length)
+    _, traj, _ = jax.jit(collect)(state.params, state.obs_stats, state.env_state, state.key)
     apply = jax.jit(
         lambda traj, reward_state: agent.reward_fn.apply(
-            hparams.reward, reward_state, traj, gamma=hparams.gamma
+            hparams.reward_params, reward_state, traj, gamma=hparams.gamma
         )[0]
     )
     jax.block_until_ready(apply(traj, state.reward_state))

@@ -23,8 +23,9 @@ from brax.training import acting
 from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo import networks as ppo_networks
 
-from rlx import config as config_lib
-from rlx import driver, envs, runtime
+from rlx import acting as rlx_acting
+from rlx import build as build_lib
+from rlx import envs, runtime
 
 runtime.configure()
 
@@ -65,7 +66,7 @@ base = {
 }
 with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
     yaml.safe_dump(base, f)
-config = config_lib.load(
+config = build_lib.load(
     f.name,
     [
         f"train.num_envs={N}",
@@ -81,14 +82,15 @@ config = config_lib.load(
         "train.anneal_learning_rate=false",
     ],
 )
-agent, hparams = driver.build(config)
-st = agent.init(jax.random.key(0), hparams.reward)
+built = build_lib.build(config)
+agent, hparams = built.agent, built.hparams
+st = agent.init(jax.random.key(0), hparams.reward_params)
 
 
 @jax.jit
 def rlx_collect(env_state, key):
     def body(es, k):
-        es, _ = agent.rollout(st.params, st.obs_stats, es, k)
+        es, _, _ = rlx_acting.collect(agent.actor, st.params, st.obs_stats, es, k, T)
         return es, None
 
     return jax.lax.scan(body, env_state, jax.random.split(key, U))[0]

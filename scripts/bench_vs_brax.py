@@ -195,7 +195,7 @@ def run_rlx(env_name: str, seed: int, sizes: dict, out_dir: Path) -> dict:
 
     import yaml
 
-    from rlx import config as config_lib
+    from rlx import build as build_lib
     from rlx import driver, envs
 
     brax_name = env_name.removeprefix("brax:")
@@ -207,7 +207,7 @@ def run_rlx(env_name: str, seed: int, sizes: dict, out_dir: Path) -> dict:
         base["reward"]["weights"] = {t: 1.0 for t in envs.make_raw(env_name).term_names}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(base, f)
-    config = config_lib.load(f.name, [*rlx_overrides(env_name, sizes, steps), f"train.seed={seed}"])
+    config = build_lib.load(f.name, [*rlx_overrides(env_name, sizes, steps), f"train.seed={seed}"])
     run_dir = out_dir / f"rlx-{env_name.replace(':', '_')}-{seed}-{int(time.time())}"
     start = time.perf_counter()
     summary = driver.train(config, run_dir, show_progress=False)
@@ -244,15 +244,24 @@ def raw_env_rate(config, unrolls: int = 5) -> float:
     """Env steps/s of the training rollout alone: same wrappers, policy inference, no learning."""
     import jax
 
-    from rlx import driver
+    from rlx import acting
+    from rlx import build as build_lib
 
-    agent, hparams = driver.build(config)
-    state = agent.init(jax.random.key(0), hparams.reward)
+    built = build_lib.build(config)
+    agent, hparams = built.agent, built.hparams
+    state = agent.init(jax.random.key(0), hparams.reward_params)
 
     @jax.jit
     def collect(state):
         def body(env_state, key):
-            env_state, _ = agent.rollout(state.params, state.obs_stats, env_state, key)
+            env_state, _, _ = acting.collect(
+                agent.actor,
+                state.params,
+                state.obs_stats,
+                env_state,
+                key,
+                agent.static.unroll_length,
+            )
             return env_state, None
 
         return jax.lax.scan(body, state.env_state, jax.random.split(state.key, unrolls))[0]

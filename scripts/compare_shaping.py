@@ -23,15 +23,16 @@ import jax
 import numpy as np
 import yaml
 
-from rlx import config as config_lib
-from rlx import driver, runtime
+from rlx import build as build_lib
+from rlx import runtime
 
 
 def run_spec(base: Path, reward: dict, overrides: list[str], num_seeds: int) -> dict:
     """Trains ``num_seeds`` seeds of one reward spec; returns its curves and timings."""
     # A whole-section override (JSON is YAML) replaces the base config's reward section.
-    config = config_lib.load(base, [*overrides, f"reward={json.dumps(reward)}"])
-    agent, hparams = driver.build(config)
+    config = build_lib.load(base, [*overrides, f"reward={json.dumps(reward)}"])
+    built = build_lib.build(config)
+    agent, hparams = built.agent, built.hparams
     chunk = functools.partial(agent.train_chunk, num_iterations=config.run.chunk_iterations)
     keys = jax.random.split(jax.random.key(config.train.seed), num_seeds)
     init = jax.jit(jax.vmap(agent.init, in_axes=(0, None)))
@@ -39,7 +40,7 @@ def run_spec(base: Path, reward: dict, overrides: list[str], num_seeds: int) -> 
     evaluate = jax.jit(jax.vmap(agent.evaluate, in_axes=(0, None, None)))
     eval_key = jax.random.key(config.eval.seed)
     start = time.perf_counter()
-    states = init(keys, hparams.reward)
+    states = init(keys, hparams.reward_params)
     num_chunks = config.iterations // config.run.chunk_iterations
     steps_per_chunk = config.run.chunk_iterations * agent.static.batch_size
     steps, primary, shaped = [], [], []

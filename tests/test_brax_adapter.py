@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rlx import build as build_lib
 from rlx import envs
 
 CASES = [("inverted_pendulum", "mjx"), ("humanoid", "mjx")]
@@ -61,6 +62,6 @@ def test_brax_env_in_a_config_is_checked(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("env: {name: 'brax:nope'}\nreward: {weights: {residual: 1.0}}\n")
     with pytest.raises(config_lib.ConfigError, match="key 'env.name': unknown Brax env"):
-        config_lib.load(path)
+        build_lib.load(path)
     path.write_text("env: {name: 'brax:reacher'}\nreward: {weights: {reward_dist: 1.0}}\n")
-    assert config_lib.load(path).env.params["backend"] == "mjx"
+    assert build_lib.load(path).env.params["backend"] == "mjx"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rlx import build as build_lib
 from rlx import config as config_lib
 from rlx.cli import main
 
@@ -40,7 +41,7 @@ BASE = "env: {name: cartpole}\nreward: {weights: {alive: 1.0}}\n"
 def test_strict_errors_name_key_and_source(tmp_path, text, overrides, message):
     path = write(tmp_path, text)
     with pytest.raises(config_lib.ConfigError) as info:
-        config_lib.load(path, overrides)
+        build_lib.load(path, overrides)
     assert message in str(info.value)
     if not overrides:
         assert str(path) in str(info.value)
@@ -48,7 +49,7 @@ def test_strict_errors_name_key_and_source(tmp_path, text, overrides, message):
 
 def test_yaml_scientific_notation_and_defaults(tmp_path):
     path = write(tmp_path, BASE + "ppo: {learning_rate: 3e-4}\ntrain: {total_steps: 5e5}\n")
-    config = config_lib.load(path)
+    config = build_lib.load(path)
     assert config.ppo.learning_rate == pytest.approx(3e-4)
     assert config.train.total_steps == 500_000
     assert config.env.params["episode_length"] == 500  # resolved from the env's config
@@ -57,7 +58,7 @@ def test_yaml_scientific_notation_and_defaults(tmp_path):
 def test_unknown_term_lists_available_terms(tmp_path):
     path = write(tmp_path, "env: {name: pendulum}\nreward: {weights: {speed: 1.0}}\n")
     with pytest.raises(config_lib.ConfigError, match="angle_cost, velocity_cost, ctrl_cost"):
-        config_lib.load(path)
+        build_lib.load(path)
 
 
 def test_cli_bad_config_exits_nonzero_with_one_line_and_writes_nothing(tmp_path):
@@ -85,10 +86,10 @@ def test_cli_bad_override_in_process(tmp_path, capsys):
 
 
 def test_resolved_config_round_trips(tmp_path, repo_configs):
-    config = config_lib.load(Path(repo_configs) / "pendulum.yaml")
+    config = build_lib.load(Path(repo_configs) / "pendulum.yaml")
     path = tmp_path / "resolved.yaml"
     path.write_text(config_lib.dump(config))
-    assert config_lib.load(path) == config
+    assert build_lib.load(path) == config
 
 
 PEND = "env: {name: pendulum}\nreward:\n  weights: {angle_cost: -1.0}\n"
@@ -128,7 +129,7 @@ PEND = "env: {name: pendulum}\nreward:\n  weights: {angle_cost: -1.0}\n"
 def test_reward_spec_errors_name_key_file_and_available_names(tmp_path, extra, message):
     path = write(tmp_path, PEND + extra)
     with pytest.raises(config_lib.ConfigError) as info:
-        config_lib.load(path)
+        build_lib.load(path)
     assert message in str(info.value)
     assert str(path) in str(info.value)
 
@@ -138,9 +139,9 @@ def test_reward_spec_resolves_and_round_trips(tmp_path):
         "  normalize: {terms: [all]}\n"
         "  shaping:\n    - potential: {signals: {uprightness: 2}}\n    - clip: {low: -1}\n"
     )
-    config = config_lib.load(write(tmp_path, text))
+    config = build_lib.load(write(tmp_path, text))
     assert config.reward.normalize.terms == ("angle_cost", "velocity_cost", "ctrl_cost")
     assert config.reward.shaping[0]["potential"]["signals"] == {"uprightness": 2.0}
     assert config.reward.shaping[1] == {"clip": {"low": -1.0, "high": 10.0}}
     again = write(tmp_path, config_lib.dump(config))
-    assert config_lib.load(again) == config
+    assert build_lib.load(again) == config

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TRACE_ONLY_CONFIGS, tiny_overrides
-from rlx import config as config_lib
+from rlx import build as build_lib
 from rlx import driver
 
 SHIPPED = sorted(p.name for p in (Path(__file__).parent.parent / "configs").glob("*.yaml"))
@@ -27,7 +27,7 @@ def without_timings(row: dict) -> dict:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_config_loads_strictly_and_runs_a_tiny_chunk(tmp_path, repo_configs, name):
-    config = config_lib.load(Path(repo_configs) / name, tiny_overrides(str(tmp_path)))
+    config = build_lib.load(Path(repo_configs) / name, tiny_overrides(str(tmp_path)))
     if name in TRACE_ONLY_CONFIGS:
         _trace_only(config)
         return
@@ -49,8 +49,10 @@ def _trace_only(config):
 
     import jax
 
-    agent, hparams = driver.build(config)
-    state = jax.eval_shape(agent.init, jax.random.key(0), hparams.reward)
+    built = build_lib.build(config)
+
+    agent, hparams = built.agent, built.hparams
+    state = jax.eval_shape(agent.init, jax.random.key(0), hparams.reward_params)
     chunk = functools.partial(agent.train_chunk, num_iterations=config.run.chunk_iterations)
     new_state, metrics = jax.eval_shape(chunk, state, hparams)
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
@@ -61,7 +63,7 @@ def _trace_only(config):
 
 def test_resume_gives_identical_metrics(tmp_path, repo_configs):
     overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=96"]  # 3 chunks
-    config = config_lib.load(Path(repo_configs) / "cartpole.yaml", overrides)
+    config = build_lib.load(Path(repo_configs) / "cartpole.yaml", overrides)
     driver.train(config, tmp_path / "whole", show_progress=False)
     partial = driver.train(config, tmp_path / "split", show_progress=False, max_chunks=1)
     assert partial["status"] == "interrupted"
@@ -109,7 +111,7 @@ def test_sigterm_stops_at_a_chunk_boundary_with_a_resumable_checkpoint(tmp_path,
     assert summary["status"] == "interrupted"
     done = rows(run_dir)
     assert done and done[-1]["chunk"] < 1000
-    config = config_lib.load(run_dir / "config.yaml")
+    config = build_lib.load(run_dir / "config.yaml")
     resumed = driver.train(config, run_dir, resume=True, show_progress=False, max_chunks=1)
     assert rows(run_dir)[-1]["chunk"] == done[-1]["chunk"] + 1
     assert resumed["chunks"] == done[-1]["chunk"] + 1

@@ -39,7 +39,7 @@ def test_every_registered_env_resets_and_steps(name):
             assert np.all(np.isfinite(leaf))
     assert obs.shape == (3, 2, size)
     assert set(terms) == set(env.term_names)
-    assert set(state.signals) == set(env.signal_names)
+    assert set(state.signals) == set(state.next_signals) == set(env.signal_names)
 
 
 def test_cartpole_step_matches_classic_equations():
@@ -76,7 +76,7 @@ def test_time_limit_truncates_and_keeps_pre_reset_next_obs():
     assert not np.allclose(state.obs, state.next_obs)
     expected_next = env.env.step(before, action).next_obs
     np.testing.assert_allclose(state.next_obs, expected_next, rtol=1e-6)
-    np.testing.assert_allclose(state.obs_signals["uprightness"], state.obs[0], rtol=1e-6)
+    np.testing.assert_allclose(state.signals["uprightness"], state.obs[0], rtol=1e-6)
 
 
 def test_termination_is_not_truncation():

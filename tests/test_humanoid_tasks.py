@@ -31,7 +31,7 @@ def stand_steps():
 
 def test_stand_terms_and_primary(stand_steps):
     env, (states, actions) = stand_steps
-    terms, signals = states.terms, states.signals
+    terms, signals = states.terms, states.next_signals
     assert set(terms) == set(env.term_names)
     for name in ("standing", "upright", "move", "small_control"):
         values = np.asarray(terms[name])
@@ -52,8 +52,8 @@ def test_walk_and_run_targets_and_primaries(stand_steps):
     assert walk.target_speed == 1.0 and run.target_speed == 10.0
     # The move term and primaries are functions of the signals: check them on a stand state.
     fake = jax.tree.map(lambda x: x[0, 0], stand_steps[1][0])
-    signals = fake.signals | {"forward_velocity": jnp.float32(0.5)}
-    state = fake.replace(signals=signals)
+    signals = fake.next_signals | {"forward_velocity": jnp.float32(0.5)}
+    state = fake.replace(next_signals=signals)
     action = jnp.zeros((walk.action_space.size,))
     walk_terms, walk_primary = walk._task_terms(state, action)
     run_terms, run_primary = run._task_terms(state, action)

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from rlx import config as config_lib
+from rlx import build as build_lib
 from rlx import driver
 
 pytestmark = pytest.mark.slow
 
 
 def test_cartpole_config_reaches_450(tmp_path, repo_configs):
-    config = config_lib.load(Path(repo_configs) / "cartpole.yaml", [f"run.root={tmp_path}"])
+    config = build_lib.load(Path(repo_configs) / "cartpole.yaml", [f"run.root={tmp_path}"])
     summary = driver.train(config, tmp_path / "run", show_progress=False)
     assert summary["best_eval_return"] >= 450
     assert summary["final_eval_return"] >= 450
@@ -19,7 +19,7 @@ def test_cartpole_config_reaches_450(tmp_path, repo_configs):
 
 def test_pendulum_config_learns_past_minus_300(tmp_path, repo_configs):
     # A random policy scores about -1200 over the 200-step episode; upright and still is 0.
-    config = config_lib.load(Path(repo_configs) / "pendulum.yaml", [f"run.root={tmp_path}"])
+    config = build_lib.load(Path(repo_configs) / "pendulum.yaml", [f"run.root={tmp_path}"])
     summary = driver.train(config, tmp_path / "run", show_progress=False)
     assert summary["final_eval_return"] >= -300
 
@@ -42,7 +42,7 @@ def test_brax_inverted_pendulum_learns_through_the_adapter(tmp_path, repo_config
         "eval.num_envs=8",
         f"run.root={tmp_path}",
     ]
-    config = config_lib.load(Path(repo_configs) / "cartpole.yaml", overrides)
+    config = build_lib.load(Path(repo_configs) / "cartpole.yaml", overrides)
     summary = driver.train(config, tmp_path / "run", show_progress=False)
     assert summary["best_eval_return"] >= 500
 
@@ -51,6 +51,6 @@ def test_reach_config_brings_the_fingertip_to_the_target(tmp_path, repo_configs)
     # MJX reach: primary = -distance (m) summed over the 50-step episode. A random policy
     # scores about -9.2 (mean distance 0.18 m); configs/reach.yaml measured -2.68 after 614k
     # steps (about 30 s on 2 cores), with the final-step distance 0.01 m.
-    config = config_lib.load(Path(repo_configs) / "reach.yaml", [f"run.root={tmp_path}"])
+    config = build_lib.load(Path(repo_configs) / "reach.yaml", [f"run.root={tmp_path}"])
     summary = driver.train(config, tmp_path / "run", show_progress=False)
     assert summary["final_eval_primary_return"] >= -4.0

@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlx import normalize
+from rlx import running_stats as normalize
 from rlx.distributions import categorical, tanh_normal
 from rlx.losses import ppo_loss
 

@@ -79,12 +79,12 @@ def test_reach_terms_signals_and_primary_follow_the_geometry(reach):
         target = np.asarray(new.physics.mocap_pos[:, 0, :2])
         distance = np.linalg.norm(tip - target, axis=-1)
         np.testing.assert_allclose(new.terms["distance"], distance, atol=1e-5)
-        np.testing.assert_allclose(new.signals["distance"], distance, atol=1e-5)
-        np.testing.assert_allclose(new.signals["fingertip_x"], tip[:, 0], atol=1e-5)
-        np.testing.assert_allclose(new.signals["target_y"], target[:, 1], atol=1e-6)
+        np.testing.assert_allclose(new.next_signals["distance"], distance, atol=1e-5)
+        np.testing.assert_allclose(new.next_signals["fingertip_x"], tip[:, 0], atol=1e-5)
+        np.testing.assert_allclose(new.next_signals["target_y"], target[:, 1], atol=1e-6)
         np.testing.assert_allclose(new.primary, -new.terms["distance"], rtol=1e-6)
         np.testing.assert_allclose(
-            new.terms["progress"], state.obs_signals["distance"] - new.terms["distance"], atol=1e-6
+            new.terms["progress"], state.signals["distance"] - new.terms["distance"], atol=1e-6
         )
         np.testing.assert_allclose(new.terms["ctrl_cost"], np.sum(np.square(action), -1), 1e-6)
         beyond = np.maximum(distance - 0.02, 0.0) / 0.1  # gaussian tolerance, 0.1 at the margin
@@ -101,7 +101,7 @@ def test_reach_terms_signals_and_primary_follow_the_geometry(reach):
 
 def test_reach_success_iff_distance_below_threshold(reach):
     state = reach.first(seed=1)
-    tip = np.stack([state.obs_signals["fingertip_x"], state.obs_signals["fingertip_y"]], -1)
+    tip = np.stack([state.signals["fingertip_x"], state.signals["fingertip_y"]], -1)
     offsets = np.array([0.0, 0.01, 0.03, 0.1])  # threshold 0.02
     target = tip + offsets[:, None] * np.array([0.6, 0.8])
     # The arm rests (zero velocity) and zero torque keeps it there.
@@ -114,7 +114,7 @@ def test_reach_final_success_primary_only_on_the_last_step(reach):
     env = envs.Reach(primary_objective="final_success", episode_length=2)
     step = jax.jit(jax.vmap(env.step_with_model, in_axes=(None, 0, 0)))
     state = reach.first(seed=2)
-    tip = np.stack([state.obs_signals["fingertip_x"], state.obs_signals["fingertip_y"]], -1)
+    tip = np.stack([state.signals["fingertip_x"], state.signals["fingertip_y"]], -1)
     state = _with_target(state, tip + np.array([[0.0], [0.0], [0.1], [0.1]]))
     zeros = jnp.zeros((BATCH, 2))
     first = step(env.mjx_model, state, zeros)
@@ -171,15 +171,15 @@ def test_push_terms_signals_and_primary_follow_the_geometry(push):
         np.testing.assert_allclose(
             new.terms["hand_object_distance"], np.linalg.norm(tip - puck, axis=-1), atol=1e-5
         )
-        np.testing.assert_allclose(new.signals["object_x"], puck[:, 0], atol=1e-6)
-        np.testing.assert_allclose(new.signals["goal_y"], goal[:, 1], atol=1e-6)
+        np.testing.assert_allclose(new.next_signals["object_x"], puck[:, 0], atol=1e-6)
+        np.testing.assert_allclose(new.next_signals["goal_y"], goal[:, 1], atol=1e-6)
         np.testing.assert_array_equal(
             new.terms["success"], new.terms["object_goal_distance"] < push.env.success_threshold
         )
         np.testing.assert_allclose(new.primary, -new.terms["object_goal_distance"], rtol=1e-6)
         np.testing.assert_allclose(
             new.terms["progress"],
-            state.obs_signals["object_goal_distance"] - new.terms["object_goal_distance"],
+            state.signals["object_goal_distance"] - new.terms["object_goal_distance"],
             atol=1e-6,
         )
         np.testing.assert_allclose(new.obs[:, 14:16], puck - goal, atol=1e-5)

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from rlx import envs, meta, optim, ppo
-from rlx.meta import grads
+from rlx.meta import grads, inner
 from rlx.rewards import weighted_sum
 
 # A softmax bandit: exact expected rewards, so the outer objective after k inner steps is a
@@ -146,7 +146,7 @@ def lure_meta(method: str, **static):
         init_scale=1.5,  # population: members must start on both sides of 1 to find it
     )
     settings = dict(method=method, learn=("lure",), critic_hidden=(16,), population_size=4)
-    m = meta.make(agent, meta.MetaStatic(**(settings | static)), hp.reward)
+    m = meta.make(agent, meta.MetaStatic(**(settings | static)), hp.reward_params)
     return m, (hp, mh)
 
 
@@ -159,8 +159,8 @@ def test_harmful_auxiliary_weight_goes_down_and_compiles_once(method):
     chex.clear_trace_counter()
     for _ in range(2):  # a second call with a moved phi reuses the compiled program
         state, metrics = chunk(state, hps)
-    lure = state.phi["reward"]["lure"]
-    reward = state.phi["reward"]["reward"]
+    lure = state.phi["reward_params"]["lure"]
+    reward = state.phi["reward_params"]["reward"]
     if method == "population":
         # Exploit/explore keeps the members whose lure weight let them pick action 1.
         best = int(jnp.argmax(state.fitness))
@@ -193,24 +193,29 @@ def test_learn_mask_names_unknown_paths():
         meta.learn_mask(params, ("combine/nope",))
 
 
-def test_meta_grad_steps_keeps_the_update_and_cuts_the_gradient():
-    """meta_grad_steps = N runs the same minibatches in the same order (same new params) and
-    lets the reward's gradient through the last N of the 4 steps only."""
+def test_grad_steps_keeps_the_update_and_cuts_the_gradient():
+    """The meta-learners' inner update with grad_steps = N runs PPO's minibatches in PPO's
+    order (the same new params as ``ppo.update``) and lets the reward's gradient through the
+    last N of the 4 steps only."""
     _, (hp, _) = lure_meta("one_step")
+    agent = lure_agent()
+    state, batch = agent.collect(agent.init(jax.random.key(3), hp.reward_params))
     outputs = {}
     for steps in (0, 1):
-        agent = lure_agent(meta_grad_steps=steps)
-        state, batch = agent.collect(agent.init(jax.random.key(3), hp.reward))
+        sgd = inner.make_sgd(steps, exact=False)
 
-        def new_policy(lure, agent=agent, state=state, batch=batch):
-            hparams = hp.replace(reward={"reward": hp.reward["reward"], "lure": lure})
-            return agent.update(state, batch, hparams)[0].params["policy"]
+        def new_policy(lure, sgd=sgd):
+            params = {"reward": hp.reward_params["reward"], "lure": lure}
+            hparams = hp.replace(reward_params=params)
+            return ppo.update(agent, state, batch, hparams, sgd=sgd)[0].params["policy"]
 
-        params = jax.jit(new_policy)(hp.reward["lure"])
+        params = jax.jit(new_policy)(hp.reward_params["lure"])
         grad = jax.jit(jax.grad(lambda w, f=new_policy: optax.tree_utils.tree_sum(f(w))))(
-            hp.reward["lure"]
+            hp.reward_params["lure"]
         )
         outputs[steps] = (params, grad)
+    plain = jax.jit(lambda: agent.update(state, batch, hp)[0].params["policy"])()
+    chex.assert_trees_all_equal(outputs[0][0], plain)
     chex.assert_trees_all_close(outputs[0][0], outputs[1][0], atol=1e-6)
     assert float(outputs[0][1]) != 0.0 and float(outputs[1][1]) != 0.0
     assert not np.isclose(float(outputs[0][1]), float(outputs[1][1]))

@@ -7,6 +7,7 @@ import jax
 import pytest
 
 from conftest import TRACE_ONLY_ENVS, tiny_overrides
+from rlx import build as build_lib
 from rlx import cli, driver
 from rlx import config as config_lib
 from rlx.meta import run as meta_run
@@ -23,17 +24,18 @@ def rows(run_dir: Path) -> list[dict]:
 @pytest.mark.parametrize("name", META_CONFIGS)
 def test_shipped_meta_config_runs_a_tiny_meta_training(tmp_path, repo_configs, name):
     path = Path(repo_configs) / "meta" / name
-    config = config_lib.load(path, tiny_overrides(str(tmp_path)))
+    config = build_lib.load(path, tiny_overrides(str(tmp_path)))
     if config.env.name.startswith("brax:") or config.env.name in TRACE_ONLY_ENVS:
         # A Brax or MJX physics compile is 30-60 s: trace the meta-learner's programs instead
         # (the same learner code compiles and runs on the other configs).
-        meta, hps = meta_run.build(config)
+        built = build_lib.build(config, meta=True)
+        meta, hps = built.meta, (built.hparams, built.meta_hparams)
         state = jax.eval_shape(meta.init, jax.random.key(0), hps)
         new_state, metrics = jax.eval_shape(lambda s: meta.chunk(s, hps, 2), state)
         assert jax.tree.structure(new_state) == jax.tree.structure(state)
         assert f"phi/{config.meta.learn[0]}" in metrics and "meta/gamma" in metrics
         return
-    summary = meta_run.meta(config, tmp_path / "run", show_progress=False)
+    summary = meta_run.train(config, tmp_path / "run", show_progress=False)
     assert summary["status"] == "completed"
     row = rows(tmp_path / "run")[-1]
     learned = config.meta.learn[0].split("/")[-1]
@@ -60,10 +62,10 @@ def test_population_through_the_cli(tmp_path, repo_configs, capsys):
 def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs):
     path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
     overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=128", "run.chunk_iterations=2"]
-    config = config_lib.load(path, overrides)
-    meta_run.meta(config, tmp_path / "full", show_progress=False)
-    meta_run.meta(config, tmp_path / "part", show_progress=False, max_chunks=2)
-    summary = meta_run.meta(config, tmp_path / "part", resume=True, show_progress=False)
+    config = build_lib.load(path, overrides)
+    meta_run.train(config, tmp_path / "full", show_progress=False)
+    meta_run.train(config, tmp_path / "part", show_progress=False, max_chunks=2)
+    summary = meta_run.train(config, tmp_path / "part", resume=True, show_progress=False)
     assert summary["status"] == "completed"
     strip = lambda r: {k: v for k, v in r.items() if k not in driver.TIMING_KEYS}
     full, part = rows(tmp_path / "full"), rows(tmp_path / "part")
@@ -84,4 +86,4 @@ def test_meta_config_errors_name_the_key(repo_configs, override, message):
     path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
     extra = ["meta.method=population"] if "exploit" in override else []
     with pytest.raises(config_lib.ConfigError, match=message):
-        config_lib.load(path, [*extra, override])
+        build_lib.load(path, [*extra, override])

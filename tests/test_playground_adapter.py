@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from rlx import build as build_lib
 from rlx import config as config_lib
 from rlx import envs
 from rlx.envs import playground_adapter
@@ -64,7 +65,7 @@ def test_terms_follow_the_reward_structure(stepped):
     # The factors' product is Playground's reward (reward.combine: product reproduces it).
     product = np.prod([rlx.terms[k] for k in factors], axis=0)
     np.testing.assert_allclose(product, pg.reward, rtol=1e-6, atol=1e-6)
-    assert set(env.signal_names) <= set(rlx.signals)
+    assert set(env.signal_names) <= set(rlx.next_signals)
 
 
 def test_reset_is_playgrounds_reset(stepped):
@@ -111,7 +112,7 @@ def test_missing_playground_is_a_clear_import_error(tmp_path, monkeypatch):
         with pytest.raises(
             config_lib.ConfigError, match="key 'env.name': .*need MuJoCo Playground"
         ):
-            config_lib.load(path)
+            build_lib.load(path)
     finally:
         playground_adapter._playground.cache_clear()
 
@@ -121,7 +122,7 @@ def test_playground_env_in_a_config_is_checked(tmp_path):
 
     def load(env: str, weights: str = "{residual: 1.0}"):
         path.write_text(f"env: {env}\nreward: {{weights: {weights}}}\n")
-        return config_lib.load(path)
+        return build_lib.load(path)
 
     config = load(
         "{name: 'playground:CartpoleBalance', params: {episode_length: 200}}",

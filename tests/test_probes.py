@@ -35,7 +35,7 @@ def train_probe(name: str, iterations: int, **hparams):
     )
     values.update(hparams)
     hp = ppo.make_hparams({"reward": 1.0}, **values)
-    state = agent.init(jax.random.key(0), hp.reward)
+    state = agent.init(jax.random.key(0), hp.reward_params)
     chunk = jax.jit(functools.partial(agent.train_chunk, num_iterations=iterations))
     state, _ = chunk(state, hp)
     return agent, state

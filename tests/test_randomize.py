@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from rlx import build as build_lib
 from rlx import config as config_lib
 from rlx import envs
 
@@ -68,13 +69,13 @@ def test_config_errors(tmp_path):
         "env: {name: cartpole, randomize: {mass: [0.5, 2]}}\nreward: {weights: {alive: 1}}\n"
     )
     with pytest.raises(config_lib.ConfigError, match="env.randomize.*does not support domain"):
-        config_lib.load(path)
+        build_lib.load(path)
     path.write_text(
         "env: {name: reach, randomize: {mass: [2, 1]}}\nreward: {weights: {distance: -1}}\n"
     )
     with pytest.raises(config_lib.ConfigError, match="env.randomize.mass.*0 < low <= high"):
-        config_lib.load(path)
+        build_lib.load(path)
     path.write_text(
         "env: {name: reach, randomize: {friction: [0.9, 1.1]}}\nreward: {weights: {distance: -1}}\n"
     )
-    assert config_lib.load(path).env.randomization()["friction"] == (0.9, 1.1)
+    assert build_lib.load(path).env.randomization()["friction"] == (0.9, 1.1)

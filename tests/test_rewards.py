@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from rlx import build as build_lib
 from rlx import envs, ppo
 from rlx import rewards as R
 from rlx.rewards import terms as T
@@ -169,8 +170,8 @@ def _rollout(name, length, num_envs=3, steps=40, **params):
             next_obs=nxt.next_obs,
             terms=nxt.terms,
             primary=nxt.primary,
-            signals=state.obs_signals,
-            next_signals=nxt.signals,
+            signals=state.signals,
+            next_signals=nxt.next_signals,
             terminated=nxt.terminated,
             truncated=nxt.truncated,
         )
@@ -543,7 +544,6 @@ def test_one_compiled_train_step_serves_any_reward_params():
     import pathlib
     import tempfile
 
-    from rlx import config as config_lib
     from rlx.rewards import spec as reward_spec
 
     text = """
@@ -560,7 +560,7 @@ reward:
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "r.yaml"
         path.write_text(text)
-        config = config_lib.load(path)
+        config = build_lib.load(path)
     env = envs.make("pendulum", episode_length=16)
     fn, params = reward_spec.build(config.reward, env)
     static = ppo.PPOStatic(
@@ -594,7 +594,7 @@ reward:
     def step(state, hparams):
         return agent.train_step(state, hparams)
 
-    state = agent.init(jax.random.key(0), hp(params).reward)
+    state = agent.init(jax.random.key(0), hp(params).reward_params)
     other = jax.tree.map(lambda x: x * 0.5, params)
     means = []
     for p in (params, other):

@@ -10,7 +10,8 @@ SCRIPT = textwrap.dedent(
     """
     import functools, json, sys
     import jax, numpy as np
-    from rlx import config as config_lib, driver, sharding
+    from rlx import build as build_lib
+    from rlx import driver, sharding
 
     assert jax.device_count() == 4, jax.devices()
     overrides = [
@@ -18,13 +19,14 @@ SCRIPT = textwrap.dedent(
         "train.num_epochs=2", "network.policy_hidden=[16]", "network.value_hidden=[16]",
         "run.chunk_iterations=3", "run.compilation_cache=''",
     ]
-    config = config_lib.load(sys.argv[1], overrides)
-    agent, hparams = driver.build(config)
+    config = build_lib.load(sys.argv[1], overrides)
+    built = build_lib.build(config)
+    agent, hparams = built.agent, built.hparams
     chunk = functools.partial(agent.train_chunk, num_iterations=3)
 
     def run(devices):
         mesh = sharding.make_mesh(devices)
-        state = agent.init(jax.random.key(0), hparams.reward)
+        state = agent.init(jax.random.key(0), hparams.reward_params)
         shardings = sharding.state_shardings(state, mesh)
         state = jax.device_put(state, shardings)
         hp = jax.device_put(hparams, sharding.replicated(mesh))
@@ -71,8 +73,8 @@ def test_rlx_train_uses_all_local_devices(tmp_path, repo_configs):
     code = textwrap.dedent(
         """
         import sys
-        from rlx import config as config_lib, driver
-        config = config_lib.load(sys.argv[1], sys.argv[3:])
+        from rlx import build as build_lib, driver
+        config = build_lib.load(sys.argv[1], sys.argv[3:])
         print(driver.train(config, sys.argv[2], show_progress=False)["devices"])
         """
     )
@@ -90,7 +92,7 @@ META_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from rlx import config as config_lib, sharding
+    from rlx import build as build_lib, sharding
     from rlx.meta import run as meta_run
 
     assert jax.device_count() == 4, jax.devices()
@@ -99,8 +101,9 @@ META_SCRIPT = textwrap.dedent(
         "train.num_epochs=2", "network.policy_hidden=[16]", "network.value_hidden=[16]",
         "meta.grad_steps=2", "meta.outer_learning_rate=0.5", "run.compilation_cache=''",
     ]
-    config = config_lib.load(sys.argv[1], overrides)
-    meta, hps = meta_run.build(config)
+    config = build_lib.load(sys.argv[1], overrides)
+    built = build_lib.build(config, meta=True)
+    meta, hps = built.meta, (built.hparams, built.meta_hparams)
 
     def run(devices):
         mesh = sharding.make_mesh(devices)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlx import envs, ppo
+from rlx import acting, envs, ppo
 from rlx.rewards import weighted_sum
 
 STATIC = ppo.PPOStatic(
@@ -51,7 +51,7 @@ def test_train_step_compiles_once_across_hparams_and_reward_weights(agent):
     def step(state, hp):
         return agent.train_step(state, hp)
 
-    state = agent.init(jax.random.key(0), hparams().reward)
+    state = agent.init(jax.random.key(0), hparams().reward_params)
     outputs = []
     for hp in (hparams(), hparams(lr=1e-3, entropy=0.0), hparams(angle=-3.0, velocity=0.0)):
         new_state, metrics = step(state, hp)
@@ -64,10 +64,10 @@ def test_vmap_over_seeds_equals_separate_runs(agent):
     hp = hparams()
     chunk = functools.partial(agent.train_chunk, num_iterations=2)
     keys = jax.random.split(jax.random.key(3), 2)
-    batched = jax.vmap(agent.init, in_axes=(0, None))(keys, hp.reward)
+    batched = jax.vmap(agent.init, in_axes=(0, None))(keys, hp.reward_params)
     batched, _ = jax.jit(jax.vmap(chunk, in_axes=(0, None)))(batched, hp)
     for i in range(2):
-        single, _ = jax.jit(chunk)(agent.init(keys[i], hp.reward), hp)
+        single, _ = jax.jit(chunk)(agent.init(keys[i], hp.reward_params), hp)
         for a, b in zip(
             jax.tree.leaves(single.params),
             jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], batched.params)),
@@ -78,7 +78,7 @@ def test_vmap_over_seeds_equals_separate_runs(agent):
 
 def test_vmap_over_hparams_and_reward_weights(agent):
     hps = jax.tree.map(lambda *xs: jnp.stack(xs), hparams(angle=-1.0), hparams(lr=1e-3, angle=-5.0))
-    state = agent.init(jax.random.key(0), hparams().reward)
+    state = agent.init(jax.random.key(0), hparams().reward_params)
     states = jax.tree.map(lambda x: jnp.stack([x, x]), state)
     step = jax.jit(jax.vmap(agent.train_step))
     new_states, metrics = step(states, hps)
@@ -91,7 +91,7 @@ def test_vmap_over_hparams_and_reward_weights(agent):
 
 def test_evaluate_is_deterministic(agent):
     hp = hparams()
-    state = agent.init(jax.random.key(0), hp.reward)
+    state = agent.init(jax.random.key(0), hp.reward_params)
     evaluate = jax.jit(agent.evaluate)
     first = evaluate(state, hp, jax.random.key(7))
     second = evaluate(state, hp, jax.random.key(7))
@@ -123,13 +123,13 @@ def test_repeated_chunks_do_not_retrace_when_the_env_emits_weak_types():
     def chunk(state, hp):
         return agent.train_chunk(state, hp, num_iterations=2)
 
-    state = agent.init(jax.random.key(0), hp.reward)
+    state = agent.init(jax.random.key(0), hp.reward_params)
     for _ in range(3):  # the output state goes straight back in
         state, _ = chunk(state, hp)
 
 
 @pytest.mark.parametrize("unroll_length", [12, 30])
-def test_values_of_equals_a_value_pass_over_every_next_observation(unroll_length):
+def test_value_pass_equals_a_value_pass_over_every_next_observation(unroll_length):
     # CartPole with a 12-step limit under a random policy: episodes both fall (terminated) and
     # time out (truncated) inside a rollout; 30 > 12 takes the full-pass branch.
     static = dataclasses.replace(STATIC, num_envs=16, unroll_length=unroll_length)
@@ -137,9 +137,12 @@ def test_values_of_equals_a_value_pass_over_every_next_observation(unroll_length
     state = agent.init(jax.random.key(3), {"alive": 1.0})
     env_state, seen = state.env_state, {"terminated": 0, "truncated": 0}
     for i in range(3):
-        env_state, traj = agent.rollout(state.params, state.obs_stats, env_state, jax.random.key(i))
-        values, next_values = agent.values_of(state.params, state.obs_stats, traj)
-        value = lambda obs: agent.policy_value(state.params, state.obs_stats, obs)[1]
+        key = jax.random.key(i)
+        env_state, traj = acting.unroll(
+            agent.actor, state.params, state.obs_stats, env_state, key, unroll_length
+        )
+        values, next_values = acting.value_pass(agent.actor, state.params, state.obs_stats, traj)
+        value = lambda obs: acting.policy_value(agent.actor, state.params, state.obs_stats, obs)[1]
         np.testing.assert_allclose(values, value(traj.obs), rtol=1e-5, atol=1e-6)
         expected = jnp.where(traj.terminated, 0.0, value(traj.next_obs))
         np.testing.assert_allclose(next_values, expected, rtol=1e-5, atol=1e-6)

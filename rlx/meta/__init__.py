@@ -1,49 +1,68 @@
 """Bilevel reward optimisation: meta-learn reward params (and the discount) around PPO.
 
-``make(agent, meta_static, reward_params)`` returns a ``Meta`` (init, step, chunk, evaluate)
-for the method named by ``meta_static.method``: ``one_step``, ``unrolled``, ``implicit``
-(``rlx.meta.learner``) or ``population`` (``rlx.meta.population``). ``rlx.meta.grads`` holds
-the estimators themselves, independent of PPO.
+``make(agent, meta_static, reward_params)`` returns the meta-learner (init, step, chunk,
+evaluate; see ``rlx.meta.base.Meta``) for ``meta_static.method``, one of ``METHODS``:
+``one_step``, ``unrolled``, ``implicit`` (``rlx.meta.gradient``) or ``population``
+(``rlx.meta.population``). ``rlx.meta.grads`` holds the estimators themselves, independent of
+PPO; ``rlx.meta.inner`` the pieces built from PPO's (the differentiated update, the critic).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from rlx import ppo as ppo_lib
 from rlx.meta import grads
-from rlx.meta.learner import (
-    METHODS,
+from rlx.meta.base import (
     Meta,
     MetaHparams,
-    MetaState,
     MetaStatic,
     init_phi,
     learn_mask,
-    make_meta,
     make_meta_hparams,
+    path_name,
     with_phi,
 )
-from rlx.meta.population import PopulationState, make_population
+from rlx.meta.gradient import GradientMeta, MetaState, make_gradient_meta
+from rlx.meta.population import PopulationMeta, PopulationState, make_population
+
+# The meta methods by name: each builds its meta-learner from (agent, MetaStatic, reward params).
+METHODS: dict[str, Callable[[ppo_lib.PPO, MetaStatic, Any], Meta]] = {
+    "one_step": make_gradient_meta,
+    "unrolled": make_gradient_meta,
+    "implicit": make_gradient_meta,
+    "population": make_population,
+}
 
 
-def make(agent, meta_static: MetaStatic, reward_params) -> Meta:
+def make(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any) -> Meta:
     """The meta-learner for ``meta_static.method`` around the PPO ``agent``."""
-    if meta_static.method == "population":
-        return make_population(agent, meta_static, reward_params)
-    return make_meta(agent, meta_static, reward_params)
+    try:
+        builder = METHODS[meta_static.method]
+    except KeyError:
+        raise ValueError(
+            f"unknown meta method {meta_static.method!r} (known: {', '.join(METHODS)})"
+        ) from None
+    return builder(agent, meta_static, reward_params)
 
 
 __all__ = [
     "METHODS",
+    "GradientMeta",
     "Meta",
     "MetaHparams",
     "MetaState",
     "MetaStatic",
+    "PopulationMeta",
     "PopulationState",
     "grads",
     "init_phi",
     "learn_mask",
     "make",
-    "make_meta",
+    "make_gradient_meta",
     "make_meta_hparams",
     "make_population",
+    "path_name",
     "with_phi",
 ]

@@ -15,6 +15,7 @@ times the env steps of one run.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -22,16 +23,16 @@ import jax.numpy as jnp
 from flax import struct
 
 from rlx import ppo as ppo_lib
-from rlx.meta.learner import (
-    Meta,
-    MetaHparams,
+from rlx.meta.base import (
+    Hps,
     MetaStatic,
-    _sum_or_mean,
     init_phi,
     learn_mask,
     phi_metrics,
+    sum_or_mean,
     with_phi,
 )
+from rlx.meta.inner import make_sgd
 
 
 @struct.dataclass
@@ -45,10 +46,62 @@ class PopulationState:
     iteration: jax.Array
 
 
+def check_population(size: int, exploit_fraction: float) -> str | None:
+    """Why ``size`` members with ``exploit_fraction`` cannot search (None when they can)."""
+    if size < 2 or not 1 <= int(size * exploit_fraction) <= size // 2:
+        return (
+            "population_size * exploit_fraction must round down to between 1 and "
+            f"population_size / 2, got {size} x {exploit_fraction}"
+        )
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class PopulationMeta:
+    """Population-based search (see the module docstring) around the inner PPO ``agent``."""
+
+    agent: ppo_lib.PPO
+    static: MetaStatic
+    mask: Any
+    sgd: ppo_lib.SGD
+
+    @property
+    def num_replaced(self) -> int:
+        return int(self.static.population_size * self.static.exploit_fraction)
+
+    def init(self, key: jax.Array, hps: Hps) -> PopulationState:
+        return init(self, key, hps)
+
+    def step(self, state: PopulationState, hps: Hps) -> tuple[PopulationState, dict]:
+        return step(self, state, hps)
+
+    def chunk(self, state: PopulationState, hps: Hps, num_iterations: int):
+        return jax.lax.scan(lambda s, _: step(self, s, hps), state, None, length=num_iterations)
+
+    def evaluate(self, state: PopulationState, hps: Hps, key: jax.Array) -> dict:
+        return evaluate(self, state, hps, key)
+
+
+def make_population(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any):
+    """Population-based search around ``agent`` (raises ValueError for a size and exploit
+    fraction that cannot search)."""
+    problem = check_population(meta_static.population_size, meta_static.exploit_fraction)
+    if problem is not None:
+        raise ValueError(f"meta: population search: {problem}")
+    return PopulationMeta(
+        agent=agent,
+        static=meta_static,
+        mask=learn_mask(reward_params, meta_static.learn),
+        sgd=make_sgd(meta_static.grad_steps, meta_static.exact_gradient),
+    )
+
+
 def _perturb(phi, mask, scale, key):
     leaves, treedef = jax.tree.flatten(phi)
     keys = jax.random.split(key, len(leaves))
-    flags = jax.tree.leaves({"reward": mask, **{k: True for k in phi if k != "reward"}})
+    flags = jax.tree.leaves(
+        {"reward_params": mask, **{k: True for k in phi if k != "reward_params"}}
+    )
     noisy = [
         x + scale * jax.random.normal(k, x.shape, x.dtype) if flag else x
         for x, k, flag in zip(leaves, keys, flags, strict=True)
@@ -56,117 +109,105 @@ def _perturb(phi, mask, scale, key):
     return jax.tree.unflatten(treedef, noisy)
 
 
-def make_population(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any) -> Meta:
-    """Population-based search (see module docstring) around ``agent``."""
-    size = meta_static.population_size
-    num_replaced = int(size * meta_static.exploit_fraction)
-    if size < 2 or not 1 <= num_replaced <= size // 2:
-        raise ValueError(
-            "meta: population search needs population_size >= 2 and exploit_fraction such "
-            f"that 1 <= population_size * exploit_fraction <= population_size / 2, got "
-            f"{size} x {meta_static.exploit_fraction}"
-        )
-    mask = learn_mask(reward_params, meta_static.learn)
-
-    def init(key: jax.Array, hps) -> PopulationState:
-        hparams, meta = hps
-        k_train, k_phi, key = jax.random.split(key, 3)
-        train = jax.vmap(agent.init, in_axes=(0, None))(
-            jax.random.split(k_train, size), hparams.reward
-        )
-        phi0 = init_phi(hparams, meta_static.learn_gamma)
-        phis = jax.vmap(lambda k: _perturb(phi0, mask, meta.init_scale, k))(
-            jax.random.split(k_phi, size)
-        )
-        phis = jax.tree.map(lambda p, p0: p.at[0].set(p0), phis, phi0)
-        return PopulationState(
-            train=train,
-            phi=phis,
-            fitness=jnp.full((size,), -jnp.inf, jnp.float32),
-            key=key,
-            iteration=jnp.zeros((), jnp.int32),
-        )
-
-    def member(train, phi, hparams):
-        inner = with_phi(hparams, phi)
-        return jax.lax.scan(
-            lambda s, _: agent.train_step(s, inner),
-            train,
-            None,
-            length=meta_static.inner_iterations,
-        )
-
-    def step(state: PopulationState, hps: tuple[ppo_lib.Hparams, MetaHparams]):
-        hparams, meta = hps
-        train, metrics = jax.vmap(member, in_axes=(0, 0, None))(state.train, state.phi, hparams)
-        episodes = jnp.sum(metrics["episode_total/episodes"], axis=1)
-        primary = jnp.sum(metrics["episode_total/primary_return"], axis=1)
-        fitness = jnp.where(episodes > 0, primary / jnp.maximum(episodes, 1.0), state.fitness)
-        key, k_pick, k_noise = jax.random.split(state.key, 3)
-        order = jnp.argsort(fitness)  # worst first
-        losers, winners = order[:num_replaced], order[size - num_replaced :]
-        picked = jax.random.choice(k_pick, winners, (num_replaced,))
-        source = jnp.arange(size).at[losers].set(picked)
-        replaced = jnp.zeros((size,), bool).at[losers].set(True)
-        copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
-        train = train.replace(
-            params=copy(train.params),
-            opt_state=copy(train.opt_state),
-            obs_stats=copy(train.obs_stats),
-            reward_state=copy(train.reward_state),
-        )
-        noisy = jax.vmap(lambda p, k: _perturb(p, mask, meta.perturb_scale, k))(
-            copy(state.phi), jax.random.split(k_noise, size)
-        )
-        phi = jax.tree.map(
-            lambda n, p: jnp.where(replaced.reshape((-1,) + (1,) * (n.ndim - 1)), n, p),
-            noisy,
-            copy(state.phi),
-        )
-        fitness = fitness[source]
-        best = jnp.argmax(fitness)
-        per_member = jax.vmap(_sum_or_mean)(metrics)
-        # Episode totals summed over members, so the driver's totals/episodes is their mean.
-        out = {
-            k: jnp.sum(v) if k.startswith("episode_total/") else jnp.mean(v)
-            for k, v in per_member.items()
-        }
-        best_phi = jax.tree.map(lambda x: x[best], phi)
-        out |= {
-            "meta/fitness_mean": jnp.mean(jnp.where(jnp.isfinite(fitness), fitness, jnp.nan)),
-            "meta/fitness_best": fitness[best],
-            "meta/replaced": jnp.asarray(num_replaced, jnp.float32),
-        }
-        out |= _best_phi_metrics(best_phi, hparams)
-        new_state = PopulationState(
-            train=train, phi=phi, fitness=fitness, key=key, iteration=state.iteration + 1
-        )
-        return new_state, out
-
-    def _best_phi_metrics(phi, hparams):
-        # The best member's phi leaves and gamma (no batch is kept to decode state-dependent
-        # weights, so effective weights are not logged here).
-        return phi_metrics(phi, agent.reward_fn._replace(weights=None), None, hparams)
-
-    def chunk(state, hps, num_iterations: int):
-        return jax.lax.scan(lambda s, _: step(s, hps), state, None, length=num_iterations)
-
-    def evaluate(state: PopulationState, hps, key):
-        hparams, _ = hps
-        results = jax.vmap(lambda train, phi: agent.evaluate(train, with_phi(hparams, phi), key))(
-            state.train, state.phi
-        )
-        best = jnp.argmax(state.fitness)
-        out = {k: jnp.mean(v) for k, v in results.items()}
-        out |= {f"{k}_best_member": v[best] for k, v in results.items()}
-        return out
-
-    return Meta(
-        init=init,
-        step=step,
-        chunk=chunk,
-        evaluate=evaluate,
-        agent=agent,
-        static=meta_static,
-        mask=mask,
+def init(pop: PopulationMeta, key: jax.Array, hps: Hps) -> PopulationState:
+    hparams, meta_hparams = hps
+    size = pop.static.population_size
+    k_train, k_phi, key = jax.random.split(key, 3)
+    train = jax.vmap(pop.agent.init, in_axes=(0, None))(
+        jax.random.split(k_train, size), hparams.reward_params
     )
+    phi0 = init_phi(hparams, pop.static.learn_gamma)
+    phis = jax.vmap(lambda k: _perturb(phi0, pop.mask, meta_hparams.init_scale, k))(
+        jax.random.split(k_phi, size)
+    )
+    phis = jax.tree.map(lambda p, p0: p.at[0].set(p0), phis, phi0)
+    return PopulationState(
+        train=train,
+        phi=phis,
+        fitness=jnp.full((size,), -jnp.inf, jnp.float32),
+        key=key,
+        iteration=jnp.zeros((), jnp.int32),
+    )
+
+
+def _member(pop: PopulationMeta, train, phi, hparams):
+    """``inner_iterations`` PPO iterations of one member under its phi."""
+    inner = with_phi(hparams, phi)
+
+    def iteration(state, _):
+        state, batch = ppo_lib.collect(pop.agent, state)
+        return ppo_lib.update(pop.agent, state, batch, inner, sgd=pop.sgd)
+
+    return jax.lax.scan(iteration, train, None, length=pop.static.inner_iterations)
+
+
+def _exploit_explore(pop: PopulationMeta, state: PopulationState, train, fitness, perturb_scale):
+    """The worst members copy the learners and phi of members drawn from the best, and perturb
+    the copied phi: (train', phi', fitness', key')."""
+    size, num_replaced = pop.static.population_size, pop.num_replaced
+    key, k_pick, k_noise = jax.random.split(state.key, 3)
+    order = jnp.argsort(fitness)  # worst first
+    losers, winners = order[:num_replaced], order[size - num_replaced :]
+    picked = jax.random.choice(k_pick, winners, (num_replaced,))
+    source = jnp.arange(size).at[losers].set(picked)
+    replaced = jnp.zeros((size,), bool).at[losers].set(True)
+    copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
+    train = train.replace(
+        params=copy(train.params),
+        opt_state=copy(train.opt_state),
+        obs_stats=copy(train.obs_stats),
+        reward_state=copy(train.reward_state),
+    )
+    noisy = jax.vmap(lambda p, k: _perturb(p, pop.mask, perturb_scale, k))(
+        copy(state.phi), jax.random.split(k_noise, size)
+    )
+    phi = jax.tree.map(
+        lambda n, p: jnp.where(replaced.reshape((-1,) + (1,) * (n.ndim - 1)), n, p),
+        noisy,
+        copy(state.phi),
+    )
+    return train, phi, fitness[source], key
+
+
+def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
+    """Every member's inner iterations, fitness, then exploit/explore: (state', metrics)."""
+    hparams, meta_hparams = hps
+    train, metrics = jax.vmap(lambda t, p: _member(pop, t, p, hparams))(state.train, state.phi)
+    episodes = jnp.sum(metrics["episode_total/episodes"], axis=1)
+    primary = jnp.sum(metrics["episode_total/primary_return"], axis=1)
+    fitness = jnp.where(episodes > 0, primary / jnp.maximum(episodes, 1.0), state.fitness)
+    train, phi, fitness, key = _exploit_explore(
+        pop, state, train, fitness, meta_hparams.perturb_scale
+    )
+    best = jnp.argmax(fitness)
+    per_member = jax.vmap(sum_or_mean)(metrics)
+    # Episode totals summed over members, so the driver's totals/episodes is their mean.
+    out = {
+        k: jnp.sum(v) if k.startswith("episode_total/") else jnp.mean(v)
+        for k, v in per_member.items()
+    }
+    out |= {
+        "meta/fitness_mean": jnp.mean(jnp.where(jnp.isfinite(fitness), fitness, jnp.nan)),
+        "meta/fitness_best": fitness[best],
+        "meta/replaced": jnp.asarray(pop.num_replaced, jnp.float32),
+    }
+    # The best member's phi leaves and gamma (no batch is kept to decode state-dependent
+    # weights, so effective weights are not logged here).
+    best_phi = jax.tree.map(lambda x: x[best], phi)
+    out |= phi_metrics(best_phi, pop.agent.reward_fn, None, hparams)
+    new_state = PopulationState(
+        train=train, phi=phi, fitness=fitness, key=key, iteration=state.iteration + 1
+    )
+    return new_state, out
+
+
+def evaluate(pop: PopulationMeta, state: PopulationState, hps: Hps, key: jax.Array) -> dict:
+    """Every member's evaluation: means over members, and the best member's (``*_best_member``)."""
+    hparams, _ = hps
+    results = jax.vmap(lambda train, phi: pop.agent.evaluate(train, with_phi(hparams, phi), key))(
+        state.train, state.phi
+    )
+    best = jnp.argmax(state.fitness)
+    out = {k: jnp.mean(v) for k, v in results.items()}
+    out |= {f"{k}_best_member": v[best] for k, v in results.items()}
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,24 +9,10 @@ from typing import Any
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from rlx import build as build_lib
 from rlx import config as config_lib
 from rlx import driver, sharding
 from rlx import meta as meta_lib
-
-
-def build(config: config_lib.Config):
-    """(Meta, (Hparams, MetaHparams)) for a resolved config."""
-    m = config.meta
-    agent, hparams = driver.build(
-        config, config.meta_iterations * m.inner_iterations, meta_grad_steps=m.grad_steps
-    )
-    # The config's meta section splits by name into the static settings and the traced ones.
-    static = meta_lib.MetaStatic(
-        **{f.name: getattr(m, f.name) for f in dataclasses.fields(meta_lib.MetaStatic)}
-    )
-    names = meta_lib.MetaHparams.__dataclass_fields__
-    meta_hparams = meta_lib.make_meta_hparams(**{name: getattr(m, name) for name in names})
-    return meta_lib.make(agent, static, hparams.reward), (hparams, meta_hparams)
 
 
 def _shardings(state: Any, mesh) -> Any:
@@ -48,17 +33,19 @@ def _shardings(state: Any, mesh) -> Any:
     )
 
 
-def meta_program(config: config_lib.Config) -> driver.Program:
-    meta, hps = build(config)
-    per_learner = meta.agent.static.batch_size * config.meta.inner_iterations
+def meta_program(built: build_lib.Built) -> driver.Program:
+    """``rlx meta``: the config's meta-learner; env steps count per learner."""
+    meta, hps = built.meta, (built.hparams, built.meta_hparams)
+    config = built.config
     return driver.Program(
         init=lambda key: meta.init(key, hps),
         chunk=meta.chunk,
         evaluate=meta.evaluate,
         hparams=hps,
         iterations=config.meta_iterations,
-        steps_per_iteration=per_learner,
+        steps_per_iteration=meta.agent.static.batch_size * config.meta.inner_iterations,
         shardings=_shardings,
+        config=config,
     )
 
 
@@ -97,7 +84,7 @@ def plot(run_dir: str | Path) -> Path | None:
     return path
 
 
-def meta(
+def train(
     config: config_lib.Config,
     run_dir: str | Path,
     *,
@@ -106,13 +93,9 @@ def meta(
     max_chunks: int | None = None,
 ) -> dict[str, Any]:
     """Meta-trains per ``config`` into ``run_dir`` (like ``driver.train``), then plots phi."""
+    program = meta_program(build_lib.build(config, meta=True))
     summary = driver.run(
-        meta_program,
-        config,
-        run_dir,
-        resume=resume,
-        show_progress=show_progress,
-        max_chunks=max_chunks,
+        program, run_dir, resume=resume, show_progress=show_progress, max_chunks=max_chunks
     )
     path = plot(run_dir)
     if path is not None and show_progress:

@@ -40,9 +40,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from rlx import build as build_lib  # noqa: E402
 from rlx import config as config_lib  # noqa: E402
 from rlx import driver, runtime  # noqa: E402
-from rlx.meta import run as meta_run  # noqa: E402
 
 TASKS = {
     "cartpole": {
@@ -142,16 +142,18 @@ def load(path: Path, overrides: dict, cli: list[str]) -> config_lib.Config:
     if "meta" not in overrides:
         data["meta"] = {}  # a plain PPO arm: the base's meta section may name absent terms
     tmp = [f"{k}={json.dumps(v)}" for k, v in data.items()]
-    return config_lib.load(path, [*tmp, *cli])
+    return build_lib.load(path, [*tmp, *cli])
 
 
 def run_arm(kind: str, cfg: config_lib.Config, seeds: int, names: tuple[str, ...]) -> dict:
     if kind == "plain":
-        agent, hps = driver.build(cfg)
-        init = lambda key: agent.init(key, hps.reward)
+        built = build_lib.build(cfg)
+        agent, hps = built.agent, built.hparams
+        init = lambda key: agent.init(key, hps.reward_params)
         chunk_fn, evaluate, iterations = agent.train_chunk, agent.evaluate, cfg.iterations
     else:
-        meta, hps = meta_run.build(cfg)
+        built = build_lib.build(cfg, meta=True)
+        meta, hps = built.meta, (built.hparams, built.meta_hparams)
         init = lambda key: meta.init(key, hps)
         chunk_fn, evaluate, iterations = meta.chunk, meta.evaluate, cfg.meta_iterations
     per_chunk = cfg.run.chunk_iterations

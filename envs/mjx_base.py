@@ -1,0 +1,131 @@
+"""The skeleton the MJX envs share (``humanoid`` and its tasks, ``reach``, ``push``).
+
+Model loading (a ``mujoco.MjModel`` and its ``mjx.Model``, built once and cached), the
+properties every MJX env offers (``mj_model``, ``mjx_model``, ``action_space``, ``dt``), and the
+physics plumbing: actions in [-1, 1] scaled to the actuator ranges, ``frames_per_step`` MJX steps
+with the control held, and a forwarded first state. ``MjxEnv`` routes ``reset``/``step`` to
+``reset_with_model``/``step_with_model``, which take the ``mjx.Model`` as an argument so that
+domain randomisation (``randomize.py``) can pass a modified one.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+import jax
+import jax.numpy as jnp
+
+from rlx.types import Box, EnvState
+
+INSTALL = "pip install -c constraints.txt '.[mjx]'"
+
+
+class MujocoUnavailableError(ImportError):
+    pass
+
+
+def import_mujoco(needs: str, *also: str):
+    """The ``mujoco`` module, once ``mujoco.mjx`` and the modules ``also`` import; else a
+    ``MujocoUnavailableError`` that starts with ``needs`` (who needs them)."""
+    try:
+        import mujoco
+        from mujoco import mjx  # noqa: F401  (fails here, outside any trace, when missing)
+
+        for module in also:
+            importlib.import_module(module)
+    except ImportError as error:
+        raise MujocoUnavailableError(f"{needs}: {INSTALL}") from error
+    return mujoco
+
+
+def put_model(model):
+    """(model, mjx.Model) of a ``mujoco.MjModel``, with concrete arrays even when first asked
+    for inside a trace (callers cache the result)."""
+    from mujoco import mjx
+
+    with jax.ensure_compile_time_eval():
+        return model, mjx.put_model(model)
+
+
+@functools.cache
+def load_model(xml: str):
+    """(mujoco.MjModel, mjx.Model) of an MJCF string; cached, so each env builds it once."""
+    mujoco = import_mujoco("the manipulation envs need mujoco and mujoco-mjx")
+    return put_model(mujoco.MjModel.from_xml_string(xml))
+
+
+def scale_action(model, action: jax.Array) -> jax.Array:
+    """Maps actions in [-1, 1] onto the model's actuator control ranges."""
+    ranges = jnp.asarray(model.actuator_ctrlrange, jnp.float32)
+    low, high = ranges[:, 0], ranges[:, 1]
+    return low + (action + 1.0) * 0.5 * (high - low)
+
+
+def run_frames(model, data, ctrl: jax.Array, frames: int):
+    """``frames`` MJX steps with ``ctrl`` held (one ``lax.scan``)."""
+    from mujoco import mjx
+
+    def frame(data, _):
+        return mjx.step(model, data.replace(ctrl=ctrl)), None
+
+    data, _ = jax.lax.scan(frame, data, None, length=frames)
+    return data
+
+
+def forward_at(model, *, qpos: jax.Array, qvel: jax.Array | None = None, mocap_xy=None):
+    """A new ``mjx.Data`` at ``qpos`` (and ``qvel``; mocap body 0 moved to ``mocap_xy`` in the
+    plane, its height kept), forwarded so positions and sensors describe it."""
+    from mujoco import mjx
+
+    data = mjx.make_data(model)
+    fields = {"qpos": qpos}
+    if qvel is not None:
+        fields["qvel"] = qvel
+    if mocap_xy is not None:
+        fields["mocap_pos"] = data.mocap_pos.at[0, :2].set(mocap_xy)
+    return mjx.forward(model, data.replace(**fields))
+
+
+class MjxEnv:
+    """What the MJX envs share; a base of frozen dataclasses that have a ``frames_per_step``
+    field and define ``_models`` (a cached (MjModel, mjx.Model) loader), ``reset_with_model``
+    and ``step_with_model``."""
+
+    def __post_init__(self):
+        self._models()  # load the MJCF outside any trace
+
+    def _models(self):
+        """(mujoco.MjModel, mjx.Model) of this env's configuration; cached by the loader."""
+        raise NotImplementedError
+
+    @property
+    def mj_model(self):
+        """The ``mujoco.MjModel`` the mjx model was built from (host side)."""
+        return self._models()[0]
+
+    @property
+    def mjx_model(self):
+        """The ``mjx.Model`` that ``reset``/``step`` use (``*_with_model`` take any other)."""
+        return self._models()[1]
+
+    @property
+    def action_space(self) -> Box:
+        return Box(size=int(self.mj_model.nu), low=-1.0, high=1.0)
+
+    @property
+    def dt(self) -> float:
+        return float(self.mj_model.opt.timestep) * self.frames_per_step
+
+    def object_id(self, kind: str, name: str) -> int:
+        """The id of the ``kind`` (``"site"``, ``"body"``, ...) named ``name`` in the model."""
+        import mujoco
+
+        kind_id = getattr(mujoco.mjtObj, f"mjOBJ_{kind.upper()}")
+        return mujoco.mj_name2id(self.mj_model, kind_id, name)
+
+    def reset(self, key: jax.Array) -> EnvState:
+        return self.reset_with_model(self.mjx_model, key)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        return self.step_with_model(self.mjx_model, state, action)

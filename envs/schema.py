@@ -1,0 +1,86 @@
+"""The ``env`` section of a config: its schema, and its resolution against the env registry.
+
+``EnvConfig.params`` is the env's own typed config (the fields of its dataclass, see
+``rlx.envs.REGISTRY``); ``resolve`` checks them strictly and fills in the env's defaults, and
+builds the raw env once; ``wrap`` adds domain randomisation, the time limit and auto-reset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rlx import envs as registry
+from rlx import schema
+from rlx.envs.randomize import DomainRandomization, NotRandomizableError, range_problem
+from rlx.envs.wrappers import EpisodeWrapper
+from rlx.schema import field, one_of
+from rlx.types import Env
+
+RESET_MODES = ("fresh", "cached")
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomizeConfig:
+    """Domain randomisation of MJX envs: (low, high) scale ranges, drawn per env and episode."""
+
+    mass: tuple[float, ...] = field((1.0, 1.0), doc="body masses and inertias")
+    friction: tuple[float, ...] = field((1.0, 1.0), doc="sliding friction of every geom")
+    actuator_gain: tuple[float, ...] = field((1.0, 1.0), doc="actuator gains (and biases)")
+
+    def problems(self):
+        for name, bounds in dataclasses.asdict(self).items():
+            problem = range_problem(bounds)
+            if problem is not None:
+                yield name, problem
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    name: str = field("cartpole", doc="registered env name")
+    reset_mode: str = field(
+        "fresh",
+        one_of(RESET_MODES),
+        "fresh: a real reset per episode; cached: back to each env's first state (as Brax)",
+    )
+    params: dict = field({}, doc="the env's typed config (its dataclass fields)")
+    randomize: RandomizeConfig = schema.section(RandomizeConfig)
+
+    def randomization(self) -> dict | None:
+        """Ranges for ``DomainRandomization``, None when nothing is randomised."""
+        ranges = dataclasses.asdict(self.randomize)
+        return ranges if any(tuple(r) != (1.0, 1.0) for r in ranges.values()) else None
+
+
+def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
+    """(the section with every env param filled in, the raw env built from it); errors name
+    the key under ``env.``."""
+    try:
+        cls = registry.env_class(config.name)
+    except registry.UnknownEnvError as error:
+        raise source.error("env.name", str(error.args[0])) from None
+    for hidden, where in (("brax_name", "brax:<name>"), ("playground_name", "playground:<Name>")):
+        if hidden in config.params:
+            kind = "Brax" if hidden == "brax_name" else "Playground"
+            raise source.error(f"env.params.{hidden}", f"set the {kind} env in env.name: {where}")
+    try:
+        typed = schema.from_dict(cls, config.params, source, "env.params")
+    except ImportError as error:  # an optional env library (brax, playground) is missing
+        raise source.error("env.name", str(error)) from None
+    params = dataclasses.asdict(typed)
+    params.pop("brax_name", None)
+    params.pop("playground_name", None)
+    try:
+        env = registry.make_raw(config.name, **params)
+    except (ValueError, ImportError) as error:
+        raise source.error("env.name", str(error)) from None
+    if config.randomization():
+        try:
+            DomainRandomization(env, **config.randomization())
+        except NotRandomizableError as error:
+            raise source.error("env.randomize", str(error)) from None
+    return dataclasses.replace(config, params=params), env
+
+
+def wrap(raw: Env, config: EnvConfig) -> EpisodeWrapper:
+    """``raw`` with the section's domain randomisation, time limit and auto-reset."""
+    return registry.wrap(raw, reset_mode=config.reset_mode, randomize=config.randomization())

@@ -1,0 +1,204 @@
+"""The ``reward`` section of a config: its schema, and its validation against an env.
+
+Which combinations, parameterisations and shaping stages exist is ``rlx.rewards.spec``'s
+registries (``COMBINES``, ``PARAMETERIZATIONS``, ``SHAPING``); ``resolve`` checks every term,
+signal and parameter against the env's names and fills in each stage's defaults, before
+``spec.build`` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rlx import schema
+from rlx.rewards import spec
+from rlx.schema import NON_NEGATIVE, POSITIVE, UNIT, field, one_of
+
+
+@dataclasses.dataclass(frozen=True)
+class LipschitzConfig:
+    coef: float = field(0.0, NON_NEGATIVE, "gradient-penalty coefficient (0: off)")
+    k: float = field(1.0, POSITIVE, "allowed slope")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProductConfig:
+    factors: dict = field({}, doc="factor term -> exponent; reward = progress * prod f^a")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeometricMeanConfig:
+    clip: bool = field(True, doc="clip each scaled term to [-1, 1] first")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateLevelConfig:
+    weights: dict = field({}, doc="term -> weight of this level's sum")
+    threshold: float = field(0.0, doc="lower levels count while this level >= threshold")
+
+
+@dataclasses.dataclass(frozen=True)
+class GatedConfig:
+    levels: tuple[GateLevelConfig, ...] = field((), doc="highest priority first")
+    soft: bool = field(False, doc="sigmoid gates (differentiable in the thresholds)")
+    temperature: float = field(0.1, POSITIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutcomeConfig:
+    term: str = field("", doc="the term whose episode outcome gates the weighted terms")
+    threshold: float = field(0.5)
+    weight: float = field(1.0, doc="weight of the outcome, paid on the episode's last step")
+    aggregate: str = field("last", one_of(("last", "max")))
+    soft: bool = field(False)
+    temperature: float = field(0.1, POSITIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalizeConfig:
+    terms: tuple[str, ...] = field((), doc="terms divided by their running std ('all': every)")
+    center: bool = field(False, doc="also subtract the running mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class PotentialConfig:
+    signals: dict = field({}, doc="signal -> coefficient of Phi(s) = sum c_i signal_i(s)")
+    learned: bool = field(False, doc="Phi = kernel . features + bias, learnable params")
+    features: tuple[str, ...] = field((), doc="learned Phi's input signals (empty: obs)")
+    scale: float = field(1.0)
+    final_scale: float = field(1.0, doc="scale after decay_updates updates (dynamic Phi)")
+    decay_updates: int = field(0, NON_NEGATIVE, "0: a fixed scale")
+    lipschitz: LipschitzConfig = dataclasses.field(default_factory=LipschitzConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundedConfig:
+    mode: str = field("step", one_of(("step", "episode")))
+    k: float = field(1.0, POSITIVE, "sigmoid steepness")
+    reference: float = field(0.0, doc="r_ref (or R_ref), unless running")
+    running: bool = field(False, doc="reference = moving average of the reward (or return)")
+    momentum: float = field(0.99, UNIT)
+    dense_weight: float = field(0.0, doc="episode mode: weight of the dense reward kept")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipConfig:
+    low: float = field(-10.0)
+    high: float = field(10.0)
+
+
+# The schema of each kind of shaping stage (the kinds are rewards/spec.py's SHAPING).
+SHAPING_CONFIGS = {"potential": PotentialConfig, "bounded": BoundedConfig, "clip": ClipConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """The reward spec: terms and weights, the combination, the shaping chain."""
+
+    weights: dict = field({}, doc="term name -> weight")
+    combine: str = field("sum", one_of(spec.COMBINES))
+    parameterization: str = field("free", one_of(spec.PARAMETERIZATIONS))
+    head_features: tuple[str, ...] = field((), doc="linear_head inputs: signals (empty: obs)")
+    lipschitz: LipschitzConfig = dataclasses.field(default_factory=LipschitzConfig)
+    product: ProductConfig = dataclasses.field(default_factory=ProductConfig)
+    geometric_mean: GeometricMeanConfig = dataclasses.field(default_factory=GeometricMeanConfig)
+    gated: GatedConfig = dataclasses.field(default_factory=GatedConfig)
+    outcome: OutcomeConfig = dataclasses.field(default_factory=OutcomeConfig)
+    normalize: NormalizeConfig = dataclasses.field(default_factory=NormalizeConfig)
+    shaping: tuple[dict, ...] = field((), doc="[{potential|bounded|clip: {...}}, ...] in order")
+
+
+def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> RewardConfig:
+    """Checks every term, signal and parameter of the reward spec against the env; coerces
+    weights to floats and fills each shaping stage's defaults."""
+    terms, signals = tuple(env.term_names), tuple(env.signal_names)
+
+    def floats(mapping: dict, key: str, known: tuple[str, ...], what: str) -> dict:
+        out = {}
+        for name, value in mapping.items():
+            if name not in known:
+                listed = ", ".join(known) or "none"
+                raise source.error(
+                    f"{key}.{name}", f"unknown {what} for env {env_name!r} (the env has: {listed})"
+                )
+            out[name] = schema.coerce(value, float, f"{key}.{name}", source)
+        return out
+
+    def names_in(values, key: str, known: tuple[str, ...], what: str) -> None:
+        floats(dict.fromkeys(values, 0.0), key, known, what)
+
+    weights = floats(reward.weights, "reward.weights", terms, "reward term")
+    changes: dict = {"weights": weights}
+    combine = reward.combine
+    if combine == "gated":
+        if weights:
+            raise source.error(
+                "reward.weights",
+                "gated takes its weights per level: use reward.gated.levels[k].weights",
+            )
+        if not reward.gated.levels:
+            raise source.error("reward.gated.levels", "name at least one level")
+        levels = []
+        for k, level in enumerate(reward.gated.levels):
+            key = f"reward.gated.levels[{k}].weights"
+            if not level.weights:
+                raise source.error(key, f"name at least one term (the env has: {', '.join(terms)})")
+            levels.append(
+                dataclasses.replace(level, weights=floats(level.weights, key, terms, "reward term"))
+            )
+        changes["gated"] = dataclasses.replace(reward.gated, levels=tuple(levels))
+        if reward.parameterization != "free":
+            raise source.error("reward.parameterization", "gated levels take free weights")
+    elif not weights:
+        raise source.error(
+            "reward.weights", f"name at least one term (the env has: {', '.join(terms)})"
+        )
+    if combine == "product":
+        if not reward.product.factors:
+            raise source.error("reward.product.factors", "name at least one factor term")
+        factors = floats(reward.product.factors, "reward.product.factors", terms, "reward term")
+        changes["product"] = ProductConfig(factors=factors)
+    if combine == "gated_outcome" and reward.outcome.term not in terms:
+        raise source.error(
+            "reward.outcome.term",
+            f"unknown reward term {reward.outcome.term!r} for env {env_name!r} "
+            f"(the env has: {', '.join(terms)})",
+        )
+    if reward.parameterization == "fixed_sign":
+        for name, value in weights.items():
+            if value == 0:
+                raise source.error(f"reward.weights.{name}", "fixed_sign needs a nonzero weight")
+    names_in(reward.head_features, "reward.head_features", signals, "signal")
+    normalized = reward.normalize.terms
+    if normalized == ("all",):
+        normalized = terms
+    names_in(normalized, "reward.normalize.terms", terms, "reward term")
+    changes["normalize"] = dataclasses.replace(reward.normalize, terms=tuple(normalized))
+    changes["shaping"] = tuple(
+        _resolve_shaping(i, item, signals, env_name, source, floats)
+        for i, item in enumerate(reward.shaping)
+    )
+    return dataclasses.replace(reward, **changes)
+
+
+def _resolve_shaping(i: int, item, signals, env_name: str, source: schema.Source, floats) -> dict:
+    key = f"reward.shaping[{i}]"
+    if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in SHAPING_CONFIGS:
+        raise source.error(
+            key, f"expected one of {{{'|'.join(SHAPING_CONFIGS)}: {{...}}}}, got {item!r}"
+        )
+    kind, value = next(iter(item.items()))
+    parsed = schema.from_dict(SHAPING_CONFIGS[kind], value, source, f"{key}.{kind}")
+    if kind == "potential":
+        coefs = floats(parsed.signals, f"{key}.potential.signals", signals, "signal")
+        floats(dict.fromkeys(parsed.features, 0.0), f"{key}.potential.features", signals, "signal")
+        if not parsed.learned and not coefs:
+            raise source.error(
+                f"{key}.potential.signals",
+                f"name at least one signal, or set learned: true (the env has: "
+                f"{', '.join(signals) or 'none'})",
+            )
+        parsed = dataclasses.replace(parsed, signals=coefs)
+    if kind == "clip" and parsed.low >= parsed.high:
+        raise source.error(f"{key}.clip", "low must be < high")
+    return {kind: schema.plain(parsed)}

@@ -1,0 +1,185 @@
+"""Acting: running a policy in the batched env, the value passes over a rollout, evaluation.
+
+Apart from the learner (``rlx.ppo``: loss, SGD, update): everything here reads network
+parameters and never changes them. ``Actor`` is the small typed bundle these functions share.
+
+- ``unroll``: the scan of policy and env steps -> ``Transition`` [T, B] (``value`` left at 0);
+- ``value_pass``: V(s) and V(s') [T, B] of a rollout in one batched network pass;
+- ``collect``: ``unroll`` then ``value_pass``: a rollout ready for GAE;
+- ``evaluate``: deterministic episodes of the policy, scored by the reward function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rlx import running_stats
+from rlx.distributions import Distribution
+from rlx.envs.wrappers import VmapWrapper
+from rlx.networks import Policy, Value
+from rlx.rewards import RewardFn, for_batch
+from rlx.types import Env, EnvState, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """What acting needs: the env (unbatched, time-limited, auto-resetting), the policy and value
+    networks, the action distribution, and whether observations are normalised."""
+
+    env: Env
+    policy_net: Policy
+    value_net: Value
+    dist: Distribution
+    normalize_observations: bool
+
+    @property
+    def batched(self) -> VmapWrapper:
+        return VmapWrapper(self.env)
+
+
+def normalize_obs(actor: Actor, obs_stats: running_stats.RunningStats, obs: jax.Array):
+    """Observations [..., obs_size] as the networks see them (normalised when configured)."""
+    if actor.normalize_observations:
+        return running_stats.normalize(obs_stats, obs)
+    return obs
+
+
+def policy_params(actor: Actor, params: dict, obs_stats, obs: jax.Array) -> jax.Array:
+    """The policy's distribution params [..., param_size] for observations [..., obs_size]."""
+    return actor.policy_net.apply(params["policy"], normalize_obs(actor, obs_stats, obs))
+
+
+def policy_value(actor: Actor, params: dict, obs_stats, obs: jax.Array):
+    """(distribution params [..., param_size], V(s) [...]) from one normalisation of ``obs``."""
+    x = normalize_obs(actor, obs_stats, obs)
+    return actor.policy_net.apply(params["policy"], x), actor.value_net.apply(params["value"], x)
+
+
+def unroll(
+    actor: Actor,
+    params: dict,
+    obs_stats,
+    env_state: EnvState,
+    key: jax.Array,
+    length: int,
+    deterministic: bool = False,
+) -> tuple[EnvState, Transition]:
+    """``length`` steps of the batched env under the policy: (env_state', Transition [T, B]).
+
+    Only the policy runs inside the scan; ``value`` is left at zero (``value_pass`` fills it).
+    ``deterministic`` takes the distribution's mode instead of a sample.
+    """
+    dist, batched = actor.dist, actor.batched
+
+    def one_step(env_state: EnvState, step_key: jax.Array):
+        dist_params = policy_params(actor, params, obs_stats, env_state.obs)
+        if deterministic:
+            action = dist.mode(dist_params)
+        else:
+            action = dist.sample(dist_params, step_key)
+        log_prob = dist.log_prob(dist_params, action)
+        next_state = batched.step(env_state, dist.to_env(action))
+        transition = Transition(
+            obs=env_state.obs,
+            action=action,
+            log_prob=log_prob,
+            value=jnp.zeros_like(log_prob),
+            next_obs=next_state.next_obs,
+            terms=next_state.terms,
+            primary=next_state.primary,
+            signals=env_state.signals,
+            next_signals=next_state.next_signals,
+            terminated=next_state.terminated,
+            truncated=next_state.truncated,
+        )
+        return next_state, transition
+
+    return jax.lax.scan(one_step, env_state, jax.random.split(key, length))
+
+
+def value_pass(
+    actor: Actor, params: dict, obs_stats, traj: Transition
+) -> tuple[jax.Array, jax.Array]:
+    """V(s_t) and V(s'_t) [T, B] in one batched pass after the rollout (cheaper than T small
+    per-step passes inside the scan, where only the policy is needed).
+
+    Where step t did not end an episode, s'_t is s_{t+1}, so V(s') mostly reuses V(s): the pass
+    covers the T x B observations plus, per env, the last step's next observation and the
+    pre-reset observation of its truncated step (at most one per env while
+    ``T <= episode_length``): (T + 2) x B evaluations instead of 2 x T x B. V(s'_t) is 0 where
+    s'_t is terminal (GAE does not bootstrap there).
+    """
+    value_net = actor.value_net
+    steps = traj.terminated.shape[0]
+    if steps > actor.env.episode_length:  # several truncations per env possible: every s'
+        both = value_net.apply(
+            params["value"],
+            normalize_obs(actor, obs_stats, jnp.stack([traj.obs, traj.next_obs])),
+        )
+        return both[0], jnp.where(traj.terminated, 0.0, both[1])
+    truncated_at = jnp.argmax(traj.truncated, axis=0)  # [B] its truncated step, else 0
+    pre_reset = jax.vmap(lambda x, t: x[t], (1, 0))(traj.next_obs, truncated_at)  # [B, ...]
+    extra = jnp.concatenate([traj.next_obs[-1:], pre_reset[None]])  # [2, B, ...]
+    out = value_net.apply(
+        params["value"], normalize_obs(actor, obs_stats, jnp.concatenate([traj.obs, extra]))
+    )
+    values, last, at_truncation = out[:steps], out[steps], out[steps + 1]
+    next_values = jnp.concatenate([values[1:], last[None]])
+    next_values = jnp.where(traj.truncated, at_truncation[None], next_values)
+    return values, jnp.where(traj.terminated, 0.0, next_values)
+
+
+def collect(
+    actor: Actor, params: dict, obs_stats, env_state: EnvState, key: jax.Array, length: int
+) -> tuple[EnvState, Transition, jax.Array]:
+    """A rollout ready for GAE: (env_state', traj [T, B] with ``value`` = V(s), V(s') [T, B])."""
+    env_state, traj = unroll(actor, params, obs_stats, env_state, key, length)
+    values, next_values = value_pass(actor, params, obs_stats, traj)
+    return env_state, traj.replace(value=values), next_values
+
+
+def evaluate(
+    actor: Actor,
+    reward_fn: RewardFn,
+    params: dict,
+    obs_stats,
+    reward_state: Any,
+    reward_params: Any,
+    gamma: jax.Array,
+    key: jax.Array,
+    num_envs: int,
+) -> dict[str, jax.Array]:
+    """Deterministic evaluation (mode action) of ``num_envs`` full episodes.
+
+    ``reward_state``: the training run's (its running statistics carry over; its per-env
+    episode accumulators are replaced by fresh ones for these envs). Returns means over envs of
+    the first episode's return (the RewardFn's reward), primary return, length and unweighted
+    term sums, each a [] scalar: ``eval/return``, ``eval/primary_return``, ``eval/length``,
+    ``eval/terms/<name>``.
+    """
+    env = actor.env
+    env_state = actor.batched.reset(jax.random.split(key, num_envs))
+    _, traj = unroll(
+        actor, params, obs_stats, env_state, key, env.episode_length, deterministic=True
+    )
+    traj = traj.replace(value=value_pass(actor, params, obs_stats, traj)[0])
+    fresh = reward_fn.init(key, env.term_names, num_envs)
+    rewards, _, _ = reward_fn.apply(
+        reward_params, for_batch(reward_state, fresh), traj, gamma=gamma
+    )
+    done = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
+    # Count only each env's first episode: steps up to and including its first done.
+    before_done = jnp.cumsum(done, axis=0) - done == 0
+    mask = before_done.astype(jnp.float32)
+    total = lambda x: jnp.mean(jnp.sum(x * mask, axis=0))
+    out = {
+        "eval/return": total(rewards),
+        "eval/primary_return": total(traj.primary),
+        "eval/length": total(jnp.ones_like(rewards)),
+    }
+    out |= {f"eval/terms/{k}": total(v) for k, v in traj.terms.items()}
+    return out

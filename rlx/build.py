@@ -1,0 +1,88 @@
+"""From a loaded config to what runs: the env, the reward, the learner and its traced hparams.
+
+``build(config)`` is the one place a config meets the envs and the reward layer: it resolves
+the env-dependent parts (the env's params with their defaults, the reward's terms and signals,
+``meta.learn``), raising ``ConfigError`` naming the key and its source, and builds each piece
+once. ``rlx train`` and ``rlx meta`` both start here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from rlx import config as config_lib
+from rlx import meta as meta_lib
+from rlx import ppo
+from rlx.envs import schema as env_schema
+from rlx.meta import schema as meta_schema
+from rlx.rewards import RewardFn, spec
+from rlx.rewards import schema as reward_schema
+from rlx.types import Env
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    """A resolved config and what it builds (``meta``/``meta_hparams`` only for ``rlx meta``).
+
+    ``config`` is resolved (every env param filled in, weights as floats), as written to a run's
+    ``config.yaml``; ``env`` is wrapped (time limit, auto-reset, randomisation).
+    """
+
+    config: config_lib.Config
+    env: Env
+    reward_fn: RewardFn
+    reward_params: Any
+    agent: ppo.PPO
+    hparams: ppo.Hparams
+    meta: meta_lib.Meta | None = None
+    meta_hparams: meta_lib.MetaHparams | None = None
+
+
+def resolve(config: config_lib.Config) -> tuple[config_lib.Config, Env, RewardFn, Any]:
+    """(resolved config, wrapped env, reward fn, reward params): every env-dependent check."""
+    source = config.source
+    env_config, raw = env_schema.resolve(config.env, source)
+    reward = reward_schema.resolve(config.reward, config.env.name, raw, source)
+    env = env_schema.wrap(raw, env_config)
+    reward_fn, reward_params = spec.build(reward, env)
+    if config.meta.learn:
+        meta_schema.check_learn(config.meta, reward_params, source)
+    resolved = dataclasses.replace(config, env=env_config, reward=reward)
+    return config_lib.with_source(resolved, source), env, reward_fn, reward_params
+
+
+def ppo_static(config: config_lib.Config, total_iterations: int) -> ppo.PPOStatic:
+    """PPO's static settings: the ``train``, ``network`` and ``eval`` fields it names."""
+    sections = (config.train, config.network)
+    values = {
+        f.name: getattr(section, f.name)
+        for section in sections
+        for f in dataclasses.fields(section)
+        if f.name in ppo.PPOStatic.__dataclass_fields__
+    }
+    return ppo.PPOStatic(
+        **values, total_iterations=total_iterations, num_eval_envs=config.eval.num_envs
+    )
+
+
+def build(config: config_lib.Config, *, meta: bool = False) -> Built:
+    """Resolves ``config`` and builds the learner (PPO, or with ``meta`` the meta-learner
+    around it, whose learning rate anneals over all of its inner iterations)."""
+    config, env, reward_fn, reward_params = resolve(config)
+    iterations = config.iterations
+    if meta:
+        iterations = config.meta_iterations * config.meta.inner_iterations
+    agent = ppo.make_ppo(ppo_static(config, iterations), env, reward_fn)
+    hparams = ppo.make_hparams(reward_params, **vars(config.ppo))
+    built = Built(config, env, reward_fn, reward_params, agent, hparams)
+    if not meta:
+        return built
+    learner = meta_lib.make(agent, config.meta.static(), hparams.reward_params)
+    return dataclasses.replace(built, meta=learner, meta_hparams=config.meta.hparams())
+
+
+def load(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> config_lib.Config:
+    """``config.load`` then ``resolve``: the resolved config, every check done."""
+    return resolve(config_lib.load(path, overrides))[0]

@@ -1,0 +1,327 @@
+"""Gradient meta-learners around PPO: one jitted meta-iteration, scanned into chunks.
+
+The outer parameters phi are the reward layer's params (the leaves chosen by
+``MetaStatic.learn``) plus, optionally, a discount logit for the inner learner (gamma_phi =
+sigmoid(logit)). The outer objective is the discounted return of the env's ``primary`` with a
+fixed outer discount, for the policy the inner PPO produces, estimated on the *next* rollout of
+that policy with a separate primary critic V_p (as meta-gradient RL does), so no extra rollout
+is needed: the rollout that scores an update is the next update's data.
+
+A meta-iteration runs ``inner_iterations`` PPO updates, each followed by the rollout of the
+updated policy, then the outer step. One function per method computes the outer gradient:
+
+- ``one_step`` (LIRPG, MGRL): through the last PPO update (its epochs x minibatches of Adam
+  steps, the optax update itself included; the last ``grad_steps`` of them when set);
+- ``unrolled``: through all ``inner_iterations`` updates (truncated backprop; the rollouts in
+  between are data, the params they were collected with are not differentiated), each update
+  rematerialised with ``jax.checkpoint`` when ``remat``;
+- ``implicit`` (BARFI): the implicit-function-theorem gradient at the last policy, H^-1 by a
+  Neumann series of ``neumann_steps`` terms with step ``neumann_alpha``, Hessian-vector
+  products forward-over-reverse on the inner PPO loss of the freshest batch.
+
+The outer loss is L_out(theta) = -mean(pi_theta(a|s) / pi_old(a|s) * A_p), the policy-gradient
+surrogate of the primary objective with A_p = GAE(primary, V_p, outer_gamma, outer_lambda)
+normalised over the batch, plus ``l2 * |phi|^2`` over the learned reward leaves,
+``gamma_l2 * gamma_phi`` (BARFI's discount penalty) and the reward's own Lipschitz penalty.
+phi moves by Adam (``outer_learning_rate``) after ``warmup`` meta-iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rlx import acting
+from rlx import ppo as ppo_lib
+from rlx.losses import compute_gae
+from rlx.meta import grads
+from rlx.meta.base import (
+    Hps,
+    MetaHparams,
+    MetaStatic,
+    init_phi,
+    learn_mask,
+    phi_metrics,
+    sum_or_mean,
+    with_phi,
+)
+from rlx.meta.inner import critic_update, make_sgd
+from rlx.networks import Value
+
+
+@struct.dataclass
+class MetaState:
+    """A gradient meta-learner's carry: the inner run, its pending batch, V_p, phi, Adam."""
+
+    train: ppo_lib.TrainState
+    batch: ppo_lib.Batch
+    critic: Any
+    critic_opt: Any
+    phi: Any
+    outer_opt: Any
+    iteration: jax.Array
+
+
+class OuterGradient(NamedTuple):
+    """What a method's inner updates and outer gradient leave for the outer step."""
+
+    train: ppo_lib.TrainState  # the inner run after the updates
+    batch: ppo_lib.Batch  # the rollout of the updated policy (scores it; the next update's data)
+    metrics: dict  # the inner updates' metrics, stacked over them
+    loss: jax.Array  # L_out at the updated policy
+    advantages: jax.Array  # A_p [T, B]
+    targets: jax.Array  # V_p targets [T, B]
+    d_phi: Any  # dL_out / dphi, before the regulariser
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientMeta:
+    """A gradient meta-learner: the inner PPO, its settings and the method's outer gradient
+    (``one_step``, ``unrolled`` or ``implicit`` of this module)."""
+
+    agent: ppo_lib.PPO
+    static: MetaStatic
+    mask: Any
+    critic_net: Value
+    sgd: ppo_lib.SGD
+    outer_gradient: Callable[[GradientMeta, MetaState, Hps], OuterGradient]
+
+    @functools.cached_property
+    def _jitted_init(self):
+        return jax.jit(functools.partial(init, self))
+
+    def init(self, key: jax.Array, hps: Hps) -> MetaState:
+        return self._jitted_init(key, hps)
+
+    def step(self, state: MetaState, hps: Hps) -> tuple[MetaState, dict]:
+        return outer_step(self, state, hps, self.outer_gradient(self, state, hps))
+
+    def chunk(self, state: MetaState, hps: Hps, num_iterations: int):
+        return jax.lax.scan(lambda s, _: self.step(s, hps), state, None, length=num_iterations)
+
+    def evaluate(self, state: MetaState, hps: Hps, key: jax.Array) -> dict:
+        hparams, _ = hps
+        return self.agent.evaluate(state.train, with_phi(hparams, state.phi), key)
+
+
+def make_gradient_meta(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any):
+    """The gradient meta-learner ``meta_static.method`` around ``agent``."""
+    methods = {"one_step": one_step, "unrolled": unrolled, "implicit": implicit}
+    if meta_static.method not in methods:
+        raise ValueError(f"make_gradient_meta: {meta_static.method!r} is not a gradient method")
+    return GradientMeta(
+        agent=agent,
+        static=meta_static,
+        mask=learn_mask(reward_params, meta_static.learn),
+        critic_net=Value(meta_static.critic_hidden, agent.static.activation),
+        sgd=make_sgd(meta_static.grad_steps, meta_static.exact_gradient),
+        outer_gradient=methods[meta_static.method],
+    )
+
+
+def _outer_optimizer(learning_rate):
+    return optax.chain(optax.scale_by_adam(), optax.scale(-learning_rate))
+
+
+def init(meta: GradientMeta, key: jax.Array, hps: Hps) -> MetaState:
+    hparams, _ = hps
+    k_train, k_critic = jax.random.split(key)
+    train = meta.agent.init(k_train, hparams.reward_params)
+    train, batch = ppo_lib.collect(meta.agent, train)
+    critic = meta.critic_net.init(k_critic, jnp.zeros_like(train.env_state.obs[0]))
+    phi = init_phi(hparams, meta.static.learn_gamma)
+    return MetaState(
+        train=train,
+        batch=batch,
+        critic=critic,
+        critic_opt=optax.adam(1.0).init(critic),
+        phi=phi,
+        outer_opt=_outer_optimizer(1.0).init(phi),
+        iteration=jnp.zeros((), jnp.int32),
+    )
+
+
+def primary_advantages(meta: GradientMeta, critic, obs_stats, batch, meta_hparams: MetaHparams):
+    """GAE of the primary objective under V_p: (advantages [T, B], targets [T, B])."""
+    traj = batch.traj
+    both = meta.critic_net.apply(
+        critic,
+        acting.normalize_obs(meta.agent.actor, obs_stats, jnp.stack([traj.obs, traj.next_obs])),
+    )
+    return compute_gae(
+        traj.primary,
+        both[0],
+        both[1],
+        traj.terminated,
+        traj.truncated,
+        meta_hparams.outer_gamma,
+        meta_hparams.outer_lambda,
+    )
+
+
+def outer_loss(meta: GradientMeta, params, obs_stats, batch, advantages) -> jax.Array:
+    """-mean(ratio * A_p): its gradient at the collecting policy is the primary PG."""
+    traj = batch.traj
+    dist_params = acting.policy_params(meta.agent.actor, params, obs_stats, traj.obs)
+    log_prob = meta.agent.dist.log_prob(dist_params, traj.action)
+    ratio = jnp.exp(log_prob - jax.lax.stop_gradient(traj.log_prob))
+    adv = (advantages - advantages.mean()) / (jnp.std(advantages) + 1e-8)
+    return -jnp.mean(ratio * jax.lax.stop_gradient(adv))
+
+
+def _plain_iterations(meta: GradientMeta, state: MetaState, hparams, length: int):
+    """``length`` inner updates under phi, each followed by a rollout, not differentiated:
+    ((train, batch), metrics stacked over them)."""
+    inner = with_phi(hparams, state.phi)
+
+    def body(carry, _):
+        train, batch = carry
+        train, metrics = ppo_lib.update(meta.agent, train, batch, inner, sgd=meta.sgd)
+        train, batch = ppo_lib.collect(meta.agent, train)
+        return (train, batch), metrics
+
+    return jax.lax.scan(body, (state.train, state.batch), None, length=length)
+
+
+def _through_updates(meta: GradientMeta, state: MetaState, hps: Hps, plain: int, remat: bool):
+    """``plain`` inner updates as data, then the rest differentiated: the outer gradient
+    backpropagated through the differentiated updates (``one_step`` and ``unrolled``)."""
+    hparams, meta_hparams = hps
+    carry, metrics_plain = _plain_iterations(meta, state, hparams, plain)
+
+    def body(carry, phi):
+        train, batch = carry
+        train, metrics = ppo_lib.update(
+            meta.agent, train, batch, with_phi(hparams, phi), sgd=meta.sgd
+        )
+        collected, batch = ppo_lib.collect(meta.agent, jax.lax.stop_gradient(train))
+        train = train.replace(env_state=collected.env_state, key=collected.key)
+        return (train, batch), metrics
+
+    def forward(phi):
+        (train, batch), metrics = grads.unroll(
+            body, carry, phi, meta.static.inner_iterations - plain, remat=remat
+        )
+        return train.params, (train, batch, metrics)
+
+    _, vjp_fn, (train, batch, metrics_diff) = jax.vjp(forward, state.phi, has_aux=True)
+    advantages, targets = primary_advantages(
+        meta, state.critic, train.obs_stats, batch, meta_hparams
+    )
+    loss, g = jax.value_and_grad(functools.partial(outer_loss, meta))(
+        train.params, train.obs_stats, batch, advantages
+    )
+    (d_phi,) = vjp_fn(g)
+    metrics = (
+        jax.tree.map(lambda a, b: jnp.concatenate([a, b]), metrics_plain, metrics_diff)
+        if plain
+        else metrics_diff
+    )
+    return OuterGradient(train, batch, metrics, loss, advantages, targets, d_phi)
+
+
+def one_step(meta: GradientMeta, state: MetaState, hps: Hps) -> OuterGradient:
+    """Through the last of the ``inner_iterations`` updates (the ones before are data)."""
+    return _through_updates(meta, state, hps, meta.static.inner_iterations - 1, remat=False)
+
+
+def unrolled(meta: GradientMeta, state: MetaState, hps: Hps) -> OuterGradient:
+    """Through all ``inner_iterations`` updates, each rematerialised when ``remat``."""
+    return _through_updates(meta, state, hps, 0, remat=meta.static.remat)
+
+
+def implicit(meta: GradientMeta, state: MetaState, hps: Hps) -> OuterGradient:
+    """The implicit-function-theorem gradient at the policy after ``inner_iterations`` plain
+    updates, H^-1 by a Neumann series on the inner PPO loss of the freshest batch."""
+    hparams, meta_hparams = hps
+    (train, batch), metrics = _plain_iterations(meta, state, hparams, meta.static.inner_iterations)
+    advantages, targets = primary_advantages(
+        meta, state.critic, train.obs_stats, batch, meta_hparams
+    )
+    loss, g = jax.value_and_grad(functools.partial(outer_loss, meta))(
+        train.params, train.obs_stats, batch, advantages
+    )
+
+    def inner_grad(params, phi):
+        hp = with_phi(hparams, phi)
+        samples, *_ = ppo_lib.samples_of(meta.agent, batch, hp, train.reward_state)
+        return jax.grad(lambda p: ppo_lib.loss(meta.agent, p, train.obs_stats, samples, hp)[0])(
+            params
+        )
+
+    d_phi = grads.implicit_grad(
+        inner_grad,
+        train.params,
+        state.phi,
+        g,
+        num_terms=meta.static.neumann_steps,
+        alpha=meta_hparams.neumann_alpha,
+    )
+    return OuterGradient(train, batch, metrics, loss, advantages, targets, d_phi)
+
+
+def regularizer(meta: GradientMeta, phi, traj, meta_hparams: MetaHparams) -> jax.Array:
+    """l2 * |learned reward params|^2 + gamma_l2 * gamma_phi + the reward's own penalty."""
+    learned = jax.tree.map(lambda x, m: x * m, phi["reward_params"], meta.mask)
+    total = meta_hparams.l2 * sum(jnp.sum(x**2) for x in jax.tree.leaves(learned))
+    if "gamma_logit" in phi:
+        total = total + meta_hparams.gamma_l2 * jax.nn.sigmoid(phi["gamma_logit"])
+    if meta.agent.reward_fn.penalty is not None:
+        total = total + meta.agent.reward_fn.penalty(phi["reward_params"], traj)
+    return total
+
+
+def outer_step(meta: GradientMeta, state: MetaState, hps: Hps, out: OuterGradient):
+    """phi's Adam step (after the warmup) on the masked outer gradient plus the regulariser's,
+    then the primary critic's epochs on the new batch: (MetaState', metrics)."""
+    hparams, meta_hparams = hps
+    phi, batch, train = state.phi, out.batch, out.train
+    reg, d_reg = jax.value_and_grad(functools.partial(regularizer, meta))(
+        phi, batch.traj, meta_hparams
+    )
+    d_phi = jax.tree.map(jnp.add, out.d_phi, d_reg)
+    masked = jax.tree.map(lambda x, m: x * m, d_phi["reward_params"], meta.mask)
+    d_phi = {**d_phi, "reward_params": masked}
+    updates, outer_opt = _outer_optimizer(meta_hparams.outer_learning_rate).update(
+        d_phi, state.outer_opt, phi
+    )
+    active = (state.iteration >= meta.static.warmup).astype(jnp.float32)
+    phi = optax.apply_updates(phi, jax.tree.map(lambda u: active * u, updates))
+    key, critic_key = jax.random.split(train.key)
+    critic, critic_opt, critic_loss = critic_update(
+        meta.agent,
+        meta.critic_net,
+        state.critic,
+        state.critic_opt,
+        train.obs_stats,
+        batch.traj.obs,
+        out.targets,
+        meta_hparams.critic_learning_rate,
+        critic_key,
+    )
+    metrics = sum_or_mean(out.metrics)
+    metrics |= {
+        "meta/outer_loss": out.loss,
+        "meta/regularizer": reg,
+        "meta/grad_norm": optax.tree_utils.tree_norm(d_phi),
+        "meta/critic_loss": critic_loss,
+        "meta/primary_advantage_mean": jnp.mean(out.advantages),
+    }
+    metrics |= phi_metrics(phi, meta.agent.reward_fn, batch.traj, hparams)
+    new_state = MetaState(
+        train=train.replace(key=key),
+        batch=batch,
+        critic=critic,
+        critic_opt=critic_opt,
+        phi=phi,
+        outer_opt=outer_opt,
+        iteration=state.iteration + 1,
+    )
+    return new_state, metrics

@@ -1,0 +1,66 @@
+"""The ``meta`` section of a config (``rlx meta``): its schema, split by field name into the
+static settings (``MetaStatic``) and the traced ones (``MetaHparams``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rlx import meta as meta_lib
+from rlx import schema
+from rlx.meta.population import check_population
+from rlx.schema import NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, field, one_of
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig:
+    """``rlx meta``: bilevel optimisation of the reward params (see rlx/meta)."""
+
+    method: str = field("one_step", one_of(meta_lib.METHODS))
+    inner_iterations: int = field(1, POSITIVE, "PPO iterations per meta-iteration")
+    remat: bool = field(True, doc="unrolled: rematerialise each inner update (jax.checkpoint)")
+    grad_steps: int = field(
+        0,
+        NON_NEGATIVE,
+        "one_step/unrolled: through the last N minibatch steps of an update (0: all)",
+    )
+    learn: tuple[str, ...] = field((), doc="reward param paths learned, e.g. combine/aux (all)")
+    learn_gamma: bool = field(False, doc="also learn the inner discount (a logit)")
+    outer_learning_rate: float = field(1e-2, POSITIVE, "Adam step on phi")
+    outer_gamma: float = field(0.99, UNIT, "discount of the primary objective")
+    outer_lambda: float = field(0.95, UNIT, "GAE lambda of the primary advantages")
+    l2: float = field(0.0, NON_NEGATIVE, "l2 * |phi|^2 over the learned reward params")
+    gamma_l2: float = field(0.0, NON_NEGATIVE, "gamma_l2 * gamma_phi (pushes gamma down)")
+    critic_learning_rate: float = field(1e-3, POSITIVE, "Adam step of the primary critic")
+    critic_hidden: tuple[int, ...] = field((64, 64))
+    warmup: int = field(0, NON_NEGATIVE, "meta-iterations before phi first moves")
+    neumann_steps: int = field(5, NON_NEGATIVE, "implicit: Neumann series terms K")
+    neumann_alpha: float = field(1e-2, POSITIVE, "implicit: Neumann step alpha")
+    population_size: int = field(8, POSITIVE)
+    exploit_fraction: float = field(0.25, OPEN_UNIT, "population: share replaced each time")
+    perturb_scale: float = field(0.2, NON_NEGATIVE, "population: explore noise on phi")
+    init_scale: float = field(0.5, NON_NEGATIVE, "population: initial spread of phi")
+
+    def problems(self):
+        if self.method == "population":
+            problem = check_population(self.population_size, self.exploit_fraction)
+            if problem is not None:
+                yield "exploit_fraction", problem
+
+    def static(self) -> meta_lib.MetaStatic:
+        """The static settings: the fields ``MetaStatic`` names."""
+        names = [f.name for f in dataclasses.fields(meta_lib.MetaStatic)]
+        return meta_lib.MetaStatic(**{n: getattr(self, n) for n in names if hasattr(self, n)})
+
+    def hparams(self) -> meta_lib.MetaHparams:
+        """The traced settings: the fields ``MetaHparams`` names, as float32 scalars."""
+        names = meta_lib.MetaHparams.__dataclass_fields__
+        return meta_lib.make_meta_hparams(**{name: getattr(self, name) for name in names})
+
+
+def check_learn(config: MetaConfig, reward_params: Any, source: schema.Source) -> None:
+    """Every ``meta.learn`` entry names reward params (else a ConfigError listing them)."""
+    try:
+        meta_lib.learn_mask(reward_params, config.learn)
+    except ValueError as error:
+        raise source.error("meta.learn", str(error)) from None
