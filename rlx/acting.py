@@ -162,12 +162,13 @@ def evaluate(
     ``eval/terms/<name>``.
     """
     env = actor.env
-    env_state = actor.batched.reset(jax.random.split(key, num_envs))
+    k_reset, k_unroll, k_reward = jax.random.split(key, 3)  # one use per key
+    env_state = actor.batched.reset(jax.random.split(k_reset, num_envs))
     _, traj = unroll(
-        actor, params, obs_stats, env_state, key, env.episode_length, deterministic=True
+        actor, params, obs_stats, env_state, k_unroll, env.episode_length, deterministic=True
     )
     traj = traj.replace(value=value_pass(actor, params, obs_stats, traj)[0])
-    fresh = reward_fn.init(key, env.term_names, num_envs)
+    fresh = reward_fn.init(k_reward, env.term_names, num_envs)
     rewards, _, _ = reward_fn.apply(
         reward_params, for_batch(reward_state, fresh), traj, gamma=gamma
     )
