@@ -219,3 +219,24 @@ def test_grad_steps_keeps_the_update_and_cuts_the_gradient():
     chex.assert_trees_all_close(outputs[0][0], outputs[1][0], atol=1e-6)
     assert float(outputs[0][1]) != 0.0 and float(outputs[1][1]) != 0.0
     assert not np.isclose(float(outputs[0][1]), float(outputs[1][1]))
+
+
+def test_exact_inner_gradient_keeps_the_update_and_changes_only_the_derivative():
+    """exact_gradient differentiates Adam's second moment and the clipping norm too: the same
+    new params as PPO's own update, another (nonzero) meta-gradient."""
+    _, (hp, _) = lure_meta("one_step")
+    agent = lure_agent()
+    state, batch = agent.collect(agent.init(jax.random.key(3), hp.reward_params))
+
+    def new_policy(lure, sgd):
+        hparams = hp.replace(reward_params={"reward": hp.reward_params["reward"], "lure": lure})
+        return ppo.update(agent, state, batch, hparams, sgd=sgd)[0].params["policy"]
+
+    lure = hp.reward_params["lure"]
+    out = {}
+    for exact in (False, True):
+        f = functools.partial(new_policy, sgd=inner.make_sgd(0, exact=exact))
+        grad = jax.grad(lambda w, f=f: optax.tree_utils.tree_sum(f(w)))
+        out[exact] = (jax.jit(f)(lure), float(jax.jit(grad)(lure)))
+    chex.assert_trees_all_close(out[False][0], out[True][0], atol=1e-6)
+    assert out[True][1] != 0.0 and not np.isclose(out[True][1], out[False][1])
