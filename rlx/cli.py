@@ -72,6 +72,8 @@ def train_command(args: argparse.Namespace) -> int:
         return _fail(f"config: {error}")
     except CheckpointFormatError as error:
         return _fail(str(error))
+    if summary["status"] == "diverged":
+        return _diverged(args.command, run_dir, summary["diverged"])
     final = summary["final_eval_return"]
     primary = summary.get("final_eval_primary_return")
     print(
@@ -86,6 +88,24 @@ def train_command(args: argparse.Namespace) -> int:
         if summary.get("signal") is not None:
             return 128 + int(summary["signal"])
     return 0
+
+
+def _diverged(command: str, run_dir, diverged: dict) -> int:
+    """One line on where and why a run diverged and what is left of it; exit status 3."""
+    last = diverged["last_checkpoint"]
+    kept = (
+        f"the last finite checkpoint (chunk {last}) is kept: change the settings that diverged "
+        f"and start again from it with rlx {command} --resume {run_dir}"
+        if last is not None
+        else "no finite checkpoint was written before it"
+    )
+    print(
+        f"rlx: diverged at chunk {diverged['chunk']} (iteration {diverged['iteration']}): "
+        f"non-finite {', '.join(diverged['quantities'])}; {kept}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 3
 
 
 def main(argv: list[str] | None = None) -> int:

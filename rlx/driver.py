@@ -46,6 +46,7 @@ def summarize_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float | None]:
     Episode statistics are totals over the episodes that ended in the chunk divided by their
     count (None when none ended); losses are means over iterations.
     """
+    metrics = {k: v for k, v in metrics.items() if not k.startswith(GUARD_PREFIX)}
     episodes = float(np.sum(metrics["episode_total/episodes"]))
     names = {"return": "train/return", "primary_return": "train/primary_return"}
     names["length"] = "train/episode_length"
@@ -62,6 +63,41 @@ def summarize_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float | None]:
         else:
             row[key] = float(np.mean(values))
     return row
+
+
+# Flags of the numerical guard computed inside the step (1.0: fine); not written to the rows.
+GUARD_PREFIX = "guard/"
+# Metrics that are non-finite by design: a population's fitness before any member has one
+# (NaN mean, -inf best). They are written as null, never counted as divergence.
+NAN_BY_DESIGN = ("meta/fitness_mean", "meta/fitness_best")
+_EPISODE_NAMES = {
+    "return": "train/return",
+    "primary_return": "train/primary_return",
+    "length": "train/episode_length",
+}
+
+
+def nonfinite_quantities(metrics: dict[str, np.ndarray]) -> list[str]:
+    """The quantities of a chunk's metrics that went non-finite (or whose guard flag fell), by
+    their row names (``loss/value``, ``terms/alive``, ``params``, ...); empty when all is well."""
+    bad = []
+    for key, values in metrics.items():
+        if key.startswith(GUARD_PREFIX):
+            if float(np.min(values)) < 1.0:
+                bad.append(key.removeprefix(GUARD_PREFIX).removesuffix("_finite"))
+        elif key not in NAN_BY_DESIGN and not np.all(np.isfinite(values)):
+            name = key.removeprefix("episode_total/")
+            bad.append(_EPISODE_NAMES.get(name, name))
+    return bad
+
+
+def json_safe(row: dict) -> dict:
+    """``row`` with non-finite numbers written as None and listed under ``nonfinite``
+    (``metrics.jsonl`` and ``summary.json`` stay valid JSON)."""
+    bad = [k for k, v in row.items() if isinstance(v, float) and not np.isfinite(v)]
+    if not bad:
+        return row
+    return {**{k: None if k in bad else v for k, v in row.items()}, "nonfinite": bad}
 
 
 def default_run_dir(config: config_lib.Config, name: str) -> Path:
@@ -199,22 +235,29 @@ class _Run:
         _write_rows(self.metrics_path, rows)  # Drop rows written after the last checkpoint.
         return state, start_chunk, wall_offset, rows
 
-    def write(self, row: dict, state: Any) -> None:
-        """Appends ``row`` to metrics.jsonl and TensorBoard, then checkpoints ``state``."""
+    def write(self, row: dict, state: Any, checkpoint: bool = True) -> None:
+        """Appends ``row`` to metrics.jsonl and TensorBoard, then checkpoints ``state`` (unless
+        ``checkpoint`` is false: a diverged state never replaces a finite checkpoint)."""
+        row = json_safe(row)
         with self.metrics_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(row, allow_nan=False) + "\n")
         if self.writer is not None:
             for key, value in row.items():
-                if value is not None and key not in ("chunk", "iteration", "env_steps"):
+                skip = key in ("chunk", "iteration", "env_steps", "nonfinite")
+                if value is not None and not skip:
                     self.writer.add_scalar(key, value, row["env_steps"])
             self.writer.flush()
-        if self.checkpointer is not None:
+        if self.checkpointer is not None and checkpoint:
             record = {
                 "chunk": row["chunk"],
                 "wall_s": row["wall_s"],
                 "config": config_lib.dump(self.config),
             }
             self.checkpointer.save(row["chunk"], state, record)
+
+    def last_checkpoint(self) -> int | None:
+        """The newest checkpoint's step (its chunk), None when there is none."""
+        return None if self.checkpointer is None else self.checkpointer.latest_step()
 
     def close(self) -> None:
         if self.writer is not None:
@@ -283,9 +326,11 @@ def run(
         state, hparams, start_chunk, rows, (compile_s, trace_s), show_progress, max_chunks
     )
     files.close()
-    summary = _summary(rows, status, run_dir, compile_s)
+    summary = json_safe(_summary(rows, status, run_dir, compile_s))
     summary["devices"] = devices
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if loop.diverged is not None:
+        summary["diverged"] = loop.diverged
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     summary["signal"] = signum
     return summary
 
@@ -303,8 +348,9 @@ class _Loop:
         self.steps_per_chunk = self.chunk_iterations * program.steps_per_iteration
         self.eval_key = jax.random.key(config.eval.seed)
         self.every = config.eval.every_chunks
+        self.diverged: dict | None = None
 
-    def row(self, chunk: int, metrics, chunk_s: float, state, hparams) -> dict:
+    def row(self, chunk: int, metrics, chunk_s: float, state, hparams, evaluate=True) -> dict:
         row = {
             "chunk": chunk + 1,
             "iteration": (chunk + 1) * self.chunk_iterations,
@@ -313,7 +359,8 @@ class _Loop:
         row |= summarize_chunk(metrics)
         row["train/steps_per_s"] = self.steps_per_chunk / chunk_s
         row["chunk_s"] = chunk_s
-        if (chunk + 1) % self.every == 0 or chunk + 1 == self.num_chunks:
+        due = (chunk + 1) % self.every == 0 or chunk + 1 == self.num_chunks
+        if evaluate and due:
             eval_start = time.perf_counter()
             results = jax.device_get(self.eval_fn(state, hparams, self.eval_key))
             row |= {k: float(v) for k, v in results.items()}
@@ -333,12 +380,24 @@ class _Loop:
                 chunk_start = time.perf_counter()
                 state, metrics = self.compiled(state, hparams)
                 metrics = jax.device_get(metrics)
-                row = self.row(chunk, metrics, time.perf_counter() - chunk_start, state, hparams)
+                bad = nonfinite_quantities(metrics)
+                chunk_s = time.perf_counter() - chunk_start
+                row = self.row(chunk, metrics, chunk_s, state, hparams, evaluate=not bad)
                 if chunk == start_chunk:
                     row["compile_s"], row["trace_s"] = timings
                 row["wall_s"] = self.wall_offset + time.perf_counter() - self.start
-                rows.append(row)
-                self.files.write(row, state)
+                rows.append(json_safe(row))
+                self.files.write(row, state, checkpoint=not bad)
+                if bad:
+                    self.diverged = {
+                        "chunk": chunk + 1,
+                        "iteration": row["iteration"],
+                        "env_steps": row["env_steps"],
+                        "quantities": bad,
+                        "last_checkpoint": self.files.last_checkpoint(),
+                    }
+                    status = "diverged"
+                    break
                 progress.update(row)
                 stopped_early = max_chunks is not None and chunk + 1 - start_chunk >= max_chunks
                 if (stop.signum is not None or stopped_early) and chunk + 1 < self.num_chunks:

@@ -429,6 +429,9 @@ def update(
     episode_sums, episode_metrics = _episode_bookkeeping(state, batch.traj, rewards, reward_info)
     metrics |= episode_metrics
     metrics["train/learning_rate"] = lr
+    # The numerical guard: 1.0 while every parameter is finite (the driver reads it per chunk).
+    finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]
+    metrics["guard/params_finite"] = jnp.all(jnp.stack(finite)).astype(jnp.float32)
     new_state = state.replace(
         params=params,
         opt_state=opt_state,
