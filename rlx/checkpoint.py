@@ -68,6 +68,10 @@ class CheckpointFormatError(ValueError):
     """A checkpoint written with another state layout than this version of rlx reads."""
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose record says it belongs to another kind of run than the caller's."""
+
+
 class Checkpointer:
     """Saves ``(state, record)`` at integer steps under ``directory``; keeps ``max_to_keep``.
 
@@ -93,10 +97,14 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
+    def restore(
+        self, abstract_state: Any, step: int | None = None, expect: dict | None = None
+    ) -> tuple[Any, dict]:
         """(state, record) at ``step`` (default: latest); ``abstract_state`` from eval_shape.
 
-        Raises ``CheckpointFormatError`` for a checkpoint of another format.
+        Raises ``CheckpointFormatError`` for a checkpoint of another format, and
+        ``CheckpointMismatchError`` when the record's value of a key in ``expect`` differs
+        (both before the state is read).
         """
         step = self.latest_step() if step is None else step
         if step is None:
@@ -110,6 +118,12 @@ class Checkpointer:
                 f"{FORMAT} expected (written by another version of rlx; resume it with that "
                 "version or start a new run)"
             )
+        for key, wanted in (expect or {}).items():
+            if key in record and record[key] != wanted:
+                raise CheckpointMismatchError(
+                    f"{self.directory / str(step)}: {key} {record[key]!r} found, {wanted!r} "
+                    "expected"
+                )
         items = {
             _STATE: ocp.args.StandardRestore(_abstract_storable(abstract_state)),
             _RECORD: ocp.args.JsonRestore(),

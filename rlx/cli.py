@@ -36,6 +36,10 @@ def train_command(args: argparse.Namespace) -> int:
         if args.resume:
             if args.config or args.overrides:
                 return _fail("--resume takes the run's own config.yaml; give no CONFIG/overrides")
+            if args.run_dir:
+                return _fail(
+                    "--resume RUN_DIR continues that run in its directory; give no --run-dir"
+                )
             run_dir = Path(args.resume)
             config_file = run_dir / "config.yaml"
             if not config_file.exists():
@@ -54,7 +58,7 @@ def train_command(args: argparse.Namespace) -> int:
         from rlx.meta.run import train as run_fn
     else:
         run_fn = driver.train
-    from rlx.checkpoint import CheckpointFormatError
+    from rlx.checkpoint import CheckpointFormatError, CheckpointMismatchError
 
     if args.resume:
         if not (Path(args.resume) / "checkpoints").exists():
@@ -72,6 +76,9 @@ def train_command(args: argparse.Namespace) -> int:
         return _fail(f"config: {error}")
     except CheckpointFormatError as error:
         return _fail(str(error))
+    except CheckpointMismatchError as error:
+        other = "train" if args.command == "meta" else "meta"
+        return _fail(f"{error}: {run_dir} is not an rlx {args.command} run (rlx {other} --resume?)")
     if summary["status"] == "diverged":
         return _diverged(args.command, run_dir, summary["diverged"])
     final = summary["final_eval_return"]
@@ -109,7 +116,16 @@ def _diverged(command: str, run_dir, diverged: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # Overrides may follow options too (rlx train CONFIG --no-progress train.seed=1).
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        if not args.config:
+            args.config, extra = extra[0], extra[1:]
+        args.overrides = [*args.overrides, *extra]
     if args.command in ("train", "meta"):
         return train_command(args)
     return 2

@@ -170,6 +170,7 @@ class Program:
     steps_per_iteration: int
     shardings: Callable[[Any, Any], Any]
     config: config_lib.Config
+    kind: str = "train"  # the command that runs it: train or meta
 
 
 def ppo_program(built: build_lib.Built) -> Program:
@@ -211,7 +212,7 @@ class _Run:
 
     def __init__(self, program: Program, run_dir: Path, resume: bool):
         config = program.config
-        self.dir, self.config = run_dir, config
+        self.dir, self.config, self.kind = run_dir, config, program.kind
         self.metrics_path = run_dir / "metrics.jsonl"
         if not resume:
             if run_dir.exists() and any(run_dir.iterdir()):
@@ -229,7 +230,7 @@ class _Run:
 
     def restore(self, abstract_state) -> tuple[Any, int, float, list[dict]]:
         """(state, chunks done, wall seconds so far, metrics rows up to the checkpoint)."""
-        state, record = self.checkpointer.restore(abstract_state)
+        state, record = self.checkpointer.restore(abstract_state, expect={"kind": self.kind})
         start_chunk, wall_offset = int(record["chunk"]), float(record["wall_s"])
         rows = [r for r in _read_rows(self.metrics_path) if r["chunk"] <= start_chunk]
         _write_rows(self.metrics_path, rows)  # Drop rows written after the last checkpoint.
@@ -252,6 +253,7 @@ class _Run:
                 "chunk": row["chunk"],
                 "wall_s": row["wall_s"],
                 "config": config_lib.dump(self.config),
+                "kind": self.kind,
             }
             self.checkpointer.save(row["chunk"], state, record)
 

@@ -46,14 +46,18 @@ def meta_program(built: build_lib.Built) -> driver.Program:
         steps_per_iteration=meta.agent.static.batch_size * config.meta.inner_iterations,
         shardings=_shardings,
         config=config,
+        kind="meta",
     )
 
 
 def plot(run_dir: str | Path) -> Path | None:
     """Writes ``phi.png``: phi's leaves, the effective weights and the inner gamma against env
     steps, from the run's metrics.jsonl (None when there is nothing to plot)."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        print("[rlx] phi.png skipped: matplotlib is not installed (pip install matplotlib)")
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
