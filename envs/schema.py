@@ -17,6 +17,11 @@ from rlx.schema import field, one_of
 from rlx.types import Env
 
 RESET_MODES = ("fresh", "cached")
+# The adapters' env-name params, set from ``env.name`` (``brax:<name>``), never by the user.
+_ADAPTER_NAMES = {
+    "brax_name": ("Brax", "brax:<name>"),
+    "playground_name": ("Playground", "playground:<Name>"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,24 +63,22 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
         cls = registry.env_class(config.name)
     except registry.UnknownEnvError as error:
         raise source.error("env.name", str(error.args[0])) from None
-    for hidden, where in (("brax_name", "brax:<name>"), ("playground_name", "playground:<Name>")):
+    for hidden, (kind, where) in _ADAPTER_NAMES.items():
         if hidden in config.params:
-            kind = "Brax" if hidden == "brax_name" else "Playground"
             raise source.error(f"env.params.{hidden}", f"set the {kind} env in env.name: {where}")
     try:
         typed = schema.from_dict(cls, config.params, source, "env.params")
     except ImportError as error:  # an optional env library (brax, playground) is missing
         raise source.error("env.name", str(error)) from None
-    params = dataclasses.asdict(typed)
-    params.pop("brax_name", None)
-    params.pop("playground_name", None)
+    params = {k: v for k, v in dataclasses.asdict(typed).items() if k not in _ADAPTER_NAMES}
     try:
         env = registry.make_raw(config.name, **params)
     except (ValueError, ImportError) as error:
         raise source.error("env.name", str(error)) from None
-    if config.randomization():
+    ranges = config.randomization()
+    if ranges:
         try:
-            DomainRandomization(env, **config.randomization())
+            DomainRandomization(env, **ranges)
         except NotRandomizableError as error:
             raise source.error("env.randomize", str(error)) from None
     return dataclasses.replace(config, params=params), env

@@ -40,31 +40,6 @@ def enable_compilation_cache(path: str) -> None:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
 
 
-def summarize_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float | None]:
-    """Host-side reduction of a chunk's per-iteration metrics ([iterations] arrays).
-
-    Episode statistics are totals over the episodes that ended in the chunk divided by their
-    count (None when none ended); losses are means over iterations.
-    """
-    metrics = {k: v for k, v in metrics.items() if not k.startswith(GUARD_PREFIX)}
-    episodes = float(np.sum(metrics["episode_total/episodes"]))
-    names = {"return": "train/return", "primary_return": "train/primary_return"}
-    names["length"] = "train/episode_length"
-    row: dict[str, float | None] = {"train/episodes": episodes}
-    for key, values in metrics.items():
-        if key.startswith("episode_total/"):
-            name = key.removeprefix("episode_total/")
-            if name == "episodes":
-                continue
-            total = float(np.sum(values))
-            row[names.get(name, name)] = total / episodes if episodes else None
-        elif key == "train/learning_rate" or key.startswith(LAST_VALUE_PREFIXES):
-            row[key] = float(values[-1])
-        else:
-            row[key] = float(np.mean(values))
-    return row
-
-
 # Flags of the numerical guard computed inside the step (1.0: fine); not written to the rows.
 GUARD_PREFIX = "guard/"
 # Metrics that are non-finite by design: a population's fitness before any member has one
@@ -75,6 +50,29 @@ _EPISODE_NAMES = {
     "primary_return": "train/primary_return",
     "length": "train/episode_length",
 }
+
+
+def summarize_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """Host-side reduction of a chunk's per-iteration metrics ([iterations] arrays).
+
+    Episode statistics are totals over the episodes that ended in the chunk divided by their
+    count (None when none ended); losses are means over iterations.
+    """
+    metrics = {k: v for k, v in metrics.items() if not k.startswith(GUARD_PREFIX)}
+    episodes = float(np.sum(metrics["episode_total/episodes"]))
+    row: dict[str, float | None] = {"train/episodes": episodes}
+    for key, values in metrics.items():
+        if key.startswith("episode_total/"):
+            name = key.removeprefix("episode_total/")
+            if name == "episodes":
+                continue
+            total = float(np.sum(values))
+            row[_EPISODE_NAMES.get(name, name)] = total / episodes if episodes else None
+        elif key == "train/learning_rate" or key.startswith(LAST_VALUE_PREFIXES):
+            row[key] = float(values[-1])
+        else:
+            row[key] = float(np.mean(values))
+    return row
 
 
 def nonfinite_quantities(metrics: dict[str, np.ndarray]) -> list[str]:
@@ -237,9 +235,9 @@ class _Run:
         return state, start_chunk, wall_offset, rows
 
     def write(self, row: dict, state: Any, checkpoint: bool = True) -> None:
-        """Appends ``row`` to metrics.jsonl and TensorBoard, then checkpoints ``state`` (unless
-        ``checkpoint`` is false: a diverged state never replaces a finite checkpoint)."""
-        row = json_safe(row)
+        """Appends ``row`` (JSON-safe, see ``json_safe``) to metrics.jsonl and TensorBoard, then
+        checkpoints ``state`` (unless ``checkpoint`` is false: a diverged state never replaces a
+        finite checkpoint)."""
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(row, allow_nan=False) + "\n")
         if self.writer is not None:
@@ -388,7 +386,8 @@ class _Loop:
                 if chunk == start_chunk:
                     row["compile_s"], row["trace_s"] = timings
                 row["wall_s"] = self.wall_offset + time.perf_counter() - self.start
-                rows.append(json_safe(row))
+                row = json_safe(row)
+                rows.append(row)
                 self.files.write(row, state, checkpoint=not bad)
                 if bad:
                     self.diverged = {

@@ -50,6 +50,12 @@ def build(base: Path, reward: dict, overrides: list[str]):
     return config, built.agent, built.hparams
 
 
+def _relative(path: str) -> str:
+    """``path`` relative to the repo when it lies inside it (commands read the same anywhere)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "humanoid_stand.yaml"))
@@ -98,7 +104,9 @@ def main(argv=None) -> None:
     apply_s = float(np.median(apply_times))
     result = {
         "command": "python scripts/bench_reward_share.py "
-        + " ".join([f"--config {args.config}", f"--repeats {args.repeats}", *args.overrides]),
+        + " ".join(
+            [f"--config {_relative(args.config)}", f"--repeats {args.repeats}", *args.overrides]
+        ),
         "machine": f"{platform.machine()} ({jax.device_count()} x {jax.devices()[0].device_kind})",
         "jax": jax.__version__,
         "env": config.env.name,

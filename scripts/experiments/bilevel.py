@@ -263,7 +263,9 @@ def main() -> None:
     if args.resume and out.with_suffix(".json").exists():
         previous = json.loads(out.with_suffix(".json").read_text())
         results, commands = previous["arms"], previous["meta"]["commands"]
-    commands.append("python " + " ".join(sys.argv))
+    # Recorded relative to the repo, so the command reads the same in any checkout.
+    argv = [str(Path(a).relative_to(ROOT)) if a.startswith(f"{ROOT}/") else a for a in sys.argv]
+    commands.append("python " + " ".join(argv))
     for arm, (kind, _) in arms(task, args.aux).items():
         if arm not in args.arms or arm in results:
             continue
