@@ -50,6 +50,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -608,6 +609,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def portable(text: str, python: str) -> str:
+    """A report's text without this machine's paths: configs relative to their side's source
+    tree, run dirs under ``<scratch>``, the interpreter as ``python``."""
+    scratch = re.escape(str(Path(tempfile.gettempdir()).resolve())) + r"/same_metrics-[^/\s\"]+"
+    text = re.sub(scratch + r"/(base|new)/src/", "", text)
+    text = re.sub(scratch, "<scratch>", text)
+    return text.replace(str(python), "python")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
@@ -725,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": results,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        Path(args.out).write_text(portable(json.dumps(report, indent=1), python) + "\n")
         log(f"report: {args.out}")
     return 0 if ok else 1
 
