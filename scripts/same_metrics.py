@@ -615,7 +615,7 @@ def portable(text: str, python: str) -> str:
     scratch = re.escape(str(Path(tempfile.gettempdir()).resolve())) + r"/same_metrics-[^/\s\"]+"
     text = re.sub(scratch + r"/(base|new)/src/", "", text)
     text = re.sub(scratch, "<scratch>", text)
-    return text.replace(str(python), "python")
+    return text.replace(str(python), "python").replace(f"{REPO.resolve()}/", "")
 
 
 def main(argv: list[str] | None = None) -> int:
