@@ -71,6 +71,10 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
     except ImportError as error:  # an optional env library (brax, playground) is missing
         raise source.error("env.name", str(error)) from None
     params = {k: v for k, v in dataclasses.asdict(typed).items() if k not in _ADAPTER_NAMES}
+    if params.get("episode_length", 1) < 1:  # the time limit every env has
+        raise source.error(
+            "env.params.episode_length", f"must be >= 1, got {params['episode_length']!r}"
+        )
     try:
         env = registry.make_raw(config.name, **params)
     except (ValueError, ImportError) as error:

@@ -1,12 +1,17 @@
 """Orbax checkpoints of a whole TrainState plus a JSON record, for exact resume.
 
 PRNG key arrays are stored as their raw key data and re-wrapped on restore, so any key
-implementation round-trips. Each record carries the checkpoint ``format``: the layout of the
-state tree. A checkpoint of another format fails to restore with one line naming both.
+implementation round-trips. Each record carries the checkpoint ``format`` (the layout of the
+state tree; a checkpoint of another format fails to restore with one line naming both) and a
+``checksum`` of the stored arrays, checked on restore. ``restore_newest_valid`` falls back past
+damaged checkpoints, moving each to ``<directory>/damaged/<step>``.
 """
 
 from __future__ import annotations
 
+import shutil
+import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,20 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose record says it belongs to another kind of run than the caller's."""
 
 
+class CheckpointDamagedError(ValueError):
+    """A checkpoint whose files do not restore, or whose arrays fail their checksum."""
+
+
+def checksum(storable: Any) -> str:
+    """CRC-32 over the stored arrays' dtypes, shapes and bytes, in tree order (hex)."""
+    crc = 0
+    for leaf in jax.tree.leaves(jax.device_get(storable)):
+        array = np.ascontiguousarray(leaf)
+        crc = zlib.crc32(f"{array.dtype}{array.shape}".encode(), crc)
+        crc = zlib.crc32(array.tobytes(), crc)
+    return f"{crc:08x}"
+
+
 class Checkpointer:
     """Saves ``(state, record)`` at integer steps under ``directory``; keeps ``max_to_keep``.
 
@@ -87,15 +106,50 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, record: dict) -> None:
         """Writes synchronously: the caller may donate ``state``'s buffers right after."""
-        items = {
-            _STATE: ocp.args.StandardSave(_to_storable(state)),
-            _RECORD: ocp.args.JsonSave({**record, "format": FORMAT}),
-        }
+        from rlx import interrupts
+
+        storable = _to_storable(state)
+        record = {**record, "format": FORMAT, "checksum": checksum(storable)}
+        items = {_STATE: ocp.args.StandardSave(storable), _RECORD: ocp.args.JsonSave(record)}
         self._manager.save(step, args=ocp.args.Composite(**items))
+        interrupts.fault("checkpoint")  # RLX_FAULT=checkpoint: killed mid-write
         self._manager.wait_until_finished()
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
+
+    def restore_newest_valid(
+        self, abstract_state: Any, expect: dict | None = None
+    ) -> tuple[Any, dict] | None:
+        """(state, record) of the newest checkpoint that restores and passes its checksum,
+        None when there is none. Each damaged one met on the way is moved to
+        ``damaged/<step>`` (kept, out of orbax's way) with one line on stderr saying why.
+        Format and kind mismatches raise, as in ``restore``."""
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                return self.restore(abstract_state, step, expect)
+            except (CheckpointFormatError, CheckpointMismatchError):
+                raise
+            except Exception as error:  # noqa: BLE001 (any failure to read is damage)
+                self._quarantine(step, error)
+        return None
+
+    def _quarantine(self, step: int, error: Exception) -> None:
+        target = self.directory / "damaged" / str(step)
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.directory / "damaged" / f"{step}-{n}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.directory / str(step)), str(target))
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        print(
+            f"[rlx] warning: checkpoint {step} is damaged ({type(error).__name__}: {reason}); "
+            f"moved to {target}, trying the one before",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._manager.reload()
 
     def restore(
         self, abstract_state: Any, step: int | None = None, expect: dict | None = None
@@ -104,7 +158,8 @@ class Checkpointer:
 
         Raises ``CheckpointFormatError`` for a checkpoint of another format, and
         ``CheckpointMismatchError`` when the record's value of a key in ``expect`` differs
-        (both before the state is read).
+        (both before the state is read), ``CheckpointDamagedError`` when the arrays read fail
+        the record's checksum.
         """
         step = self.latest_step() if step is None else step
         if step is None:
@@ -129,6 +184,9 @@ class Checkpointer:
             _RECORD: ocp.args.JsonRestore(),
         }
         restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        expected = record.get("checksum")
+        if expected is not None and checksum(restored[_STATE]) != expected:
+            raise CheckpointDamagedError(f"checksum {checksum(restored[_STATE])} != {expected}")
         state = jax.tree.map(_from_storable, abstract_state, restored[_STATE])
         return state, restored[_RECORD]
 

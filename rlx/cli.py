@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
         sub.add_argument("--run-dir", help="run directory (default runs/<config>-<UTC time>)")
         sub.add_argument("--no-progress", action="store_true", help="no progress output")
+        sub.add_argument(
+            "--allow-config-change",
+            action="store_true",
+            help="with --resume: accept an edited config.yaml (the change is recorded)",
+        )
     return parser
 
 
@@ -30,7 +35,10 @@ def _fail(message: str) -> int:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    """``rlx train`` and ``rlx meta``: every check of the input and the run directory first,
+    then the run; a one-line error (exit 2) for anything refused, nothing written."""
     from rlx import config as config_lib
+    from rlx import rundir
 
     try:
         if args.resume:
@@ -41,60 +49,69 @@ def train_command(args: argparse.Namespace) -> int:
                     "--resume RUN_DIR continues that run in its directory; give no --run-dir"
                 )
             run_dir = Path(args.resume)
-            config_file = run_dir / "config.yaml"
-            if not config_file.exists():
-                return _fail(f"{run_dir}: not a run directory (no config.yaml)")
-            config = config_lib.load(config_file)
+            problem = rundir.problem(run_dir, resume=True)
+            if problem is not None:
+                return _fail(problem)
+            config = config_lib.load(run_dir / "config.yaml")
         else:
             if not args.config:
                 return _fail("give a CONFIG file or --resume RUN_DIR")
+            if args.allow_config_change:
+                return _fail("--allow-config-change goes with --resume RUN_DIR")
             config = config_lib.load(args.config, args.overrides)
+            run_dir = Path(args.run_dir or rundir.default_run_dir(config, Path(args.config).stem))
+            problem = rundir.problem(run_dir, resume=False)
+            if problem is not None:
+                return _fail(problem)
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
+    return _run(args, config, run_dir)
 
-    from rlx import driver
+
+def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
+    from rlx import config as config_lib
+    from rlx import driver, rundir
+    from rlx.checkpoint import CheckpointFormatError, CheckpointMismatchError
 
     if args.command == "meta":
         from rlx.meta.run import train as run_fn
     else:
         run_fn = driver.train
-    from rlx.checkpoint import CheckpointFormatError, CheckpointMismatchError
-
-    if args.resume:
-        if not (Path(args.resume) / "checkpoints").exists():
-            return _fail(f"{args.resume}: no checkpoints to resume from")
-    else:
-        run_dir = Path(args.run_dir) if args.run_dir else None
-        if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
-            return _fail(f"run directory {run_dir} exists and is not empty (use --resume)")
-        run_dir = run_dir or driver.default_run_dir(config, Path(args.config).stem)
     try:
         summary = run_fn(
-            config, run_dir, resume=bool(args.resume), show_progress=not args.no_progress
+            config,
+            run_dir,
+            resume=bool(args.resume),
+            show_progress=not args.no_progress,
+            allow_config_change=args.allow_config_change,
         )
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
-    except CheckpointFormatError as error:
+    except (CheckpointFormatError, rundir.RunDirError) as error:
         return _fail(str(error))
     except CheckpointMismatchError as error:
         other = "train" if args.command == "meta" else "meta"
         return _fail(f"{error}: {run_dir} is not an rlx {args.command} run (rlx {other} --resume?)")
     if summary["status"] == "diverged":
         return _diverged(args.command, run_dir, summary["diverged"])
-    final = summary["final_eval_return"]
-    primary = summary.get("final_eval_primary_return")
-    print(
-        f"[rlx] {summary['status']}: {summary['env_steps']:,} env steps in "
-        f"{summary['wall_s']:.1f}s (compile {summary['compile_s']:.1f}s), final eval return "
-        f"{'-' if final is None else f'{final:.1f}'}"
-        f"{'' if primary is None else f' (primary {primary:.1f})'}; results in {run_dir}",
-        flush=True,
-    )
+    _report(summary, run_dir)
     if summary["status"] == "interrupted":
         print(f"[rlx] resume with: rlx {args.command} --resume {run_dir}", flush=True)
         if summary.get("signal") is not None:
             return 128 + int(summary["signal"])
     return 0
+
+
+def _report(summary: dict, run_dir: Path) -> None:
+    final, primary = summary["final_eval_return"], summary.get("final_eval_primary_return")
+    compile_s = summary["compile_s"]
+    print(
+        f"[rlx] {summary['status']}: {summary['env_steps']:,} env steps in "
+        f"{summary['wall_s']:.1f}s (compile {'-' if compile_s is None else f'{compile_s:.1f}'}s), "
+        f"final eval return {'-' if final is None else f'{final:.1f}'}"
+        f"{'' if primary is None else f' (primary {primary:.1f})'}; results in {run_dir}",
+        flush=True,
+    )
 
 
 def _diverged(command: str, run_dir, diverged: dict) -> int:
@@ -108,11 +125,17 @@ def _diverged(command: str, run_dir, diverged: dict) -> int:
     )
     print(
         f"rlx: diverged at chunk {diverged['chunk']} (iteration {diverged['iteration']}): "
-        f"non-finite {', '.join(diverged['quantities'])}; {kept}",
+        f"non-finite {_first(diverged['quantities'])}; {kept}",
         file=sys.stderr,
         flush=True,
     )
     return 3
+
+
+def _first(quantities: list[str]) -> str:
+    """The first non-finite quantity (the likely cause), and how many others followed."""
+    more = len(quantities) - 1
+    return quantities[0] + (f" first (and {more} more, in summary.json)" if more else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,9 +149,21 @@ def main(argv: list[str] | None = None) -> int:
         if not args.config:
             args.config, extra = extra[0], extra[1:]
         args.overrides = [*args.overrides, *extra]
-    if args.command in ("train", "meta"):
-        return train_command(args)
-    return 2
+    from rlx import interrupts
+
+    # One handler for the whole command: a signal during config, build or compile stops it
+    # cleanly too (see rlx.interrupts).
+    with interrupts.handling():
+        try:
+            return train_command(args)
+        except interrupts.Interrupted as stopped:
+            print(
+                f"[rlx] stopped by signal {stopped.signum} before the run started; "
+                "nothing was written",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 128 + stopped.signum
 
 
 def entry() -> None:

@@ -22,7 +22,18 @@ from rlx import schema
 from rlx.envs.schema import EnvConfig
 from rlx.meta.schema import MetaConfig
 from rlx.rewards.schema import RewardConfig
-from rlx.schema import NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, ConfigError, field, one_of
+from rlx.schema import (
+    INT32_MAX,
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    POSITIVE,
+    SEED,
+    SIZES,
+    UNIT,
+    ConfigError,
+    field,
+    one_of,
+)
 
 ACTIVATIONS = ("tanh", "relu", "swish", "elu")
 
@@ -40,8 +51,8 @@ class PPOConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    seed: int = field(0, NON_NEGATIVE)
-    total_steps: int = field(500_000, POSITIVE)
+    seed: int = field(0, SEED, wide=True)
+    total_steps: int = field(500_000, POSITIVE, "env steps per learner", wide=True)
     num_envs: int = field(8, POSITIVE)
     unroll_length: int = field(128, POSITIVE)
     num_minibatches: int = field(4, POSITIVE)
@@ -53,8 +64,8 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
-    policy_hidden: tuple[int, ...] = field((64, 64))
-    value_hidden: tuple[int, ...] = field((64, 64))
+    policy_hidden: tuple[int, ...] = field((64, 64), SIZES)
+    value_hidden: tuple[int, ...] = field((64, 64), SIZES)
     activation: str = field("tanh", one_of(ACTIVATIONS))
     init_log_std: float = field(0.0)
 
@@ -63,7 +74,7 @@ class NetworkConfig:
 class EvalConfig:
     num_envs: int = field(16, POSITIVE)
     every_chunks: int = field(1, POSITIVE)
-    seed: int = field(12345, NON_NEGATIVE)
+    seed: int = field(12345, SEED, wide=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +107,24 @@ class Config:
         samples = self.train.num_envs * self.train.unroll_length
         if samples % self.train.num_minibatches:
             yield "train.num_minibatches", f"must divide num_envs * unroll_length = {samples}"
+        if samples > INT32_MAX:
+            yield (
+                ("train.num_envs", "train.unroll_length"),
+                (
+                    f"num_envs * unroll_length = {samples:,} samples per batch is more than "
+                    f"{INT32_MAX:,}"
+                ),
+            )
+        # The iteration counter (and the learning-rate schedule's) is an int32 in the state.
+        iterations = max(self.iterations, self.meta_iterations * self.meta.inner_iterations)
+        if iterations > INT32_MAX:
+            yield (
+                ("train.total_steps", "train.num_envs", "train.unroll_length"),
+                (
+                    f"{self.train.total_steps:,} steps make {iterations:,} iterations, more than "
+                    f"the {INT32_MAX:,} a run counts"
+                ),
+            )
 
     @property
     def iterations(self) -> int:
@@ -115,6 +144,55 @@ class Config:
         return math.ceil(wanted / chunk) * chunk
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing duplicate keys (PyYAML keeps the last one silently)."""
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} on line {line} (first on line {seen[key]})"
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; ConfigError for a missing, unreadable, non-text or
+    malformed file and for a duplicate key (naming it and its line)."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file (a YAML config is UTF-8 text)")
+    try:
+        return _yaml(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(error)}") from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``'train.num_envs=8'`` -> (['train', 'num_envs'], 8); the value is read as YAML."""
     if "=" not in text:
@@ -122,7 +200,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}': bad key {key!r}")
-    return key.split("."), yaml.safe_load(raw) if raw else ""
+    try:
+        value = _yaml(raw) if raw else ""
+    except yaml.YAMLError as error:
+        message = f"override '{text}': not a valid YAML value: {_one_line(error)}"
+        raise ConfigError(message) from None
+    return key.split("."), value
 
 
 def load(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
@@ -132,12 +215,7 @@ def load(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
     come where the env is built: ``rlx.build.resolve``.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     overridden = {}

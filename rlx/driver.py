@@ -1,19 +1,17 @@
 """The driver: the only host code. Chunks of jitted scans, logging, progress, checkpoints, eval.
 
 A run directory holds ``config.yaml`` (resolved), ``metrics.jsonl`` (one row per chunk),
-TensorBoard event files under ``tb/``, ``checkpoints/`` and, at the end, ``summary.json``.
+TensorBoard event files under ``tb/``, ``checkpoints/`` and, at the end, ``summary.json``
+(``rlx.rundir``). Signals are handled over the whole run (``rlx.interrupts``): a run stops at a
+chunk boundary, or at once on a second Ctrl-C, and always writes its summary.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime
 import functools
 import json
 import os
-import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +22,7 @@ import numpy as np
 
 from rlx import build as build_lib
 from rlx import config as config_lib
-from rlx import runtime, sharding
-from rlx.checkpoint import Checkpointer
+from rlx import interrupts, rundir, runtime, sharding
 from rlx.progress import Progress
 
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
@@ -75,18 +72,31 @@ def summarize_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float | None]:
     return row
 
 
+# The order in which non-finite quantities cause one another: what the env reports, its
+# weighting, the returns, the losses and grads, the params, then everything else. The first
+# bad one in this order is the likely cause.
+_CAUSAL_ORDER = ("obs", "terms/", "reward/", "train/", "meta/", "phi/", "loss/", "params")
+
+
+def _cause_rank(name: str) -> int:
+    ranks = [i for i, prefix in enumerate(_CAUSAL_ORDER) if name.startswith(prefix)]
+    return ranks[0] if ranks else len(_CAUSAL_ORDER)
+
+
 def nonfinite_quantities(metrics: dict[str, np.ndarray]) -> list[str]:
     """The quantities of a chunk's metrics that went non-finite (or whose guard flag fell), by
-    their row names (``loss/value``, ``terms/alive``, ``params``, ...); empty when all is well."""
+    their row names (``terms/alive``, ``loss/value``, ``params``, ...), likely cause first;
+    empty when all is well."""
     bad = []
     for key, values in metrics.items():
         if key.startswith(GUARD_PREFIX):
             if float(np.min(values)) < 1.0:
-                bad.append(key.removeprefix(GUARD_PREFIX).removesuffix("_finite"))
+                name = key.removeprefix(GUARD_PREFIX).removesuffix("_finite")
+                bad.append(_EPISODE_NAMES.get(name, name))
         elif key not in NAN_BY_DESIGN and not np.all(np.isfinite(values)):
             name = key.removeprefix("episode_total/")
             bad.append(_EPISODE_NAMES.get(name, name))
-    return bad
+    return sorted(dict.fromkeys(bad), key=_cause_rank)  # each once, likely cause first
 
 
 def json_safe(row: dict) -> dict:
@@ -96,58 +106,6 @@ def json_safe(row: dict) -> dict:
     if not bad:
         return row
     return {**{k: None if k in bad else v for k, v in row.items()}, "nonfinite": bad}
-
-
-def default_run_dir(config: config_lib.Config, name: str) -> Path:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = Path(config.run.root) / f"{name}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = Path(f"{base}-{n}")
-    return path
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM request a stop at the next chunk boundary; a second Ctrl-C aborts."""
-
-    def __init__(self):
-        self.signum: int | None = None
-
-    def __call__(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    @contextlib.contextmanager
-    def installed(self):
-        if sys.platform == "win32" or not _in_main_thread():
-            yield self
-            return
-        previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,77 +151,24 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
     max_chunks: int | None = None,
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
     """Trains per ``config`` into ``run_dir`` (new, or existing when ``resume``).
 
     ``max_chunks`` stops after that many chunks in this call (as an interrupt would), leaving a
     resumable run. Returns the summary that is also written to ``summary.json``. Raises
-    ``ConfigError`` (before anything is written) for a config the env or reward refuses.
+    ``ConfigError`` (before anything is written) for a config the env or reward refuses, and
+    ``RunDirError`` for a run directory that cannot be used (see ``run``).
     """
     program = ppo_program(build_lib.build(config))
-    return run(program, run_dir, resume=resume, show_progress=show_progress, max_chunks=max_chunks)
-
-
-class _Run:
-    """A run directory's files as the driver writes them: config, metrics, TensorBoard,
-    checkpoints (with the ``chunk``, ``wall_s`` and ``config`` record beside each)."""
-
-    def __init__(self, program: Program, run_dir: Path, resume: bool):
-        config = program.config
-        self.dir, self.config, self.kind = run_dir, config, program.kind
-        self.metrics_path = run_dir / "metrics.jsonl"
-        if not resume:
-            if run_dir.exists() and any(run_dir.iterdir()):
-                raise FileExistsError(f"run directory {run_dir} exists and is not empty")
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(config_lib.dump(config))
-        self.checkpointer = None
-        if config.run.checkpoint or resume:
-            self.checkpointer = Checkpointer(run_dir / "checkpoints", config.run.max_checkpoints)
-        self.writer = None
-        if config.run.tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tb"))
-
-    def restore(self, abstract_state) -> tuple[Any, int, float, list[dict]]:
-        """(state, chunks done, wall seconds so far, metrics rows up to the checkpoint)."""
-        state, record = self.checkpointer.restore(abstract_state, expect={"kind": self.kind})
-        start_chunk, wall_offset = int(record["chunk"]), float(record["wall_s"])
-        rows = [r for r in _read_rows(self.metrics_path) if r["chunk"] <= start_chunk]
-        _write_rows(self.metrics_path, rows)  # Drop rows written after the last checkpoint.
-        return state, start_chunk, wall_offset, rows
-
-    def write(self, row: dict, state: Any, checkpoint: bool = True) -> None:
-        """Appends ``row`` (JSON-safe, see ``json_safe``) to metrics.jsonl and TensorBoard, then
-        checkpoints ``state`` (unless ``checkpoint`` is false: a diverged state never replaces a
-        finite checkpoint)."""
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(row, allow_nan=False) + "\n")
-        if self.writer is not None:
-            for key, value in row.items():
-                skip = key in ("chunk", "iteration", "env_steps", "nonfinite")
-                if value is not None and not skip:
-                    self.writer.add_scalar(key, value, row["env_steps"])
-            self.writer.flush()
-        if self.checkpointer is not None and checkpoint:
-            record = {
-                "chunk": row["chunk"],
-                "wall_s": row["wall_s"],
-                "config": config_lib.dump(self.config),
-                "kind": self.kind,
-            }
-            self.checkpointer.save(row["chunk"], state, record)
-
-    def last_checkpoint(self) -> int | None:
-        """The newest checkpoint's step (its chunk), None when there is none."""
-        return None if self.checkpointer is None else self.checkpointer.latest_step()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.checkpointer is not None:
-            self.checkpointer.close()
+    return run(
+        program,
+        run_dir,
+        resume=resume,
+        show_progress=show_progress,
+        max_chunks=max_chunks,
+        allow_config_change=allow_config_change,
+    )
 
 
 def _compile(program: Program, state, hparams, mesh, chunk_iterations: int):
@@ -298,40 +203,79 @@ def run(
     resume: bool = False,
     show_progress: bool = True,
     max_chunks: int | None = None,
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
-    """Runs ``program`` chunk by chunk into ``run_dir`` (see ``train``)."""
+    """Runs ``program`` chunk by chunk into ``run_dir`` (see ``train``).
+
+    Raises, before anything is written: ``RunDirError`` for a directory that cannot be created
+    or written, or is in use by another run; ``interrupts.Interrupted`` when a signal came
+    before the run started. On resume: ``ConfigChangedError`` when config.yaml was edited since
+    the checkpoint (unless ``allow_config_change``, which records the change), and the
+    checkpoint errors of ``Checkpointer.restore``.
+    """
     run_dir, config = Path(run_dir), program.config
-    runtime.configure()
-    mesh = _mesh_for(config)
-    enable_compilation_cache(config.run.compilation_cache)
-    devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
-    if show_progress:
-        print(f"[rlx] run directory: {run_dir}  devices: {devices}", flush=True)
-    files = _Run(program, run_dir, resume)
-    init_key = jax.random.key(config.train.seed)
+    with interrupts.handling() as stop:
+        if stop.signum is not None:
+            raise interrupts.Interrupted(stop.signum)
+        problem = rundir.problem(run_dir, resume)
+        if problem is not None:
+            raise rundir.RunDirError(problem)
+        runtime.configure()
+        mesh = _mesh_for(config)
+        enable_compilation_cache(config.run.compilation_cache)
+        if show_progress:
+            devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
+            print(f"[rlx] run directory: {run_dir}  devices: {devices}", flush=True)
+        files = rundir.Run(config, program.kind, run_dir, resume, allow_config_change)
+        try:
+            return _run(program, files, mesh, stop, resume, show_progress, max_chunks)
+        finally:
+            files.close()
+
+
+def _start(program: Program, files: rundir.Run, resume: bool):
+    """(state, start chunk, wall offset, rows): from the newest valid checkpoint on a resume
+    that has one, else a fresh state."""
     init_fn = jax.jit(program.init)
-    if resume:
-        state, start_chunk, wall_offset, rows = files.restore(jax.eval_shape(init_fn, init_key))
-    else:
-        state, start_chunk, wall_offset, rows = init_fn(init_key), 0, 0.0, []
+    init_key = jax.random.key(program.config.train.seed)
+    restored = files.restore(jax.eval_shape(init_fn, init_key)) if resume else None
+    if restored is None:
+        if resume:
+            print(f"[rlx] no checkpoint in {files.dir}: starting it from scratch", flush=True)
+        return init_fn(init_key), 0, 0.0, []
+    return restored
+
+
+def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[str, Any]:
+    config = program.config
+    state, start_chunk, wall_offset, rows = _start(program, files, resume)
+    files.open_tensorboard(rows)
     # The env batch axis is split over all local devices; the rest is replicated.
     state = jax.device_put(state, program.shardings(state, mesh))
     hparams = jax.device_put(program.hparams, sharding.replicated(mesh))
-    start = time.perf_counter()
-    compiled, trace_s, compile_s = _compile(
-        program, state, hparams, mesh, config.run.chunk_iterations
-    )
-    loop = _Loop(program, files, compiled, jax.jit(program.evaluate), start, wall_offset)
-    status, signum = loop.run(
-        state, hparams, start_chunk, rows, (compile_s, trace_s), show_progress, max_chunks
-    )
-    files.close()
-    summary = json_safe(_summary(rows, status, run_dir, compile_s))
-    summary["devices"] = devices
-    if loop.diverged is not None:
+    start, compile_s, status = time.perf_counter(), None, "interrupted"
+    loop = None
+    try:
+        interrupts.fault("compile")
+        compiled, trace_s, compile_s = _compile(
+            program, state, hparams, mesh, config.run.chunk_iterations
+        )
+        loop = _Loop(program, files, compiled, jax.jit(program.evaluate), start, wall_offset)
+        status = loop.run(
+            state, hparams, start_chunk, rows, (compile_s, trace_s), stop, show_progress, max_chunks
+        )
+    except interrupts.Interrupted:
+        status = "interrupted"
+    summary = _summary(rows, status, files.dir, start_chunk, compile_s)
+    summary["devices"] = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
+    if loop is not None and loop.diverged is not None:
         summary["diverged"] = loop.diverged
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    summary["signal"] = signum
+    changes = files.config_change_log()
+    if changes:
+        summary["config_changes"] = changes
+    summary = json_safe(summary)
+    (files.dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    summary["signal"] = stop.signum
     return summary
 
 
@@ -363,23 +307,29 @@ class _Loop:
         if evaluate and due:
             eval_start = time.perf_counter()
             results = jax.device_get(self.eval_fn(state, hparams, self.eval_key))
+            interrupts.fault("eval")
             row |= {k: float(v) for k, v in results.items()}
             row["eval_s"] = time.perf_counter() - eval_start
         return row
 
-    def run(self, state, hparams, start_chunk, rows, timings, show_progress, max_chunks):
-        """Chunks from ``start_chunk`` on, appending to ``rows``: (status, signal or None)."""
-        stop, status = _StopFlag(), "completed"
+    def run(self, state, hparams, start_chunk, rows, timings, stop, show_progress, max_chunks):
+        """Chunks from ``start_chunk`` on, appending to ``rows``, until done, diverged, the
+        ``stop`` flag is set (by a signal) or ``max_chunks`` ran: the status."""
+        status = "completed"
         progress = Progress(
             total_steps=self.num_chunks * self.steps_per_chunk,
             done_steps=start_chunk * self.steps_per_chunk,
             enabled=show_progress,
         )
-        with stop.installed(), progress:
+        with progress:
             for chunk in range(start_chunk, self.num_chunks):
+                if stop.signum is not None:  # also a signal that came during compile
+                    status = "interrupted"
+                    break
                 chunk_start = time.perf_counter()
                 state, metrics = self.compiled(state, hparams)
                 metrics = jax.device_get(metrics)
+                interrupts.fault("chunk")
                 bad = nonfinite_quantities(metrics)
                 chunk_s = time.perf_counter() - chunk_start
                 row = self.row(chunk, metrics, chunk_s, state, hparams, evaluate=not bad)
@@ -401,25 +351,33 @@ class _Loop:
                     break
                 progress.update(row)
                 stopped_early = max_chunks is not None and chunk + 1 - start_chunk >= max_chunks
-                if (stop.signum is not None or stopped_early) and chunk + 1 < self.num_chunks:
+                if stopped_early and chunk + 1 < self.num_chunks:
                     status = "interrupted"
                     break
-        return status, stop.signum
+        return status
 
 
-def _summary(rows: list[dict], status: str, run_dir: Path, compile_s: float) -> dict[str, Any]:
+def _summary(rows, status, run_dir, start_chunk, compile_s) -> dict[str, Any]:
+    """The run's summary. ``compile_s`` is the first process's compile time, and
+    ``resume_compile_s`` each resumed process's (this one's even when it ran no chunk)."""
     evals = [r for r in rows if r.get("eval/return") is not None]
     last = rows[-1] if rows else {}
     best = max(evals, key=lambda r: r["eval/return"]) if evals else {}
-    return {
+    compiles = [r["compile_s"] for r in rows if r.get("compile_s") is not None]
+    if compile_s is not None and not any(r["chunk"] == start_chunk + 1 for r in rows):
+        compiles.append(compile_s)  # this process compiled but finished no chunk
+    summary = {
         "status": status,
         "run_dir": str(run_dir),
         "chunks": last.get("chunk", 0),
         "env_steps": last.get("env_steps", 0),
         "wall_s": last.get("wall_s", 0.0),
-        "compile_s": compile_s,
+        "compile_s": compiles[0] if compiles else None,
         "final_eval_return": evals[-1]["eval/return"] if evals else None,
         "final_eval_primary_return": evals[-1]["eval/primary_return"] if evals else None,
         "best_eval_return": best.get("eval/return"),
         "best_eval_env_steps": best.get("env_steps"),
     }
+    if len(compiles) > 1:
+        summary["resume_compile_s"] = compiles[1:]
+    return summary

@@ -405,7 +405,17 @@ def _episode_bookkeeping(state: TrainState, traj: Transition, rewards, reward_in
     )
     metrics = {f"episode_total/{k}": v for k, v in completed.items()}
     metrics["train/reward_mean"] = jnp.mean(per_step["return"])
+    # The numerical guard on what the env and the reward produced this iteration, every step
+    # (episode totals see only the episodes that ended): 1.0 while all finite.
+    per_step |= {"obs": traj.obs}
+    metrics |= {f"guard/{k}_finite": _finite(v) for k, v in per_step.items() if k != "length"}
     return episode_sums, metrics
+
+
+def _finite(tree) -> jax.Array:
+    """[] float32: 1.0 when every element of every leaf of ``tree`` is finite, else 0.0."""
+    flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(flags)).astype(jnp.float32)
 
 
 def update(
@@ -430,8 +440,7 @@ def update(
     metrics |= episode_metrics
     metrics["train/learning_rate"] = lr
     # The numerical guard: 1.0 while every parameter is finite (the driver reads it per chunk).
-    finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]
-    metrics["guard/params_finite"] = jnp.all(jnp.stack(finite)).astype(jnp.float32)
+    metrics["guard/params_finite"] = _finite(params)
     new_state = state.replace(
         params=params,
         opt_state=opt_state,

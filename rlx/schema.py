@@ -4,7 +4,8 @@ A section is a frozen dataclass whose fields come from ``field`` (a default, an 
 check, a doc line); ``from_dict`` builds it strictly: unknown keys, wrong types and out-of-range
 values raise ``ConfigError`` naming the dotted key and where it came from (the file, or the
 command-line override that set it). A section may define ``problems(self)``, yielding
-``(key, message)`` pairs for checks across its fields. Imports nothing from rlx.
+``(key, message)`` pairs for checks across its fields (``key`` may be a tuple of the keys
+involved: the error names the one an override set). Imports nothing from rlx.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ class ConfigError(ValueError):
     """A bad config value; the message names the key and its source."""
 
 
-def field(default, check=None, doc: str = ""):
-    """A dataclass field with an optional range check ``(predicate, 'must be ...')``."""
+def field(default, check=None, doc: str = "", wide: bool = False):
+    """A dataclass field with an optional range check ``(predicate, 'must be ...')``.
+
+    Integer fields must fit in int32 (the compiled program holds them so) unless ``wide``
+    (then only their own check bounds them: seeds, step budgets).
+    """
+    metadata = {"check": check, "doc": doc, "wide": wide}
     if isinstance(default, dict | list):
-        return dataclasses.field(
-            default_factory=lambda: type(default)(default), metadata={"check": check, "doc": doc}
-        )
-    return dataclasses.field(default=default, metadata={"check": check, "doc": doc})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def section(cls: type):
@@ -35,6 +39,12 @@ def section(cls: type):
 
 
 POSITIVE = (lambda v: v > 0, "must be > 0")
+# A PRNG seed: what jax.random.key takes (an unsigned 32-bit integer).
+SEED = (lambda v: 0 <= v <= 2**32 - 1, "must be in [0, 2^32 - 1]")
+# Layer sizes: every entry a positive width.
+SIZES = (lambda v: all(x >= 1 for x in v), "every layer size must be >= 1")
+# Integers the compiled program holds as int32 (sizes, counts); wider ones say so (``wide``).
+INT32_MAX = 2**31 - 1
 NON_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
 UNIT = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
 OPEN_UNIT = (lambda v: 0 < v < 1, "must be in (0, 1)")
@@ -51,12 +61,18 @@ class Source:
     def __init__(self, file: str, overridden: dict[str, str] | None = None):
         self.file, self.overridden = file, dict(overridden or {})
 
-    def error(self, key: str, message: str) -> ConfigError:
-        for prefix, text in self.overridden.items():
-            related = key == prefix or key.startswith(prefix + ".") or prefix.startswith(key + ".")
-            if related:
-                return ConfigError(f"override '{text}': key '{key}': {message}")
-        return ConfigError(f"{self.file}: key '{key}': {message}")
+    def error(self, key: str | tuple[str, ...], message: str) -> ConfigError:
+        """The error for ``key``; a check across several keys passes them all (a tuple), and
+        the one an override set is named (else the first, in the file)."""
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        for name in keys:
+            for prefix, text in self.overridden.items():
+                related = (
+                    name == prefix or name.startswith(prefix + ".") or prefix.startswith(name + ".")
+                )
+                if related:
+                    return ConfigError(f"override '{text}': key '{name}': {message}")
+        return ConfigError(f"{self.file}: key '{keys[0]}': {message}")
 
 
 def _coerce_int(value: Any, key: str, source: Source) -> int:
@@ -138,11 +154,21 @@ def from_dict(cls: type, data: Any, source: Source, prefix: str = "") -> Any:
         check = spec.metadata.get("check")
         if check is not None and not check[0](value):
             raise source.error(key, f"{check[1]}, got {data[name]!r}")
+        if not spec.metadata.get("wide") and not _fits_int32(value):
+            raise source.error(key, f"must be at most {INT32_MAX:,} in size, got {data[name]!r}")
         values[name] = value
     result = cls(**values)
     for key, message in getattr(result, "problems", lambda: ())():
-        raise source.error(f"{prefix}.{key}" if prefix else key, message)
+        keys = (key,) if isinstance(key, str) else key
+        raise source.error(tuple(f"{prefix}.{k}" if prefix else k for k in keys), message)
     return result
+
+
+def _fits_int32(value: Any) -> bool:
+    """Whether every integer in ``value`` (an int, or a tuple of them) is within int32."""
+    items = value if isinstance(value, tuple) else (value,)
+    ints = [v for v in items if isinstance(v, int) and not isinstance(v, bool)]
+    return all(-INT32_MAX - 1 <= v <= INT32_MAX for v in ints)
 
 
 def plain(value: Any) -> Any:

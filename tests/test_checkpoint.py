@@ -22,7 +22,11 @@ def test_round_trip_keeps_keys_zero_size_arrays_and_the_record(tmp_path):
     assert checkpointer.latest_step() == 3
     restored, record = checkpointer.restore(jax.eval_shape(lambda: tree))
     checkpointer.close()
-    assert record == {"chunk": 3, "format": checkpoint.FORMAT}
+    assert record == {
+        "chunk": 3,
+        "format": checkpoint.FORMAT,
+        "checksum": checkpoint.checksum(checkpoint._to_storable(tree)),
+    }
     assert restored["empty"].shape == (0, 3)
     np.testing.assert_array_equal(restored["weights"], tree["weights"])
     np.testing.assert_array_equal(
@@ -49,3 +53,38 @@ def test_a_checkpoint_of_another_format_fails_in_one_line_naming_both(tmp_path):
     message = str(info.value)
     assert "\n" not in message
     assert f"checkpoint format 1 found, format {checkpoint.FORMAT} expected" in message
+
+
+def _damage(step_dir, how: str) -> None:
+    if how == "empty record":
+        (step_dir / "meta" / "metadata").write_text("")  # the JSON record
+        return
+    for data in [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]:
+        raw = bytearray(data.read_bytes())
+        if how == "truncated":
+            data.write_bytes(raw[: len(raw) // 2])
+        else:  # one bit flipped in the middle of each data file
+            raw[len(raw) // 2] ^= 0x10
+            data.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("how", ["empty record", "truncated", "bit flip"])
+def test_restore_falls_back_past_a_damaged_checkpoint_and_moves_it_aside(tmp_path, capsys, how):
+    trees = {
+        step: {"w": jnp.full((256,), float(step)), "k": jax.random.key(step)} for step in (1, 2)
+    }
+    checkpointer = Checkpointer(tmp_path / "ck", max_to_keep=3)
+    for step, tree in trees.items():
+        checkpointer.save(step, tree, {"chunk": step})
+    _damage(tmp_path / "ck" / "2", how)
+    state, record = checkpointer.restore_newest_valid(jax.eval_shape(lambda: trees[1]))
+    assert record["chunk"] == 1
+    np.testing.assert_array_equal(state["w"], trees[1]["w"])
+    assert checkpointer.latest_step() == 1
+    assert (tmp_path / "ck" / "damaged" / "2").is_dir()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint 2 is damaged" in err[0], err
+    # Orbax keeps working beside the damaged folder: a new save and restore.
+    checkpointer.save(3, trees[2], {"chunk": 3})
+    assert checkpointer.restore_newest_valid(jax.eval_shape(lambda: trees[2]))[1]["chunk"] == 3
+    checkpointer.close()

@@ -19,7 +19,15 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"rlx": "rlx", "envs": "rlx.envs", "rewards": "rlx.rewards"}
 MAX_DEF_LINES = 80
 
-LEAF = {"rlx", "rlx.types", "rlx.running_stats", "rlx.schema", "rlx.runtime", "rlx.rewards.terms"}
+LEAF = {
+    "rlx",
+    "rlx.interrupts",
+    "rlx.types",
+    "rlx.running_stats",
+    "rlx.schema",
+    "rlx.runtime",
+    "rlx.rewards.terms",
+}
 LEARNER = {
     "rlx.acting",
     "rlx.checkpoint",
@@ -31,7 +39,15 @@ LEARNER = {
     "rlx.progress",
     "rlx.sharding",
 }
-DRIVER = {"rlx.build", "rlx.cli", "rlx.config", "rlx.driver", "rlx.meta.run", "rlx.__main__"}
+DRIVER = {
+    "rlx.build",
+    "rlx.cli",
+    "rlx.config",
+    "rlx.driver",
+    "rlx.meta.run",
+    "rlx.rundir",
+    "rlx.__main__",
+}
 RANK = {"leaf": 0, "envs": 1, "rewards": 1, "learner": 2, "meta": 3, "driver": 4}
 
 

@@ -95,11 +95,17 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
     max_chunks: int | None = None,
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
     """Meta-trains per ``config`` into ``run_dir`` (like ``driver.train``), then plots phi."""
     program = meta_program(build_lib.build(config, meta=True))
     summary = driver.run(
-        program, run_dir, resume=resume, show_progress=show_progress, max_chunks=max_chunks
+        program,
+        run_dir,
+        resume=resume,
+        show_progress=show_progress,
+        max_chunks=max_chunks,
+        allow_config_change=allow_config_change,
     )
     path = plot(run_dir)
     if path is not None and show_progress:

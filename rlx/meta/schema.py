@@ -9,7 +9,7 @@ from typing import Any
 from rlx import meta as meta_lib
 from rlx import schema
 from rlx.meta.population import check_population
-from rlx.schema import NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, field, one_of
+from rlx.schema import NON_NEGATIVE, OPEN_UNIT, POSITIVE, SIZES, UNIT, field, one_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ class MetaConfig:
     l2: float = field(0.0, NON_NEGATIVE, "l2 * |phi|^2 over the learned reward params")
     gamma_l2: float = field(0.0, NON_NEGATIVE, "gamma_l2 * gamma_phi (pushes gamma down)")
     critic_learning_rate: float = field(1e-3, POSITIVE, "Adam step of the primary critic")
-    critic_hidden: tuple[int, ...] = field((64, 64))
+    critic_hidden: tuple[int, ...] = field((64, 64), SIZES)
     warmup: int = field(0, NON_NEGATIVE, "meta-iterations before phi first moves")
     neumann_steps: int = field(5, NON_NEGATIVE, "implicit: Neumann series terms K")
     neumann_alpha: float = field(1e-2, POSITIVE, "implicit: Neumann step alpha")
@@ -45,7 +45,7 @@ class MetaConfig:
         if self.method == "population":
             problem = check_population(self.population_size, self.exploit_fraction)
             if problem is not None:
-                yield "exploit_fraction", problem
+                yield ("population_size", "exploit_fraction"), problem
 
     def static(self) -> meta_lib.MetaStatic:
         """The static settings: the fields ``MetaStatic`` names."""

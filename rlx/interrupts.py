@@ -1,0 +1,92 @@
+"""Signals over a whole run's life, and the fault points the fault matrix kills a run at.
+
+``handling()`` installs one handler for SIGINT and SIGTERM for as long as a command runs
+(config, build, compile, chunks, checkpoint writes, eval). The first signal only sets
+``StopFlag.signum``: the driver stops at the next chunk boundary (or before the first chunk,
+when it came during compile), writes ``summary.json`` and the CLI prints how to resume. A
+second Ctrl-C raises ``Interrupted`` at once, which the driver catches to still write
+``summary.json``; later signals are ignored while it does. No KeyboardInterrupt is ever raised
+inside JAX, XLA or orbax by a first Ctrl-C.
+
+``fault(point)``: with ``RLX_FAULT=<point>[:<n>]`` in the environment, the process kills
+itself (SIGKILL) at the n-th time (default the first) it reaches ``point``: ``compile``,
+``chunk``, ``eval``, ``metrics`` (half a row written), ``checkpoint`` (mid-write). Used by
+``scripts/fault_matrix.py``; a no-op otherwise.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+POINTS = ("compile", "chunk", "eval", "metrics", "checkpoint")
+
+
+class Interrupted(BaseException):  # noqa: N818 (like KeyboardInterrupt, not an error)
+    """A second Ctrl-C: stop now (the driver still writes summary.json)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopFlag:
+    """The handler: the first SIGINT/SIGTERM sets ``signum``, a second Ctrl-C raises."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.aborting = False
+
+    def __call__(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+        elif signum == signal.SIGINT and not self.aborting:
+            self.aborting = True
+            raise Interrupted(self.signum)
+
+
+_installed: StopFlag | None = None
+
+
+@contextlib.contextmanager
+def handling():
+    """The process's StopFlag, installed for the block (the outer one when nested; a fresh
+    uninstalled flag off the main thread, where signals cannot be handled)."""
+    global _installed
+    if _installed is not None:
+        yield _installed
+        return
+    flag = StopFlag()
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
+    _installed = flag
+    try:
+        yield flag
+    finally:
+        _installed = None
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+_reached: collections.Counter = collections.Counter()
+
+
+def fault(point: str) -> None:
+    """Kills the process at ``point`` when ``RLX_FAULT`` names it (see the module docstring)."""
+    wanted = os.environ.get("RLX_FAULT")
+    if not wanted:
+        return
+    name, _, count = wanted.partition(":")
+    if name != point:
+        return
+    _reached[point] += 1
+    if _reached[point] == int(count or 1):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,236 @@
+"""A run directory's files, as the driver writes and reads them back, losing nothing.
+
+``config.yaml`` (resolved), ``metrics.jsonl`` (one row per chunk), TensorBoard events under
+``tb/`` (rebuilt from the kept rows on resume, so no step appears twice), ``checkpoints/``
+(each with a record of its chunk, wall time, config and run kind), ``config_changes.jsonl``
+(what ``--allow-config-change`` let through), and at the end ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlx import config as config_lib
+from rlx import interrupts
+from rlx.checkpoint import Checkpointer
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (the message says why, in one line)."""
+
+
+class ConfigChangedError(RunDirError):
+    """The run directory's config.yaml differs from the config its checkpoint was written with."""
+
+
+def default_run_dir(config: config_lib.Config, name: str) -> Path:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = Path(config.run.root) / f"{name}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    return path
+
+
+def unstarted(path: Path) -> bool:
+    """Whether ``path`` holds a run stopped before it had anything to keep: no checkpoint and
+    no metrics row (killed during compile, say). Starting it again reuses the directory."""
+    if not (path / "config.yaml").is_file() or (path / "summary.json").exists():
+        return False
+    names = {p.name for p in path.iterdir()} - {"config.yaml", "checkpoints", "tb"}
+    metrics = path / "metrics.jsonl"
+    if names - {"metrics.jsonl"} or (metrics.exists() and metrics.read_text().strip()):
+        return False
+    checkpoints = path / "checkpoints"
+    return not checkpoints.exists() or not any(p.name.isdigit() for p in checkpoints.iterdir())
+
+
+def problem(path: Path, resume: bool) -> str | None:
+    """Why ``path`` cannot be the run directory (None when it can); checked before anything
+    is built or written. A new run needs a missing, empty or unstarted directory that can be
+    created and written; a resumed one a directory with a config.yaml that can be written."""
+    if "\x00" in str(path) or any(len(os.fsencode(part)) > 255 for part in path.parts):
+        return f"run directory {str(path)!r}: not a valid path"
+    if resume:
+        if not (path / "config.yaml").is_file():
+            return f"{path}: not a run directory (no config.yaml)"
+    elif path.exists():
+        if not path.is_dir():
+            return f"run directory {path} exists and is not a directory"
+        if any(path.iterdir()) and not unstarted(path):
+            return f"run directory {path} exists and is not empty (use --resume)"
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"run directory {path}: {existing} is not a directory"
+    try:  # root passes os.access everywhere: try it (and leave nothing behind)
+        tempfile.TemporaryDirectory(dir=existing, prefix=".rlx-probe-").cleanup()
+    except OSError as error:
+        return f"run directory {path}: {existing} is not writable ({error.strerror})"
+    return None
+
+
+def read_rows(path: Path) -> list[dict]:
+    """metrics.jsonl's rows; a truncated last line (the process was killed writing it) is
+    dropped with a warning, any other unreadable line is a RunDirError."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise RunDirError(f"{path}: line {number} is not a JSON row") from None
+            print(
+                f"[rlx] warning: {path}: dropped its truncated last line (the process was "
+                "stopped while writing it; that chunk is run again)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
+
+
+def config_changes(old: str, new: str) -> dict[str, list]:
+    """Dotted keys whose values differ between two dumped configs: key -> [old, new]."""
+
+    def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(tree, dict):
+            return {prefix: tree}
+        out = {}
+        for key, value in tree.items():
+            out |= flat(value, f"{prefix}.{key}" if prefix else str(key))
+        return out
+
+    a, b = flat(yaml.safe_load(old)), flat(yaml.safe_load(new))
+    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+_UNLOGGED = ("chunk", "iteration", "env_steps", "nonfinite")
+
+
+class Run:
+    """The files of one run directory (see the module docstring)."""
+
+    def __init__(self, config, kind: str, run_dir: Path, resume: bool, allow_config_change=False):
+        self.dir, self.config, self.kind = run_dir, config, kind
+        self.allow_config_change = allow_config_change
+        self.metrics_path = run_dir / "metrics.jsonl"
+        if not resume:
+            if run_dir.exists() and any(run_dir.iterdir()) and not unstarted(run_dir):
+                raise RunDirError(f"run directory {run_dir} exists and is not empty")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in ("tb", "metrics.jsonl"):  # left by a start that was stopped
+                shutil.rmtree(run_dir / stale, ignore_errors=True)
+            (run_dir / "config.yaml").write_text(config_lib.dump(config))
+        self.checkpointer = None
+        if config.run.checkpoint or resume:
+            self.checkpointer = Checkpointer(run_dir / "checkpoints", config.run.max_checkpoints)
+        self.writer = None
+
+    def restore(self, abstract_state) -> tuple[Any, int, float, list[dict]] | None:
+        """(state, chunks done, wall seconds so far, metrics rows up to the checkpoint) from
+        the newest checkpoint that restores (damaged ones moved aside); None when there is
+        none (the run starts from scratch with its stored config, its rows dropped)."""
+        found = self.checkpointer.restore_newest_valid(abstract_state, expect={"kind": self.kind})
+        state, start_chunk, wall_offset = None, 0, 0.0
+        if found is not None:
+            state, record = found
+            start_chunk, wall_offset = int(record["chunk"]), float(record["wall_s"])
+            self._check_config(record, start_chunk)
+        rows = [r for r in read_rows(self.metrics_path) if r["chunk"] <= start_chunk]
+        write_rows(self.metrics_path, rows)  # Drop rows written after the last checkpoint.
+        return None if found is None else (state, start_chunk, wall_offset, rows)
+
+    def _check_config(self, record: dict, chunk: int) -> None:
+        changed = config_changes(record["config"], config_lib.dump(self.config))
+        if not changed:
+            return
+        if not self.allow_config_change:
+            keys = ", ".join(changed)
+            raise ConfigChangedError(
+                f"{self.dir / 'config.yaml'} differs from the config checkpoint {chunk} was "
+                f"written with, in {keys} (undo the edit, or pass --allow-config-change)"
+            )
+        with (self.dir / "config_changes.jsonl").open("a") as f:
+            f.write(json.dumps({"chunk": chunk, "changed": changed}) + "\n")
+
+    def open_tensorboard(self, rows: list[dict]) -> None:
+        """Starts ``tb/`` afresh with ``rows`` (the kept ones on a resume): events of chunks
+        dropped after the last checkpoint never appear next to their re-run."""
+        if not self.config.run.tensorboard:
+            return
+        from tensorboardX import SummaryWriter
+
+        tb, rebuilt = self.dir / "tb", self.dir / "tb.rebuilding"
+        shutil.rmtree(rebuilt, ignore_errors=True)
+        # Its own file name: the writer opened next may start within the same second.
+        self.writer = SummaryWriter(str(rebuilt), filename_suffix=".kept")
+        for row in rows:
+            self._log(row)
+        self.writer.flush()
+        self.writer.close()
+        shutil.rmtree(tb, ignore_errors=True)
+        rebuilt.rename(tb)
+        self.writer = SummaryWriter(str(tb))
+
+    def _log(self, row: dict) -> None:
+        for key, value in row.items():
+            if value is not None and key not in _UNLOGGED and isinstance(value, int | float):
+                self.writer.add_scalar(key, value, row["env_steps"])
+
+    def write(self, row: dict, state: Any, checkpoint: bool = True) -> None:
+        """Appends ``row`` (JSON-safe) to metrics.jsonl and TensorBoard, then checkpoints
+        ``state`` (unless ``checkpoint`` is false: a diverged state never replaces a finite
+        checkpoint)."""
+        line = json.dumps(row, allow_nan=False) + "\n"
+        with self.metrics_path.open("a") as f:
+            half = len(line) // 2
+            f.write(line[:half])
+            if os.environ.get("RLX_FAULT"):
+                f.flush()
+                interrupts.fault("metrics")  # RLX_FAULT=metrics: killed with half a row written
+            f.write(line[half:])
+        if self.writer is not None:
+            self._log(row)
+            self.writer.flush()
+        if self.checkpointer is not None and checkpoint:
+            record = {
+                "chunk": row["chunk"],
+                "wall_s": row["wall_s"],
+                "config": config_lib.dump(self.config),
+                "kind": self.kind,
+            }
+            self.checkpointer.save(row["chunk"], state, record)
+
+    def last_checkpoint(self) -> int | None:
+        """The newest checkpoint's step (its chunk), None when there is none."""
+        return None if self.checkpointer is None else self.checkpointer.latest_step()
+
+    def config_change_log(self) -> list[dict]:
+        path = self.dir / "config_changes.jsonl"
+        return read_rows(path) if path.exists() else []
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
