@@ -65,6 +65,9 @@ def train_command(args: argparse.Namespace) -> int:
                 return _fail(problem)
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
+    from rlx import interrupts
+
+    interrupts.check()  # a signal while the config loaded: stop before anything is built
     return _run(args, config, run_dir)
 
 
@@ -119,7 +122,8 @@ def _diverged(command: str, run_dir, diverged: dict) -> int:
     last = diverged["last_checkpoint"]
     kept = (
         f"the last finite checkpoint (chunk {last}) is kept: change the settings that diverged "
-        f"and start again from it with rlx {command} --resume {run_dir}"
+        f"in {Path(run_dir) / 'config.yaml'} and go on from it with rlx {command} --resume "
+        f"{run_dir} --allow-config-change"
         if last is not None
         else "no finite checkpoint was written before it"
     )
@@ -157,15 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return train_command(args)
         except interrupts.Interrupted as stopped:
-            print(
-                f"[rlx] stopped by signal {stopped.signum} before the run started; "
-                "nothing was written",
-                file=sys.stderr,
-                flush=True,
-            )
-            return 128 + stopped.signum
+            return interrupts.stopped_before_start(stopped)
 
 
 def entry() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    from rlx import interrupts
+
+    interrupts.install_for_process()
+    try:
+        code = main()
+    except interrupts.Interrupted as stopped:  # a second Ctrl-C before main's own handling
+        code = interrupts.stopped_before_start(stopped)
+    sys.exit(code)

@@ -261,9 +261,17 @@ def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[
             program, state, hparams, mesh, config.run.chunk_iterations
         )
         loop = _Loop(program, files, compiled, jax.jit(program.evaluate), start, wall_offset)
-        status = loop.run(
-            state, hparams, start_chunk, rows, (compile_s, trace_s), stop, show_progress, max_chunks
-        )
+        with interrupts.abortable():
+            status = loop.run(
+                state,
+                hparams,
+                start_chunk,
+                rows,
+                (compile_s, trace_s),
+                stop,
+                show_progress,
+                max_chunks,
+            )
     except interrupts.Interrupted:
         status = "interrupted"
     summary = _summary(rows, status, files.dir, start_chunk, compile_s)

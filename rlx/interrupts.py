@@ -4,9 +4,10 @@
 (config, build, compile, chunks, checkpoint writes, eval). The first signal only sets
 ``StopFlag.signum``: the driver stops at the next chunk boundary (or before the first chunk,
 when it came during compile), writes ``summary.json`` and the CLI prints how to resume. A
-second Ctrl-C raises ``Interrupted`` at once, which the driver catches to still write
-``summary.json``; later signals are ignored while it does. No KeyboardInterrupt is ever raised
-inside JAX, XLA or orbax by a first Ctrl-C.
+second Ctrl-C in the chunk loop raises ``Interrupted`` at once, which the driver catches to
+still write ``summary.json``; later signals are ignored while it does. During imports, build
+and compile nothing is raised (see ``StopFlag``). No KeyboardInterrupt is ever raised by rlx's
+handler.
 
 ``fault(point)``: with ``RLX_FAULT=<point>[:<n>]`` in the environment, the process kills
 itself (SIGKILL) at the n-th time (default the first) it reaches ``point``: ``compile``,
@@ -35,18 +36,26 @@ class Interrupted(BaseException):  # noqa: N818 (like KeyboardInterrupt, not an 
 
 
 class StopFlag:
-    """The handler: the first SIGINT/SIGTERM sets ``signum``, a second Ctrl-C raises."""
+    """The handler: the first SIGINT/SIGTERM sets ``signum``; a second Ctrl-C raises, but only
+    inside ``abortable()`` (the chunk loop). Elsewhere (imports, build, compile) an exception
+    raised at a random bytecode can land inside a C extension's import and abort the process,
+    so there the run stops at the first safe point instead, and says so once."""
 
     def __init__(self):
         self.signum: int | None = None
         self.aborting = False
+        self.abortable = False
+        self.told = False
 
     def __call__(self, signum, frame):
         if self.signum is None:
             self.signum = signum
-        elif signum == signal.SIGINT and not self.aborting:
+        elif signum == signal.SIGINT and self.abortable and not self.aborting:
             self.aborting = True
             raise Interrupted(self.signum)
+        elif signum == signal.SIGINT and not self.told:
+            self.told = True
+            os.write(2, b"[rlx] stopping at the first safe point (after imports or compile)\n")
 
 
 _installed: StopFlag | None = None
@@ -72,6 +81,48 @@ def handling():
         _installed = None
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def install_for_process() -> None:
+    """Installs the handler for the rest of the process (the ``rlx`` command, from its first
+    line to interpreter exit: a signal during start-up or shutdown is no traceback either)."""
+    global _installed
+    if _installed is None and threading.current_thread() is threading.main_thread():
+        _installed = StopFlag()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, _installed)
+
+
+def check() -> None:
+    """Raises ``Interrupted`` when a stop was asked for (before a run has started: there is
+    nothing to save yet)."""
+    if _installed is not None and _installed.signum is not None:
+        raise Interrupted(_installed.signum)
+
+
+def stopped_before_start(stopped: Interrupted) -> int:
+    """One line for a command stopped before its run started (nothing was written): the exit
+    status, 128 + the signal."""
+    print(
+        f"[rlx] stopped by signal {stopped.signum} before the run started; nothing was written",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 128 + stopped.signum
+
+
+@contextlib.contextmanager
+def abortable():
+    """A block a second Ctrl-C may cut short (``Interrupted`` raised in it)."""
+    flag = _installed
+    if flag is None:
+        yield
+        return
+    flag.abortable = True
+    try:
+        yield
+    finally:
+        flag.abortable = False
 
 
 _reached: collections.Counter = collections.Counter()

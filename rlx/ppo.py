@@ -48,6 +48,9 @@ class PPOStatic:
     normalize_advantages: bool = True
     anneal_learning_rate: bool = True
     num_eval_envs: int = 16
+    # The numerical guard's flags (``guard/*`` metrics, read by the driver once per chunk);
+    # off only to measure what they cost (scripts/bench_guard.py).
+    guard: bool = True
 
     @property
     def batch_size(self) -> int:
@@ -389,7 +392,9 @@ def accumulate_episodes(running: dict, per_step: dict, done: jax.Array):
     return running, completed
 
 
-def _episode_bookkeeping(state: TrainState, traj: Transition, rewards, reward_info):
+def _episode_bookkeeping(
+    state: TrainState, traj: Transition, rewards, reward_info, guard: bool = True
+):
     """(episode_sums', metrics): per-step returns, primary, lengths, terms and reward
     contributions added to the running episode sums; totals of the episodes that ended."""
     per_step = {
@@ -407,8 +412,9 @@ def _episode_bookkeeping(state: TrainState, traj: Transition, rewards, reward_in
     metrics["train/reward_mean"] = jnp.mean(per_step["return"])
     # The numerical guard on what the env and the reward produced this iteration, every step
     # (episode totals see only the episodes that ended): 1.0 while all finite.
-    per_step |= {"obs": traj.obs}
-    metrics |= {f"guard/{k}_finite": _finite(v) for k, v in per_step.items() if k != "length"}
+    if guard:
+        per_step |= {"obs": traj.obs}
+        metrics |= {f"guard/{k}_finite": _finite(v) for k, v in per_step.items() if k != "length"}
     return episode_sums, metrics
 
 
@@ -436,11 +442,14 @@ def update(
     obs_stats = state.obs_stats
     if agent.static.normalize_observations:
         obs_stats = running_stats.update(obs_stats, jax.lax.stop_gradient(samples["obs"]))
-    episode_sums, episode_metrics = _episode_bookkeeping(state, batch.traj, rewards, reward_info)
+    episode_sums, episode_metrics = _episode_bookkeeping(
+        state, batch.traj, rewards, reward_info, agent.static.guard
+    )
     metrics |= episode_metrics
     metrics["train/learning_rate"] = lr
     # The numerical guard: 1.0 while every parameter is finite (the driver reads it per chunk).
-    metrics["guard/params_finite"] = _finite(params)
+    if agent.static.guard:
+        metrics["guard/params_finite"] = _finite(params)
     new_state = state.replace(
         params=params,
         opt_state=opt_state,

@@ -230,7 +230,16 @@ class Run:
         return read_rows(path) if path.exists() else []
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.checkpointer is not None:
-            self.checkpointer.close()
+        """Closes the writers; a failure (a save cut short by a second Ctrl-C) is one line:
+        resume falls back past a checkpoint left damaged."""
+        for closer in (self.writer, self.checkpointer):
+            if closer is None:
+                continue
+            try:
+                closer.close()
+            except Exception as error:  # noqa: BLE001
+                print(
+                    f"[rlx] warning: closing {type(closer).__name__}: {type(error).__name__}",
+                    file=sys.stderr,
+                    flush=True,
+                )

@@ -28,8 +28,6 @@ def xla_cpu_flags() -> None:
 
 xla_cpu_flags()
 
-import jax  # noqa: E402
-
 
 def configure() -> None:
     """Turns off asynchronous dispatch on the CPU backend (GPU/TPU are untouched).
@@ -40,5 +38,7 @@ def configure() -> None:
     ``scripts/bench_cartpole.py``; none in 5 runs with it off). The driver waits for each
     chunk anyway, so little overlap is lost. Set ``RLX_CPU_ASYNC_DISPATCH=1`` to keep JAX's default.
     """
+    import jax  # here, not at import: `import rlx` stays light (the CLI's signal handler first)
+
     if os.environ.get("RLX_CPU_ASYNC_DISPATCH", "0") != "1":
         jax.config.update("jax_cpu_enable_async_dispatch", False)

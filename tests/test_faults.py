@@ -233,3 +233,25 @@ def test_unusable_run_dirs_are_refused_before_anything_is_built(tmp_path, repo_c
         assert "run directory:" not in err.out  # never printed as if it worked
     assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
     assert "not a run directory (no config.yaml)" in capsys.readouterr().err
+
+
+def test_the_stop_flag_asks_once_then_aborts_and_fault_points_count(monkeypatch):
+    import signal
+
+    from rlx import interrupts
+
+    flag = interrupts.StopFlag()
+    flag(signal.SIGTERM, None)  # the first signal only asks for a stop
+    assert flag.signum == signal.SIGTERM
+    flag(signal.SIGINT, None)  # outside the chunk loop (imports, compile) nothing is raised
+    flag.abortable = True
+    with pytest.raises(interrupts.Interrupted):
+        flag(signal.SIGINT, None)  # in the chunk loop a second Ctrl-C stops at once
+    flag(signal.SIGINT, None)  # later ones are ignored while the run winds down
+    killed = []
+    monkeypatch.setattr(interrupts.os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setattr(interrupts, "_reached", interrupts.collections.Counter())
+    monkeypatch.setenv("RLX_FAULT", "eval:2")
+    for point in ("chunk", "eval", "chunk", "eval", "eval"):
+        interrupts.fault(point)
+    assert killed == [signal.SIGKILL]  # the second eval only

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from conftest import CACHE
@@ -76,3 +77,39 @@ def test_a_meta_run_that_diverges_later_keeps_its_last_finite_checkpoint(
     assert record["chunk"] == 2
     for leaf in jax.tree.leaves((state.train.params, state.phi)):
         assert np.all(np.isfinite(leaf))
+    # As the line says: change the setting in config.yaml and go on from the kept checkpoint.
+    config_file = run_dir / "config.yaml"
+    config_file.write_text(config_file.read_text().replace("1.0e+38", "0.01"))
+    assert main(["meta", "--resume", str(run_dir), "--no-progress", "--allow-config-change"]) == 0
+    chunks = [r["chunk"] for r in strict_rows(run_dir / "metrics.jsonl")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and chunks == list(range(1, summary["chunks"] + 1))
+    assert len(chunks) > 3  # the diverged chunk 3 was run again, finite now, and the rest
+    assert list(summary["config_changes"][0]["changed"]) == ["meta.outer_learning_rate"]
+
+
+def test_a_population_replaces_a_non_finite_member_and_diverges_only_when_all_are():
+    from test_meta import lure_meta
+
+    from rlx import driver
+
+    pop, hps = lure_meta("population")
+    state = jax.jit(pop.init)(jax.random.key(0), hps)
+    step = jax.jit(pop.step)
+
+    def poisoned(members):
+        params = jax.tree.map(lambda x: x.at[members].set(jnp.nan), state.train.params)
+        return state.replace(train=state.train.replace(params=params))
+
+    def flagged(metrics):
+        return driver.nonfinite_quantities({k: np.asarray(v)[None] for k, v in metrics.items()})
+
+    after, metrics = step(poisoned(np.array([1])), hps)
+    assert float(metrics["meta/nonfinite_members"]) == 1
+    assert flagged(metrics) == []  # one bad member is not divergence
+    for leaf in jax.tree.leaves(after.train.params):  # it was replaced by a finite copy
+        assert np.all(np.isfinite(leaf))
+    assert np.all(np.isfinite(np.asarray(after.fitness)) | (np.asarray(after.fitness) == -np.inf))
+    after, metrics = step(poisoned(np.arange(4)), hps)
+    assert float(metrics["meta/nonfinite_members"]) == 4
+    assert "params" in flagged(metrics)

@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import CONFIGS, REPO
 
 
@@ -83,3 +85,21 @@ def test_bilevel_experiment_writes_table_json_and_plot(tmp_path):
     table = out.with_suffix(".md").read_text()
     assert "| E | one_step |" in table and "pd_anti" in table
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_fault_matrix_quick_holds_and_writes_its_report(tmp_path):
+    """The fault matrix's smoke run (one case per kind, about 2 minutes): every case holds."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "fault_matrix.md"
+    script = str(Path(REPO) / "scripts" / "fault_matrix.py")
+    done = subprocess.run(
+        [sys.executable, script, "--quick", "--out", str(out)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    cases = json.loads(out.with_suffix(".json").read_text())
+    assert cases and all(c["ok"] for c in cases)
+    assert "cases held" in out.read_text()

@@ -8,6 +8,9 @@ training episodes it finished then (kept from before when none finished). Then t
 phi of members drawn from the best fraction (exploit) and perturb the copied phi's learned
 leaves by Gaussian noise of scale ``perturb_scale`` (explore), as population-based training
 does. Members start from phi_0 plus noise of scale ``init_scale`` (member 0 keeps phi_0).
+A member whose learner goes non-finite (params, obs, terms, rewards, losses) gets fitness -inf,
+is left out of the logged means (``meta/nonfinite_members`` counts it) and is replaced at that
+exploit step; the run diverges only when every member has.
 
 ``train.total_steps`` counts env steps per member: the population costs ``population_size``
 times the env steps of one run.
@@ -141,9 +144,12 @@ def _member(pop: PopulationMeta, train, phi, hparams):
     return jax.lax.scan(iteration, train, None, length=pop.static.inner_iterations)
 
 
-def _exploit_explore(pop: PopulationMeta, state: PopulationState, train, fitness, perturb_scale):
-    """The worst members copy the learners and phi of members drawn from the best, and perturb
-    the copied phi: (train', phi', fitness', key')."""
+def _exploit_explore(
+    pop: PopulationMeta, state: PopulationState, train, fitness, perturb_scale, finite
+):
+    """The worst members, and every member that went non-finite (``finite`` [P] false), copy
+    the learners and phi of members drawn from the best, and perturb the copied phi:
+    (train', phi', fitness', key')."""
     size, num_replaced = pop.static.population_size, pop.num_replaced
     key, k_pick, k_noise = jax.random.split(state.key, 3)
     order = jnp.argsort(fitness)  # worst first
@@ -151,6 +157,10 @@ def _exploit_explore(pop: PopulationMeta, state: PopulationState, train, fitness
     picked = jax.random.choice(k_pick, winners, (num_replaced,))
     source = jnp.arange(size).at[losers].set(picked)
     replaced = jnp.zeros((size,), bool).at[losers].set(True)
+    # Non-finite members beyond the worst num_replaced are replaced too (their own draws).
+    extra = ~finite & ~replaced
+    spare = jax.random.choice(jax.random.fold_in(k_pick, 1), winners, (size,))
+    source, replaced = jnp.where(extra, spare, source), replaced | extra
     copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
     train = train.replace(
         params=copy(train.params),
@@ -176,17 +186,16 @@ def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
     episodes = jnp.sum(metrics["episode_total/episodes"], axis=1)
     primary = jnp.sum(metrics["episode_total/primary_return"], axis=1)
     fitness = jnp.where(episodes > 0, primary / jnp.maximum(episodes, 1.0), state.fitness)
+    per_member = jax.vmap(sum_or_mean)(metrics)
+    finite = _members_finite(per_member)
+    fitness = jnp.where(finite, fitness, -jnp.inf)  # replaced below, at this exploit step
     train, phi, fitness, key = _exploit_explore(
-        pop, state, train, fitness, meta_hparams.perturb_scale
+        pop, state, train, fitness, meta_hparams.perturb_scale, finite
     )
     best = jnp.argmax(fitness)
-    per_member = jax.vmap(sum_or_mean)(metrics)
-    # Episode totals summed over members, so the driver's totals/episodes is their mean.
-    out = {
-        k: jnp.sum(v) if k.startswith("episode_total/") else jnp.mean(v)
-        for k, v in per_member.items()
-    }
+    out = _over_members(per_member, finite)
     out |= {
+        "meta/nonfinite_members": jnp.sum(~finite).astype(jnp.float32),
         "meta/fitness_mean": jnp.mean(jnp.where(jnp.isfinite(fitness), fitness, jnp.nan)),
         "meta/fitness_best": fitness[best],
         "meta/replaced": jnp.asarray(pop.num_replaced, jnp.float32),
@@ -199,6 +208,26 @@ def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
         train=train, phi=phi, fitness=fitness, key=key, iteration=state.iteration + 1
     )
     return new_state, out
+
+
+def _members_finite(metrics: dict) -> jax.Array:
+    """[P] bool: the members whose metrics ([P] each, reduced over the meta-iteration's inner
+    iterations: a mean or total is finite iff every value was) stayed finite and whose guard
+    flags (params, obs, terms, rewards; their mean is 1 iff every flag was) held."""
+    flags = [v >= 1.0 if k.startswith("guard/") else jnp.isfinite(v) for k, v in metrics.items()]
+    return jnp.all(jnp.stack(flags), axis=0)
+
+
+def _over_members(per_member: dict, finite: jax.Array) -> dict:
+    """Metrics over the finite members: episode totals summed (the driver's totals/episodes
+    is their mean), the rest averaged. With none finite the guard flags read 0: the run has
+    diverged."""
+    count = jnp.maximum(jnp.sum(finite.astype(jnp.float32)), 1.0)
+    out = {}
+    for k, v in per_member.items():
+        kept = jnp.where(finite, v, 0.0)
+        out[k] = jnp.sum(kept) if k.startswith("episode_total/") else jnp.sum(kept) / count
+    return out
 
 
 def evaluate(pop: PopulationMeta, state: PopulationState, hps: Hps, key: jax.Array) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from rlx import build as build_lib
 from rlx import config as config_lib
-from rlx import driver, sharding
+from rlx import driver, rundir, sharding
 from rlx import meta as meta_lib
 
 
@@ -62,7 +61,9 @@ def plot(run_dir: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = rundir.read_rows(run_dir / "metrics.jsonl")
+    if not rows:  # stopped before its first chunk
+        return None
     groups = {
         "phi (raw reward params)": [k for k in rows[-1] if k.startswith("phi/")],
         "effective weights": [k for k in rows[-1] if k.startswith("weights/")],
@@ -70,7 +71,7 @@ def plot(run_dir: str | Path) -> Path | None:
         "eval primary return": [k for k in rows[-1] if k == "eval/primary_return"],
     }
     groups = {title: keys for title, keys in groups.items() if keys}
-    if not rows or not groups:
+    if not groups:
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.4), squeeze=False)
     for ax, (title, keys) in zip(axes[0], groups.items(), strict=True):
