@@ -164,10 +164,12 @@ def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> 
             f"unknown reward term {reward.outcome.term!r} for env {env_name!r} "
             f"(the env has: {', '.join(terms)})",
         )
-    if reward.parameterization == "fixed_sign":
+    if reward.parameterization in ("fixed_sign", "log_scale"):
         for name, value in weights.items():
             if value == 0:
-                raise source.error(f"reward.weights.{name}", "fixed_sign needs a nonzero weight")
+                raise source.error(
+                    f"reward.weights.{name}", f"{reward.parameterization} needs a nonzero weight"
+                )
     names_in(reward.head_features, "reward.head_features", signals, "signal")
     normalized = reward.normalize.terms
     if normalized == ("all",):

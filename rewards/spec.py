@@ -30,6 +30,10 @@ def _fixed_sign(spec, names, obs_size):
     return parameterizations.fixed_sign(_signs(spec))
 
 
+def _log_scale(spec, names, obs_size):
+    return parameterizations.log_scale(_signs(spec))
+
+
 def _simplex(spec, names, obs_size):
     return parameterizations.simplex(_signs(spec), sum(abs(v) for v in spec.weights.values()))
 
@@ -49,6 +53,7 @@ def _linear_head(spec, names, obs_size):
 PARAMETERIZATIONS = {
     "free": _free,
     "fixed_sign": _fixed_sign,
+    "log_scale": _log_scale,
     "simplex": _simplex,
     "linear_head": _linear_head,
 }

@@ -8,6 +8,8 @@ the decoded weights where they belong:
 
 - ``free``: the weights themselves;
 - ``fixed_sign``: ``sign * softplus(raw)``: a weight never changes sign (a cost stays a cost);
+- ``log_scale``: ``sign * exp(raw)``: a weight never changes sign, and a step in raw is the same
+  factor at any scale (an outer step of 0.1 is x1.105 for a weight of 0.001 or of 100);
 - ``simplex``: ``sign * scale * softmax(raw)``: magnitudes on a simplex of fixed total;
 - ``linear_head``: ``w(s) = bias + kernel . x(s)``, a state-dependent weight per term (BARFI's
   phi(s)), with x(s) the named signals at s or the observation; it has a Lipschitz penalty.
@@ -73,6 +75,25 @@ def fixed_sign(signs: Mapping[str, float]) -> Parameterization:
     def decode(raw, transition):
         del transition
         return {name: signs[name] * jax.nn.softplus(raw[name]) for name in signs}
+
+    return Parameterization(encode=encode, decode=decode)
+
+
+def log_scale(signs: Mapping[str, float]) -> Parameterization:
+    """``w = sign * exp(raw)`` (raw = log|w|); ``signs`` ({term: +1 or -1}) are static."""
+    signs = dict(signs)
+
+    def encode(weights):
+        out = {}
+        for name, value in weights.items():
+            if np.sign(value) != signs[name]:
+                raise ValueError(f"weight {value} of {name!r} does not have sign {signs[name]}")
+            out[name] = float(np.log(abs(float(value))))
+        return out
+
+    def decode(raw, transition):
+        del transition
+        return {name: signs[name] * jnp.exp(raw[name]) for name in signs}
 
     return Parameterization(encode=encode, decode=decode)
 

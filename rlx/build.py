@@ -79,7 +79,8 @@ def build(config: config_lib.Config, *, meta: bool = False) -> Built:
     built = Built(config, env, reward_fn, reward_params, agent, hparams)
     if not meta:
         return built
-    learner = meta_lib.make(agent, config.meta.static(), hparams.reward_params)
+    static = dataclasses.replace(config.meta.static(), total_iterations=config.meta_iterations)
+    learner = meta_lib.make(agent, static, hparams.reward_params)
     return dataclasses.replace(built, meta=learner, meta_hparams=config.meta.hparams())
 
 

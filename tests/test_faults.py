@@ -177,6 +177,7 @@ BAD_INPUTS = {
     "malformed override": ["train.seed=[1"],
     "yaml tag override": ["train.seed=!!python/object:os.system"],
     "population from override": ["meta.method=population", "meta.population_size=3"],
+    "schedule on population": ["meta.method=population", "meta.outer_schedule=linear"],
 }
 
 

@@ -240,3 +240,44 @@ def test_exact_inner_gradient_keeps_the_update_and_changes_only_the_derivative()
         out[exact] = (jax.jit(f)(lure), float(jax.jit(grad)(lure)))
     chex.assert_trees_all_close(out[False][0], out[True][0], atol=1e-6)
     assert out[True][1] != 0.0 and not np.isclose(out[True][1], out[False][1])
+
+
+def test_outer_step_schedules_and_gradient_clipping():
+    """The outer step decays from outer_learning_rate after the warmup to outer_final_fraction
+    of it at the last meta-iteration (closed forms), and clipping caps the global norm."""
+    mh = meta.make_meta_hparams(
+        outer_learning_rate=0.2, outer_gamma=0.9, outer_lambda=0.95, l2=0.0, gamma_l2=0.0,
+        critic_learning_rate=1e-2, neumann_alpha=0.1, perturb_scale=0.5, init_scale=1.5,
+        outer_final_fraction=0.25,
+    )  # fmt: skip
+    size = lambda schedule, i: float(
+        meta.base.outer_step_size(
+            meta.MetaStatic(outer_schedule=schedule, total_iterations=12, warmup=1), i, mh
+        )
+    )
+    # Meta-iterations 0..11, warmup 1: the decay runs from iteration 1 (1.0) to 11 (0.25).
+    assert [size("constant", i) for i in (0, 5, 11)] == pytest.approx([0.2] * 3)
+    assert [size("linear", i) for i in (0, 1, 6, 11)] == pytest.approx(
+        [0.2, 0.2, 0.2 * (1 - 0.75 * 0.5), 0.05]
+    )
+    assert [size("cosine", i) for i in (1, 6, 11)] == pytest.approx([0.2, 0.2 * 0.625, 0.05])
+    grads = {"a": jnp.asarray([3.0, 4.0]), "b": jnp.asarray(12.0)}  # norm 13
+    clipped = meta.base.clip_outer_gradient(grads, jnp.float32(1.3))
+    np.testing.assert_allclose(clipped["a"], [0.3, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(clipped["b"], 1.2, rtol=1e-6)
+    same = meta.base.clip_outer_gradient(grads, jnp.float32(0.0))  # 0: off
+    np.testing.assert_array_equal(same["a"], grads["a"])
+
+
+def test_a_linear_outer_schedule_to_zero_stops_phi_at_the_last_step():
+    m, (hp, mh) = lure_meta("one_step", outer_schedule="linear", total_iterations=6)
+    mh = mh.replace(outer_final_fraction=jnp.float32(0.0), outer_max_grad_norm=jnp.float32(1.0))
+    state = jax.jit(m.init)(jax.random.key(0), (hp, mh))
+    step = jax.jit(m.step)
+    lures = []
+    for _ in range(6):
+        state, metrics = step(state, (hp, mh))
+        lures.append(float(state.phi["reward_params"]["lure"]))
+    assert float(metrics["meta/outer_step_size"]) == 0.0
+    assert lures[-1] == lures[-2]  # the last step is zero
+    assert lures[0] != 2.0  # the first was not

@@ -399,6 +399,7 @@ def test_weight_parameterizations():
     for param in (
         W.free(),
         W.fixed_sign({"a": 1.0, "b": -1.0}),
+        W.log_scale({"a": 1.0, "b": -1.0}),
         W.simplex({"a": 1.0, "b": -1.0}, 2.5),
     ):
         decoded = param.decode(jax.tree.map(jnp.asarray, param.encode(weights)), traj)
@@ -406,6 +407,17 @@ def test_weight_parameterizations():
     signed = W.fixed_sign({"a": 1.0, "b": -1.0})
     far = signed.decode({"a": jnp.float32(-30.0), "b": jnp.float32(30.0)}, traj)
     assert float(far["a"]) >= 0 and float(far["b"]) <= 0  # a sign never flips
+    # log_scale: the sign never flips, and one step in raw is the same factor at any scale.
+    logs = W.log_scale({"a": 1.0, "b": -1.0})
+    for weight in (1e-3, 1.0, 100.0):
+        raw = jax.tree.map(jnp.asarray, logs.encode({"a": weight, "b": -weight}))
+        stepped = logs.decode(jax.tree.map(lambda x: x + 0.5, raw), traj)
+        np.testing.assert_allclose(float(stepped["a"]) / weight, np.exp(0.5), rtol=1e-5)
+        assert float(stepped["b"]) < 0
+        grad = jax.grad(lambda r: logs.decode(r, traj)["a"])(raw)["a"]
+        np.testing.assert_allclose(float(grad), weight, rtol=1e-5)  # dw/draw = w
+    with pytest.raises(ValueError, match="does not have sign"):
+        logs.encode({"a": -1.0, "b": -1.0})
     simplex = W.simplex({"a": 1.0, "b": -1.0}, 2.5)
     moved = simplex.decode({"a": jnp.float32(3.0), "b": jnp.float32(-1.0)}, traj)
     assert abs(float(moved["a"])) + abs(float(moved["b"])) == pytest.approx(2.5)

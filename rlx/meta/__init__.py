@@ -15,6 +15,7 @@ from typing import Any
 from rlx import ppo as ppo_lib
 from rlx.meta import grads
 from rlx.meta.base import (
+    OUTER_SCHEDULES,
     Meta,
     MetaHparams,
     MetaStatic,
@@ -62,6 +63,7 @@ __all__ = [
     "make",
     "make_gradient_meta",
     "make_meta_hparams",
+    "OUTER_SCHEDULES",
     "make_population",
     "path_name",
     "with_phi",

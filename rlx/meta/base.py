@@ -36,6 +36,13 @@ class MetaStatic:
     # Differentiate Adam's second moment and the clipping norm too (exact), or hold them
     # constant (LIRPG's choice); see rlx/optim.py.
     exact_gradient: bool = False
+    # The outer step size's schedule over the run's meta-iterations (after the warmup):
+    # constant, or a linear or cosine decay to outer_final_fraction of it at the end.
+    outer_schedule: str = "constant"
+    total_iterations: int = 0  # the run's meta-iterations (set from the config by rlx.build)
+
+
+OUTER_SCHEDULES = ("constant", "linear", "cosine")
 
 
 @struct.dataclass
@@ -51,10 +58,39 @@ class MetaHparams:
     neumann_alpha: jax.Array
     perturb_scale: jax.Array
     init_scale: jax.Array
+    outer_max_grad_norm: jax.Array  # clip the outer gradient's global norm to this (0: off)
+    outer_final_fraction: jax.Array  # the decayed schedules' last step / the first
+
+
+# Traced settings that have a neutral default (older callers need not name them).
+META_HPARAM_DEFAULTS = {"outer_max_grad_norm": 0.0, "outer_final_fraction": 0.0}
 
 
 def make_meta_hparams(**values: float) -> MetaHparams:
+    values = {**META_HPARAM_DEFAULTS, **values}
     return MetaHparams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+
+
+def outer_step_size(static: MetaStatic, iteration: jax.Array, meta_hparams: MetaHparams):
+    """[] the outer step size at meta-iteration ``iteration``: ``outer_learning_rate`` times the
+    schedule's factor (1 during the warmup and throughout when constant; decaying from 1 after
+    the warmup to ``outer_final_fraction`` at the run's last meta-iteration)."""
+    lr = meta_hparams.outer_learning_rate
+    if static.outer_schedule == "constant":
+        return lr
+    span = max(static.total_iterations - static.warmup - 1, 1)
+    progress = jnp.clip((iteration - static.warmup) / span, 0.0, 1.0)
+    final = meta_hparams.outer_final_fraction
+    if static.outer_schedule == "linear":
+        return lr * (1.0 - (1.0 - final) * progress)
+    return lr * (final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress)))
+
+
+def clip_outer_gradient(d_phi: Any, max_norm: jax.Array) -> Any:
+    """``d_phi`` scaled to global norm ``max_norm`` when it is longer (``max_norm`` 0: as is)."""
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(d_phi)))
+    factor = jnp.where(max_norm > 0, jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12)), 1.0)
+    return jax.tree.map(lambda x: x * factor, d_phi)
 
 
 # The hparams every meta-learner function takes: the inner learner's and the outer ones.

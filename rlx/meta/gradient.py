@@ -23,7 +23,9 @@ The outer loss is L_out(theta) = -mean(pi_theta(a|s) / pi_old(a|s) * A_p), the p
 surrogate of the primary objective with A_p = GAE(primary, V_p, outer_gamma, outer_lambda)
 normalised over the batch, plus ``l2 * |phi|^2`` over the learned reward leaves,
 ``gamma_l2 * gamma_phi`` (BARFI's discount penalty) and the reward's own Lipschitz penalty.
-phi moves by Adam (``outer_learning_rate``) after ``warmup`` meta-iterations.
+phi moves by Adam (``outer_learning_rate``) after ``warmup`` meta-iterations; the outer gradient
+is clipped to ``outer_max_grad_norm`` first (0: never), and the step size may decay over the
+run (``outer_schedule``: constant, linear or cosine, to ``outer_final_fraction`` of it).
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ from rlx.meta.base import (
     Hps,
     MetaHparams,
     MetaStatic,
+    clip_outer_gradient,
     init_phi,
     learn_mask,
+    outer_step_size,
     phi_metrics,
     sum_or_mean,
     with_phi,
@@ -289,9 +293,9 @@ def outer_step(meta: GradientMeta, state: MetaState, hps: Hps, out: OuterGradien
     d_phi = jax.tree.map(jnp.add, out.d_phi, d_reg)
     masked = jax.tree.map(lambda x, m: x * m, d_phi["reward_params"], meta.mask)
     d_phi = {**d_phi, "reward_params": masked}
-    updates, outer_opt = _outer_optimizer(meta_hparams.outer_learning_rate).update(
-        d_phi, state.outer_opt, phi
-    )
+    step_size = outer_step_size(meta.static, state.iteration, meta_hparams)
+    clipped = clip_outer_gradient(d_phi, meta_hparams.outer_max_grad_norm)
+    updates, outer_opt = _outer_optimizer(step_size).update(clipped, state.outer_opt, phi)
     active = (state.iteration >= meta.static.warmup).astype(jnp.float32)
     phi = optax.apply_updates(phi, jax.tree.map(lambda u: active * u, updates))
     key, critic_key = jax.random.split(train.key)
@@ -314,6 +318,8 @@ def outer_step(meta: GradientMeta, state: MetaState, hps: Hps, out: OuterGradien
         "meta/critic_loss": critic_loss,
         "meta/primary_advantage_mean": jnp.mean(out.advantages),
     }
+    if meta.static.outer_schedule != "constant":
+        metrics["meta/outer_step_size"] = step_size
     metrics |= phi_metrics(phi, meta.agent.reward_fn, batch.traj, hparams)
     new_state = MetaState(
         train=train.replace(key=key),

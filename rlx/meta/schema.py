@@ -27,6 +27,17 @@ class MetaConfig:
     learn: tuple[str, ...] = field((), doc="reward param paths learned, e.g. combine/aux (all)")
     learn_gamma: bool = field(False, doc="also learn the inner discount (a logit)")
     outer_learning_rate: float = field(1e-2, POSITIVE, "Adam step on phi")
+    outer_schedule: str = field(
+        "constant",
+        one_of(meta_lib.OUTER_SCHEDULES),
+        "gradient methods: the outer step over the run (linear/cosine decay after the warmup)",
+    )
+    outer_final_fraction: float = field(
+        0.0, UNIT, "linear/cosine: the last outer step as a fraction of the first"
+    )
+    outer_max_grad_norm: float = field(
+        0.0, NON_NEGATIVE, "gradient methods: clip the outer gradient's norm to this (0: off)"
+    )
     outer_gamma: float = field(0.99, UNIT, "discount of the primary objective")
     outer_lambda: float = field(0.95, UNIT, "GAE lambda of the primary advantages")
     l2: float = field(0.0, NON_NEGATIVE, "l2 * |phi|^2 over the learned reward params")
@@ -42,6 +53,13 @@ class MetaConfig:
     init_scale: float = field(0.5, NON_NEGATIVE, "population: initial spread of phi")
 
     def problems(self):
+        gradient_only = {
+            "outer_schedule": self.outer_schedule != "constant",
+            "outer_max_grad_norm": self.outer_max_grad_norm > 0,
+        }
+        for key, used in gradient_only.items():
+            if used and self.method == "population":
+                yield key, "applies to the gradient methods (one_step, unrolled, implicit) only"
         if self.method == "population":
             problem = check_population(self.population_size, self.exploit_fraction)
             if problem is not None:
