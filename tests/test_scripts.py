@@ -103,3 +103,24 @@ def test_fault_matrix_quick_holds_and_writes_its_report(tmp_path):
     cases = json.loads(out.with_suffix(".json").read_text())
     assert cases and all(c["ok"] for c in cases)
     assert "cases held" in out.read_text()
+
+
+@pytest.mark.slow
+def test_meta_diagnosis_writes_its_table_and_resumes_by_arm(tmp_path):
+    """The diagnosis on a tiny CartPole: finite difference and two settings, then a rerun that
+    reuses the stored arms."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "diag.json"
+    script = str(Path(REPO) / "scripts" / "experiments" / "meta_diagnosis.py")
+    args = [sys.executable, script, "--task", "cartpole", "--seeds", "2", "--steps", "20480"]
+    args += ["--out", str(out), "--only", "one_step, last epoch", "implicit x1"]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert sorted(results["settings"]) == ["implicit x1", "one_step, last epoch"]
+    assert len(results["finite_difference"]["grad"]) == 2
+    assert "| one_step, last epoch |" in out.with_suffix(".md").read_text()
+    again = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert again.returncode == 0 and "[diagnosis] implicit x1" not in again.stdout  # reused
