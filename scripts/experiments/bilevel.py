@@ -173,10 +173,12 @@ def run_arm(kind: str, cfg: config_lib.Config, seeds: int, names: tuple[str, ...
     primary_key = "eval/primary_return"
     if kind == "meta" and cfg.meta.method == "population":
         primary_key = "eval/primary_return_best_member"
-    for c in range(iterations // per_chunk):
+    chunks = iterations // per_chunk
+    every = min(cfg.eval.every_chunks, max(1, chunks // 10))  # >= 10 points per curve
+    for c in range(chunks):
         states, metrics = chunk(states, hps)
-        print(f"[bilevel]     chunk {c + 1}/{iterations // per_chunk}", flush=True)
-        if (c + 1) % cfg.eval.every_chunks == 0 or c + 1 == iterations // per_chunk:
+        print(f"[bilevel]     chunk {c + 1}/{chunks}", flush=True)
+        if (c + 1) % every == 0 or c + 1 == chunks:
             result = jax.device_get(ev(states, hps, eval_key))
             curve.append(np.asarray(result[primary_key]).tolist())
             env_steps.append((c + 1) * steps_per_chunk)
@@ -378,28 +380,53 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
             + ", ".join(f"{arm} {r['mean'] / a:.2f}" for arm, r in results.items() if a),
         ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    plot(out, results, names)
+    plot(out, results, names, weight_lines(task, args.aux, names))
 
 
-def plot(out: Path, results: dict, names: tuple[str, ...]) -> None:
+# One colour per arm, the same in every panel and every plot.
+ARM_COLORS = {arm: f"C{i}" for i, arm in enumerate("ABCDEFG")}
+
+
+def weight_lines(task: dict, which: str, names: tuple[str, ...]) -> dict[str, list]:
+    """Per learned term, the (value, label) lines the weight panel draws: where the meta arms
+    start, and the reference (the hand-tuned weight; BARFI's right one; 0, primary only)."""
+    if "poor" in task:
+        return {n: [(task["poor"][n], "start"), (task["default"][n], "hand-tuned")] for n in names}
+    aux, start = task["aux"][which]
+    good_term, good = task["aux"]["good"]
+    reference = (good, "reference") if good_term == aux and which == "bad" else (0.0, "A (0)")
+    return {aux: [(start, "start"), reference]}
+
+
+def plot(out: Path, results: dict, names: tuple[str, ...], lines: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    styles = ["-", "--", ":", "-."]
     for arm, r in results.items():
+        color = ARM_COLORS.get(arm, "k")
         x = np.asarray(r["env_steps"])
         y = np.asarray(r["eval_primary"])
-        left.plot(x, y.mean(1), label=f"{arm} ({r['kind']})")
-        left.fill_between(x, *np.percentile(y, [25, 75], axis=1), alpha=0.15)
+        left.plot(x, y.mean(1), color=color, marker=".", label=f"{arm} ({r['kind']})")
+        left.fill_between(x, *np.percentile(y, [25, 75], axis=1), color=color, alpha=0.15)
         curves = r.get("weights") or {names[0]: r["weight"]}
-        for name, w in curves.items():
+        for i, (name, w) in enumerate(curves.items()):
             if not w:
                 continue
             w = np.asarray(w)
-            right.plot(x[: len(w)], w.mean(1), label=arm if len(names) == 1 else f"{arm} {name}")
-            right.fill_between(x[: len(w)], *np.percentile(w, [25, 75], axis=1), alpha=0.15)
+            label = arm if len(names) == 1 else f"{arm} {name}"
+            right.plot(x[: len(w)], w.mean(1), color=color, ls=styles[i % 4], label=label)
+            right.fill_between(
+                x[: len(w)], *np.percentile(w, [25, 75], axis=1), color=color, alpha=0.15
+            )
+    for i, (name, marks) in enumerate((lines or {}).items()):
+        for value, label in marks:
+            text = label if len(names) == 1 else f"{name} {label}"
+            gray = "0.3" if label == "start" else "0.6"
+            right.axhline(value, color=gray, ls=styles[i % 4], lw=0.8, label=text)
     left.set(
         xlabel="env steps per learner",
         ylabel="eval primary return",

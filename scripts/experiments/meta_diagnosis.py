@@ -2,9 +2,11 @@
 
     python scripts/experiments/meta_diagnosis.py --task cartpole --seeds 8
     python scripts/experiments/meta_diagnosis.py --task halfcheetah --seeds 8 --steps 1000000
+    python scripts/experiments/meta_diagnosis.py --task halfcheetah --w0 10 --eps 5
 
 At the task's starting weight w0 of its auxiliary term (CartPole: ``pd_anti`` = 1, harmful;
-HalfCheetah: ``reward_ctrl`` = 40, BARFI's 4x):
+HalfCheetah: ``reward_ctrl`` = 40, BARFI's 4x; ``--w0`` another, written to
+``meta_diagnosis_<task>_w<w0>``):
 
 * **the long-horizon truth**: d(final eval primary return)/dw by central finite differences,
   plain PPO at w0 + eps and w0 - eps on the same seeds (common random numbers), all ``2 x seeds``
@@ -165,7 +167,7 @@ def bootstrap_ci(values, n=10_000, seed=0) -> list[float]:
     return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
 
 
-def write_table(out: Path, results: dict, args) -> None:
+def write_table(out: Path, results: dict, args, task: dict) -> None:
     fd = results["finite_difference"]
     sign = np.sign(fd["grad_mean"])
     lines = [
@@ -173,7 +175,7 @@ def write_table(out: Path, results: dict, args) -> None:
         "",
         f"`{results['command']}` ({results['machine']}).",
         "",
-        f"Long-horizon truth at w0 = {fd['w0']} (`{TASKS[args.task]['term']}`): "
+        f"Long-horizon truth at w0 = {fd['w0']} (`{task['term']}`): "
         f"d(final eval primary return)/dw = **{fd['grad_mean']:.3g}** "
         f"(95% CI {fd['grad_ci'][0]:.3g} .. {fd['grad_ci'][1]:.3g}; {args.seeds} seeds, central "
         f"difference at +-{fd['eps']}, final = mean of the last {args.last_evals} evals). "
@@ -232,15 +234,23 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(TASKS), default="cartpole")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, help="env steps per learner (task default)")
+    parser.add_argument("--w0", type=float, help="the weight to diagnose at (task default)")
+    parser.add_argument("--eps", type=float, help="finite-difference half-step (task default)")
     parser.add_argument("--last-evals", type=int, default=3)
     parser.add_argument("--only", nargs="+", help="setting names to run (default all)")
     parser.add_argument("--out", help="default docs/experiments/meta_diagnosis_<task>.json")
     parser.add_argument("--fresh", action="store_true", help="ignore stored arm results")
     args = parser.parse_args()
     runtime.configure()
-    task = TASKS[args.task]
+    task = dict(TASKS[args.task])
     steps = args.steps or task["steps"]
-    out = Path(args.out or ROOT / "docs" / "experiments" / f"meta_diagnosis_{args.task}.json")
+    name = f"meta_diagnosis_{args.task}"
+    if args.w0 is not None:
+        task["w0"] = args.w0
+        name += f"_w{args.w0:g}"
+    if args.eps is not None:
+        task["eps"] = args.eps
+    out = Path(args.out or ROOT / "docs" / "experiments" / f"{name}.json")
     command = shlex.join(["python", "scripts/experiments/meta_diagnosis.py", *sys.argv[1:]])
     results = {"settings": {}}
     if out.exists() and not args.fresh:
@@ -269,7 +279,7 @@ def main() -> None:
         results["settings"][name] = outer_gradients(task, args.seeds, steps, overrides)
         results["settings"][name]["wall_s"] = time.perf_counter() - start
         save()
-    write_table(out, results, args)
+    write_table(out, results, args, task)
     plot(out, results)
     print(f"[diagnosis] wrote {out.with_suffix('.md')}", flush=True)
 
