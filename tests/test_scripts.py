@@ -124,3 +124,24 @@ def test_meta_diagnosis_writes_its_table_and_resumes_by_arm(tmp_path):
     assert "| one_step, last epoch |" in out.with_suffix(".md").read_text()
     again = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert again.returncode == 0 and "[diagnosis] implicit x1" not in again.stdout  # reused
+
+
+def test_a_stopped_bilevel_arm_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    bilevel = _bilevel()
+    task = bilevel.TASKS["cartpole"]
+    kind, overrides = bilevel.arms(task, "bad")["E"]
+    tiny = [
+        "train.total_steps=512", "train.num_envs=4", "train.unroll_length=16",
+        "train.num_minibatches=2", "train.num_epochs=1", "run.chunk_iterations=2",
+        "eval.every_chunks=1", "eval.num_envs=2", "env.params.episode_length=20",
+        "meta.grad_steps=1", "run.compilation_cache=",
+    ]  # fmt: skip
+    cfg = bilevel.load(Path(REPO) / task["config"], overrides, tiny)
+    names = bilevel.learned_names(task, "bad")
+    whole = bilevel.run_arm(kind, cfg, 2, names)
+    arm_dir = tmp_path / "E"
+    assert bilevel.run_arm(kind, cfg, 2, names, arm_dir, max_chunks=2) is None
+    resumed = bilevel.run_arm(kind, cfg, 2, names, arm_dir)
+    assert len(whole["env_steps"]) == 4 and resumed["env_steps"] == whole["env_steps"]
+    assert resumed["eval_primary"] == whole["eval_primary"]
+    assert resumed["weights"] == whole["weights"]

@@ -19,8 +19,11 @@ per learner, the same PPO settings and the same seeds):
 Humanoid (``--task humanoid``) has no single auxiliary: A is the hand-tuned weighting of its
 terms, B a deliberately poor one, and the meta arms start from B's and learn the weights of
 ``alive`` and ``ctrl_cost`` against the primary's fixed one.
-Writes <out>.json (per-seed curves and finals, learned weights), <out>.md (table with 95%
-bootstrap confidence intervals) and <out>.png (eval primary return and learned weight curves).
+Writes <out>.json (per-seed curves and finals, learned weights, each arm's wall time), <out>.md
+(table with 95% bootstrap confidence intervals) and <out>.png (eval primary return and learned
+weight curves, one colour per arm, the start and reference weights as lines). An arm checkpoints
+its seeds' states at every eval point under <out>.arms/<arm>/; ``--resume`` keeps the finished
+arms and continues a stopped one from its checkpoint.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import argparse
 import functools
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -145,7 +149,18 @@ def load(path: Path, overrides: dict, cli: list[str]) -> config_lib.Config:
     return build_lib.load(path, [*tmp, *cli])
 
 
-def run_arm(kind: str, cfg: config_lib.Config, seeds: int, names: tuple[str, ...]) -> dict:
+def run_arm(
+    kind: str,
+    cfg: config_lib.Config,
+    seeds: int,
+    names: tuple[str, ...],
+    arm_dir: Path | None = None,
+    max_chunks: int | None = None,
+) -> dict | None:
+    """One arm, its seeds vmapped. With ``arm_dir`` it checkpoints the states and the curves
+    at every eval point there and continues from the newest checkpoint it finds (an arm that
+    was stopped resumes where it stopped, to the same result). ``max_chunks`` stops after that
+    many chunks in this call (None returned), as a kill would."""
     if kind == "plain":
         built = build_lib.build(cfg)
         agent, hps = built.agent, built.hparams
@@ -168,36 +183,57 @@ def run_arm(kind: str, cfg: config_lib.Config, seeds: int, names: tuple[str, ...
     ev = jax.jit(jax.vmap(evaluate, (0, None, None)))
     steps_per_chunk = cfg.train.num_envs * cfg.train.unroll_length * per_chunk
     steps_per_chunk *= cfg.meta.inner_iterations if kind == "meta" else 1
-    curve, gammas, env_steps = [], [], []
-    weights = {name: [] for name in names}
+    log = {"curve": [], "gammas": [], "env_steps": [], "weights": {n: [] for n in names}}
     primary_key = "eval/primary_return"
     if kind == "meta" and cfg.meta.method == "population":
         primary_key = "eval/primary_return_best_member"
     chunks = iterations // per_chunk
     every = min(cfg.eval.every_chunks, max(1, chunks // 10))  # >= 10 points per curve
-    for c in range(chunks):
+    done, wall_before, checkpointer = 0, 0.0, None
+    if arm_dir is not None:
+        from rlx.checkpoint import Checkpointer
+
+        checkpointer = Checkpointer(arm_dir, max_to_keep=1)
+        found = checkpointer.restore_newest_valid(states)
+        if found is not None:
+            states, record = found
+            done, wall_before, log = record["chunk"], record["wall_s"], record["log"]
+            print(f"[bilevel]     resumed at chunk {done}/{chunks}", flush=True)
+    for c in range(done, chunks):
+        if max_chunks is not None and c - done >= max_chunks:
+            checkpointer.close()
+            return None
         states, metrics = chunk(states, hps)
         print(f"[bilevel]     chunk {c + 1}/{chunks}", flush=True)
         if (c + 1) % every == 0 or c + 1 == chunks:
-            result = jax.device_get(ev(states, hps, eval_key))
-            curve.append(np.asarray(result[primary_key]).tolist())
-            env_steps.append((c + 1) * steps_per_chunk)
-            for name in names:
-                key = f"weights/{name}" if f"weights/{name}" in metrics else f"phi/combine/{name}"
-                if key in metrics:
-                    weights[name].append(np.asarray(metrics[key])[:, -1].tolist())
-            if "meta/gamma" in metrics:
-                gammas.append(np.asarray(metrics["meta/gamma"])[:, -1].tolist())
-    wall = time.perf_counter() - start
+            _log_eval(log, jax.device_get(ev(states, hps, eval_key)), metrics, primary_key)
+            log["env_steps"].append((c + 1) * steps_per_chunk)
+            if checkpointer is not None:
+                wall = wall_before + time.perf_counter() - start
+                checkpointer.save(c + 1, states, {"chunk": c + 1, "wall_s": wall, "log": log})
+    if checkpointer is not None:
+        checkpointer.close()
+    wall = wall_before + time.perf_counter() - start
     return {
-        "env_steps": env_steps,
-        "eval_primary": curve,
-        "weight": weights[names[0]],  # the (first) learned weight, per eval and seed
-        "weights": weights,
-        "gamma": gammas,
+        "env_steps": log["env_steps"],
+        "eval_primary": log["curve"],
+        "weight": log["weights"][names[0]],  # the (first) learned weight, per eval and seed
+        "weights": log["weights"],
+        "gamma": log["gammas"],
         "wall_s": wall,
-        "final": curve[-1],
+        "final": log["curve"][-1],
     }
+
+
+def _log_eval(log: dict, result: dict, metrics: dict, primary_key: str) -> None:
+    """Appends one eval point: the primary return per seed, the learned weights and gamma."""
+    log["curve"].append(np.asarray(result[primary_key]).tolist())
+    for name in log["weights"]:
+        key = f"weights/{name}" if f"weights/{name}" in metrics else f"phi/combine/{name}"
+        if key in metrics:
+            log["weights"][name].append(np.asarray(metrics[key])[:, -1].tolist())
+    if "meta/gamma" in metrics:
+        log["gammas"].append(np.asarray(metrics["meta/gamma"])[:, -1].tolist())
 
 
 def bootstrap_ci(values, n=10_000, seed=0):
@@ -239,6 +275,7 @@ def main() -> None:
         help="keep the arms already in <out>.json (an interrupted run) and run the rest",
     )
     parser.add_argument("--one-arm", help=argparse.SUPPRESS)  # internal: run one arm, print JSON
+    parser.add_argument("--arm-dir", help=argparse.SUPPRESS)  # internal: the arm's checkpoints
     parser.add_argument("overrides", nargs="*", help="dotted.key=value for every arm's config")
     args = parser.parse_args()
     task = TASKS[args.task]
@@ -254,7 +291,8 @@ def main() -> None:
         driver.enable_compilation_cache("~/.cache/rlx/jax")
         kind, overrides = arms(task, args.aux)[args.one_arm]
         cfg = load(ROOT / task["config"], overrides, args.overrides)
-        result = run_arm(kind, cfg, args.seeds, names)
+        arm_dir = Path(args.arm_dir) if args.arm_dir else None
+        result = run_arm(kind, cfg, args.seeds, names, arm_dir)
         result["kind"] = kind if kind == "plain" else cfg.meta.method
         result["overrides"] = overrides
         print("RESULT " + json.dumps(result), flush=True)
@@ -262,9 +300,12 @@ def main() -> None:
     out = Path(args.out or ROOT / f"docs/experiments/bilevel_{args.task}_{label}")
     out.parent.mkdir(parents=True, exist_ok=True)
     results, commands = {}, []
+    arms_dir = out.with_suffix(".arms")  # per-arm checkpoints of the arms not finished yet
     if args.resume and out.with_suffix(".json").exists():
         previous = json.loads(out.with_suffix(".json").read_text())
         results, commands = previous["arms"], previous["meta"]["commands"]
+    if not args.resume:
+        shutil.rmtree(arms_dir, ignore_errors=True)
     # Recorded relative to the repo, so the command reads the same in any checkout.
     argv = [str(Path(a).relative_to(ROOT)) if a.startswith(f"{ROOT}/") else a for a in sys.argv]
     commands.append("python " + " ".join(argv))
@@ -272,7 +313,7 @@ def main() -> None:
         if arm not in args.arms or arm in results:
             continue
         print(f"[bilevel] arm {arm} ({kind})", flush=True)
-        result = run_in_child(arm, args)
+        result = run_in_child(arm, args, arms_dir / arm)
         final = np.asarray(result["final"])
         result["ci95"] = bootstrap_ci(final)
         result["mean"] = float(final.mean())
@@ -286,6 +327,7 @@ def main() -> None:
             flush=True,
         )
         write(out, args, names, results, commands)
+        shutil.rmtree(arms_dir / arm, ignore_errors=True)  # its result is in the JSON now
     write(out, args, names, results, commands)
 
 
@@ -297,13 +339,14 @@ def learned(result: dict) -> str:
     )
 
 
-def run_in_child(arm: str, args, tries: int = 3) -> dict:
+def run_in_child(arm: str, args, arm_dir: Path, tries: int = 3) -> dict:
     """Runs one arm in a child process; restarts it (same seeds, same result) when it prints
     nothing for ``args.stall_s`` seconds, which is how a wedged jaxlib CPU runtime shows."""
     import selectors
     import subprocess
 
     command = [sys.executable, __file__, "--one-arm", arm, "--task", args.task]
+    command += ["--arm-dir", str(arm_dir)]
     command += ["--aux", args.aux, "--seeds", str(args.seeds), *args.overrides]
     for attempt in range(tries):
         child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
