@@ -21,9 +21,9 @@ terms, B a deliberately poor one, and the meta arms start from B's and learn the
 ``alive`` and ``ctrl_cost`` against the primary's fixed one.
 Writes <out>.json (per-seed curves and finals, learned weights, each arm's wall time), <out>.md
 (table with 95% bootstrap confidence intervals) and <out>.png (eval primary return and learned
-weight curves, one colour per arm, the start and reference weights as lines). An arm checkpoints
-its seeds' states at every eval point under <out>.arms/<arm>/; ``--resume`` keeps the finished
-arms and continues a stopped one from its checkpoint.
+weight curves, one colour per arm, the start and reference weights as lines). An arm
+checkpoints its seeds' states at every eval point under runs/bilevel/<out name>/<arm>/;
+``--resume`` keeps the finished arms and continues a stopped one from its checkpoint.
 """
 
 from __future__ import annotations
@@ -300,7 +300,8 @@ def main() -> None:
     out = Path(args.out or ROOT / f"docs/experiments/bilevel_{args.task}_{label}")
     out.parent.mkdir(parents=True, exist_ok=True)
     results, commands = {}, []
-    arms_dir = out.with_suffix(".arms")  # per-arm checkpoints of the arms not finished yet
+    # Per-arm checkpoints of the arms not finished yet, where run directories go (git-ignored).
+    arms_dir = ROOT / "runs" / "bilevel" / out.name
     if args.resume and out.with_suffix(".json").exists():
         previous = json.loads(out.with_suffix(".json").read_text())
         results, commands = previous["arms"], previous["meta"]["commands"]
@@ -329,6 +330,8 @@ def main() -> None:
         write(out, args, names, results, commands)
         shutil.rmtree(arms_dir / arm, ignore_errors=True)  # its result is in the JSON now
     write(out, args, names, results, commands)
+    if arms_dir.is_dir() and not any(arms_dir.iterdir()):
+        arms_dir.rmdir()
 
 
 def learned(result: dict) -> str:
