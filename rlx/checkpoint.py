@@ -63,8 +63,9 @@ def _from_storable(abstract: Any, x: Any) -> Any:
 
 
 # The layout of the checkpointed state tree. 1: before 2026-12 (no format in the record);
-# 2: EnvState's signals/next_signals and Hparams' reward_params renames.
-FORMAT = 2
+# 2: EnvState's signals/next_signals and Hparams' reward_params renames; 3: a population's
+# fitness history (PopulationState.history).
+FORMAT = 3
 # The on-disk item names of a checkpoint: the state tree and the JSON record beside it.
 _STATE, _RECORD = "state", "meta"
 

@@ -281,3 +281,24 @@ def test_a_linear_outer_schedule_to_zero_stops_phi_at_the_last_step():
     assert float(metrics["meta/outer_step_size"]) == 0.0
     assert lures[-1] == lures[-2]  # the last step is zero
     assert lures[0] != 2.0  # the first was not
+
+
+def test_population_fitness_is_the_mean_over_a_window_of_recent_returns():
+    from rlx.meta import population
+
+    history = jnp.full((2, 3), jnp.nan)
+    for value, new in ((1.0, (True, False)), (2.0, (True, False)), (4.0, (True, True))):
+        history = population._push(history, jnp.full((2,), value), jnp.asarray(new))
+    np.testing.assert_allclose(population._window_mean(history), [7 / 3, 4.0])
+    history = population._push(history, jnp.asarray([10.0, 0.0]), jnp.asarray([True, False]))
+    np.testing.assert_allclose(population._window_mean(history), [16 / 3, 4.0])  # 1 dropped
+    assert float(population._window_mean(jnp.full((1, 3), jnp.nan))[0]) == -np.inf
+    pop, hps = lure_meta("population", fitness_window=3)
+    state = jax.jit(pop.init)(jax.random.key(0), hps)
+    assert state.history.shape == (4, 3)
+    state, _ = jax.jit(lambda s, h: pop.chunk(s, h, 4))(state, hps)
+    recorded = np.isfinite(np.asarray(state.history))
+    assert recorded.any()
+    np.testing.assert_allclose(
+        state.fitness, population._window_mean(state.history), rtol=1e-6
+    )  # fitness is the window mean of the (copied) history

@@ -31,6 +31,7 @@ class MetaStatic:
     warmup: int = 0
     population_size: int = 8
     exploit_fraction: float = 0.25
+    fitness_window: int = 1  # population: fitness = mean primary return of the last N
     # Meta-gradients go through the last this many minibatch steps of an update (0: all).
     grad_steps: int = 0
     # Differentiate Adam's second moment and the clipping norm too (exact), or hold them

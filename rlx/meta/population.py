@@ -3,11 +3,13 @@
 ``population_size`` PPO runs, each with its own phi (reward params, and a discount logit when
 learned), train side by side as one vmapped program. Every meta-iteration each member runs
 ``inner_iterations`` PPO iterations; its fitness is the mean undiscounted primary return of the
-training episodes it finished then (kept from before when none finished). Then the worst
-``exploit_fraction`` of the members copy the policy, value, optimizer and normaliser state and
-phi of members drawn from the best fraction (exploit) and perturb the copied phi's learned
-leaves by Gaussian noise of scale ``perturb_scale`` (explore), as population-based training
-does. Members start from phi_0 plus noise of scale ``init_scale`` (member 0 keeps phi_0).
+training episodes it finished then (kept from before when none finished), or with
+``fitness_window`` W > 1 the mean of its last W such returns, as robot PBT does (DexPBT). Then
+the worst ``exploit_fraction`` of the members copy the policy, value, optimizer and normaliser
+state, fitness history and phi of members drawn from the best fraction (exploit) and perturb
+the copied phi's learned leaves by Gaussian noise of scale ``perturb_scale`` (explore), as
+population-based training does. Members start from phi_0 plus noise of scale ``init_scale``
+(member 0 keeps phi_0).
 A member whose learner goes non-finite (params, obs, terms, rewards, losses) gets fitness -inf,
 is left out of the logged means (``meta/nonfinite_members`` counts it) and is replaced at that
 exploit step; the run diverges only when every member has.
@@ -40,11 +42,14 @@ from rlx.meta.inner import make_sgd
 
 @struct.dataclass
 class PopulationState:
-    """train: TrainState with a leading [P] axis; phi [P, ...]; fitness [P]."""
+    """train: TrainState with a leading [P] axis; phi [P, ...]; fitness [P] (the mean of
+    history); history [P, fitness_window] (each member's latest primary returns, NaN where
+    none yet, newest last)."""
 
     train: ppo_lib.TrainState
     phi: Any
     fitness: jax.Array
+    history: jax.Array
     key: jax.Array
     iteration: jax.Array
 
@@ -128,6 +133,7 @@ def init(pop: PopulationMeta, key: jax.Array, hps: Hps) -> PopulationState:
         train=train,
         phi=phis,
         fitness=jnp.full((size,), -jnp.inf, jnp.float32),
+        history=jnp.full((size, pop.static.fitness_window), jnp.nan, jnp.float32),
         key=key,
         iteration=jnp.zeros((), jnp.int32),
     )
@@ -176,7 +182,7 @@ def _exploit_explore(
         noisy,
         copy(state.phi),
     )
-    return train, phi, fitness[source], key
+    return train, phi, fitness[source], source, key
 
 
 def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
@@ -185,13 +191,15 @@ def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
     train, metrics = jax.vmap(lambda t, p: _member(pop, t, p, hparams))(state.train, state.phi)
     episodes = jnp.sum(metrics["episode_total/episodes"], axis=1)
     primary = jnp.sum(metrics["episode_total/primary_return"], axis=1)
-    fitness = jnp.where(episodes > 0, primary / jnp.maximum(episodes, 1.0), state.fitness)
     per_member = jax.vmap(sum_or_mean)(metrics)
     finite = _members_finite(per_member)
-    fitness = jnp.where(finite, fitness, -jnp.inf)  # replaced below, at this exploit step
-    train, phi, fitness, key = _exploit_explore(
+    history = _push(state.history, primary / jnp.maximum(episodes, 1.0), episodes > 0)
+    history = jnp.where(finite[:, None], history, jnp.nan)  # a non-finite member starts over
+    fitness = _window_mean(history)  # -inf for a non-finite member: replaced at this exploit
+    train, phi, fitness, source, key = _exploit_explore(
         pop, state, train, fitness, meta_hparams.perturb_scale, finite
     )
+    history = history[source]  # a copied learner brings its record
     best = jnp.argmax(fitness)
     out = _over_members(per_member, finite)
     out |= {
@@ -205,9 +213,28 @@ def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
     best_phi = jax.tree.map(lambda x: x[best], phi)
     out |= phi_metrics(best_phi, pop.agent.reward_fn, None, hparams)
     new_state = PopulationState(
-        train=train, phi=phi, fitness=fitness, key=key, iteration=state.iteration + 1
+        train=train,
+        phi=phi,
+        fitness=fitness,
+        history=history,
+        key=key,
+        iteration=state.iteration + 1,
     )
     return new_state, out
+
+
+def _push(history: jax.Array, value: jax.Array, new: jax.Array) -> jax.Array:
+    """[P, W] history with ``value`` [P] appended (the oldest dropped) where ``new`` [P]."""
+    pushed = jnp.concatenate([history[:, 1:], value[:, None]], axis=1)
+    return jnp.where(new[:, None], pushed, history)
+
+
+def _window_mean(history: jax.Array) -> jax.Array:
+    """[P] mean of each member's recorded returns; -inf for a member with none."""
+    valid = jnp.isfinite(history)
+    count = jnp.sum(valid, axis=1)
+    total = jnp.sum(jnp.where(valid, history, 0.0), axis=1)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), -jnp.inf)
 
 
 def _members_finite(metrics: dict) -> jax.Array:

@@ -49,6 +49,9 @@ class MetaConfig:
     neumann_alpha: float = field(1e-2, POSITIVE, "implicit: Neumann step alpha")
     population_size: int = field(8, POSITIVE)
     exploit_fraction: float = field(0.25, OPEN_UNIT, "population: share replaced each time")
+    fitness_window: int = field(
+        1, POSITIVE, "population: fitness = mean primary return of the last N meta-iterations"
+    )
     perturb_scale: float = field(0.2, NON_NEGATIVE, "population: explore noise on phi")
     init_scale: float = field(0.5, NON_NEGATIVE, "population: initial spread of phi")
 
