@@ -122,7 +122,12 @@ def finite_difference(task: dict, seeds: int, steps: int, last_evals: int) -> di
 
 def outer_gradients(task: dict, seeds: int, steps: int, overrides: list[str]) -> dict:
     """-dL_out/dw at phi held at w0, every meta-iteration, per seed; and the critic loss."""
-    extra = [*overrides, "meta.outer_learning_rate=1e-9", f"meta.learn=[combine/{task['term']}]"]
+    extra = [
+        *overrides,
+        f"reward.weights.{task['term']}={task['w0']}",  # phi starts (and stays) at w0
+        "meta.outer_learning_rate=1e-9",
+        f"meta.learn=[combine/{task['term']}]",
+    ]
     built = build_lib.build(load(task, steps, extra), meta=True)
     meta, hps, config = built.meta, (built.hparams, built.meta_hparams), built.config
     term = task["term"]
