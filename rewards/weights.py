@@ -60,8 +60,8 @@ def _signs(weights: Mapping[str, float], where: str) -> dict[str, float]:
     return signs
 
 
-def fixed_sign(signs: Mapping[str, float]) -> Parameterization:
-    """``w = sign * softplus(raw)``; ``signs`` ({term: +1 or -1}) are static."""
+def _signed(signs: Mapping[str, float], to_raw, to_magnitude) -> Parameterization:
+    """``w = sign * to_magnitude(raw)`` with static ``signs``; ``to_raw`` inverts it on |w|."""
     signs = dict(signs)
 
     def encode(weights):
@@ -69,33 +69,24 @@ def fixed_sign(signs: Mapping[str, float]) -> Parameterization:
         for name, value in weights.items():
             if np.sign(value) != signs[name]:
                 raise ValueError(f"weight {value} of {name!r} does not have sign {signs[name]}")
-            out[name] = _inverse_softplus(abs(float(value)))
+            out[name] = to_raw(abs(float(value)))
         return out
 
     def decode(raw, transition):
         del transition
-        return {name: signs[name] * jax.nn.softplus(raw[name]) for name in signs}
+        return {name: signs[name] * to_magnitude(raw[name]) for name in signs}
 
     return Parameterization(encode=encode, decode=decode)
+
+
+def fixed_sign(signs: Mapping[str, float]) -> Parameterization:
+    """``w = sign * softplus(raw)``; ``signs`` ({term: +1 or -1}) are static."""
+    return _signed(signs, _inverse_softplus, jax.nn.softplus)
 
 
 def log_scale(signs: Mapping[str, float]) -> Parameterization:
     """``w = sign * exp(raw)`` (raw = log|w|); ``signs`` ({term: +1 or -1}) are static."""
-    signs = dict(signs)
-
-    def encode(weights):
-        out = {}
-        for name, value in weights.items():
-            if np.sign(value) != signs[name]:
-                raise ValueError(f"weight {value} of {name!r} does not have sign {signs[name]}")
-            out[name] = float(np.log(abs(float(value))))
-        return out
-
-    def decode(raw, transition):
-        del transition
-        return {name: signs[name] * jnp.exp(raw[name]) for name in signs}
-
-    return Parameterization(encode=encode, decode=decode)
+    return _signed(signs, lambda m: float(np.log(m)), jnp.exp)
 
 
 def simplex(signs: Mapping[str, float], scale: float) -> Parameterization:
