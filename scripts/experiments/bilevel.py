@@ -156,11 +156,14 @@ def run_arm(
     names: tuple[str, ...],
     arm_dir: Path | None = None,
     max_chunks: int | None = None,
+    seed_start: int = 0,
 ) -> dict | None:
     """One arm, its seeds vmapped. With ``arm_dir`` it checkpoints the states and the curves
     at every eval point there and continues from the newest checkpoint it finds (an arm that
     was stopped resumes where it stopped, to the same result). ``max_chunks`` stops after that
-    many chunks in this call (None returned), as a kill would."""
+    many chunks in this call (None returned), as a kill would. Seed i is the i-th key split from
+    ``train.seed``'s (the same key for any number of seeds: JAX's partitionable threefry); the
+    arm runs seeds ``seed_start .. seed_start + seeds - 1``."""
     if kind == "plain":
         built = build_lib.build(cfg)
         agent, hps = built.agent, built.hparams
@@ -172,7 +175,7 @@ def run_arm(
         init = lambda key: meta.init(key, hps)
         chunk_fn, evaluate, iterations = meta.chunk, meta.evaluate, cfg.meta_iterations
     per_chunk = cfg.run.chunk_iterations
-    keys = jax.random.split(jax.random.key(cfg.train.seed), seeds)
+    keys = jax.random.split(jax.random.key(cfg.train.seed), seed_start + seeds)[seed_start:]
     start = time.perf_counter()
     # One seed at a time, then stacked: the jitted vmap of a meta-learner's init (PPO init plus
     # a rollout) is the program the jaxlib CPU runtime was seen to wedge on (README).
@@ -243,6 +246,16 @@ def bootstrap_ci(values, n=10_000, seed=0):
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def ratio_ci(values, reference, n=10_000, seed=0):
+    """95% bootstrap CI of mean(values) / mean(reference), each resampled over its seeds."""
+    rng = np.random.default_rng(seed)
+    values, reference = np.asarray(values, float), np.asarray(reference, float)
+    num = rng.choice(values, (n, len(values))).mean(axis=1)
+    den = rng.choice(reference, (n, len(reference))).mean(axis=1)
+    ratios = num / den
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=tuple(TASKS), default="cartpole")
@@ -252,6 +265,13 @@ def main() -> None:
         type=int,
         default=None,
         help="default 16 (4 on a CPU for halfcheetah and humanoid)",
+    )
+    parser.add_argument(
+        "--seed-start",
+        type=int,
+        default=0,
+        help="first seed: --seed-start 4 --seeds 8 runs seeds 4-11 (fresh seeds for a setting "
+        "chosen on seeds 0-3)",
     )
     parser.add_argument(
         "--gpu",
@@ -274,6 +294,14 @@ def main() -> None:
         action="store_true",
         help="keep the arms already in <out>.json (an interrupted run) and run the rest",
     )
+    parser.add_argument(
+        "--meta-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for the meta arms only (repeatable), e.g. --meta-set "
+        "reward.parameterization=log_scale: the fixed arms stay exactly as they are",
+    )
     parser.add_argument("--one-arm", help=argparse.SUPPRESS)  # internal: run one arm, print JSON
     parser.add_argument("--arm-dir", help=argparse.SUPPRESS)  # internal: the arm's checkpoints
     parser.add_argument("overrides", nargs="*", help="dotted.key=value for every arm's config")
@@ -290,9 +318,10 @@ def main() -> None:
         runtime.configure()  # CPU: synchronous dispatch (see README, Known issues)
         driver.enable_compilation_cache("~/.cache/rlx/jax")
         kind, overrides = arms(task, args.aux)[args.one_arm]
-        cfg = load(ROOT / task["config"], overrides, args.overrides)
+        cli = args.overrides + (args.meta_set if kind == "meta" else [])
+        cfg = load(ROOT / task["config"], overrides, cli)
         arm_dir = Path(args.arm_dir) if args.arm_dir else None
-        result = run_arm(kind, cfg, args.seeds, names, arm_dir)
+        result = run_arm(kind, cfg, args.seeds, names, arm_dir, seed_start=args.seed_start)
         result["kind"] = kind if kind == "plain" else cfg.meta.method
         result["overrides"] = overrides
         print("RESULT " + json.dumps(result), flush=True)
@@ -350,7 +379,9 @@ def run_in_child(arm: str, args, arm_dir: Path, tries: int = 3) -> dict:
 
     command = [sys.executable, __file__, "--one-arm", arm, "--task", args.task]
     command += ["--arm-dir", str(arm_dir)]
-    command += ["--aux", args.aux, "--seeds", str(args.seeds), *args.overrides]
+    command += ["--aux", args.aux, "--seeds", str(args.seeds)]
+    command += ["--seed-start", str(args.seed_start)]
+    command += [f"--meta-set={item}" for item in args.meta_set] + args.overrides
     for attempt in range(tries):
         child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         selector = selectors.DefaultSelector()
@@ -392,6 +423,7 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
         "machine": f"{platform.machine()}, {jax.devices()[0].device_kind} x {jax.device_count()}",
         "jax": jax.__version__,
         "seeds": args.seeds,
+        "seed_start": args.seed_start,
         "aux": names[0],
         "learned": list(names),
     }
@@ -400,7 +432,9 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
         f"# Bilevel reward optimisation: {title}",
         "",
         f"`{' && '.join(commands)}` ({meta['machine']}, JAX {meta['jax']}, "
-        f"{args.seeds} seeds, vmapped)",
+        f"{args.seeds} seeds"
+        + (f" ({args.seed_start}-{args.seed_start + args.seeds - 1})" if args.seed_start else "")
+        + ", vmapped)",
         "",
         "| arm | method | final eval primary return (mean) | 95% CI (bootstrap) "
         f"| learned weight of {', '.join(f'`{n}`' for n in names)} (mean +- std) "
@@ -418,12 +452,18 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
             f"| {weights or '-'} "
             f"| {'-' if g is None else f'{g.mean():.4f}'} | {r['wall_s']:.0f} |"
         )
-    if "A" in results:
-        a = results["A"]["mean"]
+    if "A" in results and results["A"]["mean"]:
+        a = np.asarray(results["A"]["final"])
         lines += [
             "",
-            "Ratio to arm A's final return: "
-            + ", ".join(f"{arm} {r['mean'] / a:.2f}" for arm, r in results.items() if a),
+            "Ratio of each arm's mean final return to arm A's, with a 95% bootstrap CI "
+            "(seeds resampled in both arms): "
+            + ", ".join(
+                f"{arm} {r['mean'] / a.mean():.2f} "
+                "[{:.2f}, {:.2f}]".format(*ratio_ci(np.asarray(r["final"]), a))
+                for arm, r in results.items()
+                if arm != "A"
+            ),
         ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     plot(out, results, names, weight_lines(task, args.aux, names))
