@@ -73,7 +73,7 @@ def build(config: config_lib.Config, *, meta: bool = False) -> Built:
     config, env, reward_fn, reward_params = resolve(config)
     iterations = config.iterations
     if meta:
-        iterations = config.meta_iterations * config.meta.inner_iterations
+        iterations = config.meta_iterations * config.meta.ppo_iterations
     agent = ppo.make_ppo(ppo_static(config, iterations), env, reward_fn)
     hparams = ppo.make_hparams(reward_params, **vars(config.ppo))
     built = Built(config, env, reward_fn, reward_params, agent, hparams)

@@ -116,7 +116,7 @@ class Config:
                 ),
             )
         # The iteration counter (and the learning-rate schedule's) is an int32 in the state.
-        iterations = max(self.iterations, self.meta_iterations * self.meta.inner_iterations)
+        iterations = max(self.iterations, self.meta_iterations * self.meta.ppo_iterations)
         if iterations > INT32_MAX:
             yield (
                 ("train.total_steps", "train.num_envs", "train.unroll_length"),
@@ -136,9 +136,9 @@ class Config:
 
     @property
     def meta_iterations(self) -> int:
-        """Meta-iterations of ``rlx meta`` (each ``meta.inner_iterations`` PPO iterations per
+        """Meta-iterations of ``rlx meta`` (each ``meta.ppo_iterations`` PPO iterations per
         learner), rounded up to whole chunks."""
-        per_meta = self.train.num_envs * self.train.unroll_length * self.meta.inner_iterations
+        per_meta = self.train.num_envs * self.train.unroll_length * self.meta.ppo_iterations
         wanted = math.ceil(self.train.total_steps / per_meta)
         chunk = self.run.chunk_iterations
         return math.ceil(wanted / chunk) * chunk

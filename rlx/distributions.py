@@ -22,6 +22,8 @@ class Distribution(NamedTuple):
     entropy(dist_params) -> [...].
     mode(dist_params) -> raw action (deterministic evaluation).
     to_env(raw) -> the action the env takes.
+    kl(p_params, q_params) -> [...] KL(p || q), closed form (a bootstrapped meta-gradient's
+    matching loss).
     """
 
     param_size: int
@@ -30,6 +32,7 @@ class Distribution(NamedTuple):
     entropy: Callable
     mode: Callable
     to_env: Callable
+    kl: Callable
 
 
 def categorical(num_actions: int) -> Distribution:
@@ -43,6 +46,10 @@ def categorical(num_actions: int) -> Distribution:
         logp = jax.nn.log_softmax(logits)
         return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
+    def kl(p_logits, q_logits):
+        logp, logq = jax.nn.log_softmax(p_logits), jax.nn.log_softmax(q_logits)
+        return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+
     return Distribution(
         param_size=num_actions,
         sample=lambda logits, key: jax.random.categorical(key, logits).astype(jnp.int32),
@@ -50,6 +57,7 @@ def categorical(num_actions: int) -> Distribution:
         entropy=entropy,
         mode=lambda logits: jnp.argmax(logits, axis=-1).astype(jnp.int32),
         to_env=lambda action: action,
+        kl=kl,
     )
 
 
@@ -82,6 +90,13 @@ def tanh_normal(size: int, low: float, high: float) -> Distribution:
         _, log_std = split(params)
         return jnp.sum(log_std + 0.5 * jnp.log(2 * jnp.pi * jnp.e), axis=-1)
 
+    def kl(p_params, q_params):
+        # tanh is a bijection, so the KL of the squashed distributions is the base Gaussians'.
+        (pm, pl), (qm, ql) = split(p_params), split(q_params)
+        ratio = jnp.exp(2.0 * (pl - ql))
+        terms = ql - pl + 0.5 * (ratio + ((pm - qm) / jnp.exp(ql)) ** 2 - 1.0)
+        return jnp.sum(terms, axis=-1)
+
     def to_env(raw):
         return low + (jnp.tanh(raw) + 1.0) * 0.5 * (high - low)
 
@@ -92,6 +107,7 @@ def tanh_normal(size: int, low: float, high: float) -> Distribution:
         entropy=entropy,
         mode=lambda params: split(params)[0],
         to_env=to_env,
+        kl=kl,
     )
 
 

@@ -61,6 +61,61 @@ def test_unrolled_meta_gradient_matches_finite_differences(k, remat):
     np.testing.assert_allclose(grad, fd, rtol=2e-2, atol=1e-4)
 
 
+def test_bootstrapped_meta_gradient_matches_finite_differences():
+    """BMG on the bandit: theta_K(phi) after K = 2 Adam steps, the target L = 3 steps further
+    plus a step up the primary objective, held fixed; d/dphi KL(pi_target || pi_theta_K(phi))
+    against central differences of that KL with the target frozen at phi."""
+    theta0 = jnp.array([0.1, -0.2, 0.3, 0.0])
+    warm = (theta0, optim.ppo_optimizer(10.0, 0.1).init(theta0))
+    warm, _ = grads.unroll(bandit_step, warm, jnp.float32(0.3), 3, remat=False)
+
+    def forward(phi):
+        carry, _ = grads.unroll(bandit_step, warm, phi, 2, remat=False)
+        return carry[0], carry
+
+    def extend(theta_k, carry, phi):
+        (theta, _), _ = grads.unroll(bandit_step, carry, phi, 3, remat=False)
+        return theta + 0.5 * jax.grad(outer_objective)(theta), None
+
+    def kl(target, theta):
+        p, q = jax.nn.log_softmax(target), jax.nn.log_softmax(theta)
+        return jnp.sum(jnp.exp(p) * (p - q))
+
+    phi = jnp.float32(0.7)
+    d_phi, mu, target, _ = grads.bootstrapped_grad(
+        forward,
+        phi,
+        lambda th, carry: extend(th, carry, jax.lax.stop_gradient(phi)),
+        lambda t, th, aux, extra: kl(t, th),
+    )
+    frozen = lambda ph: kl(target, forward(ph)[0])
+    eps = 1e-2
+    fd = (frozen(phi + eps) - frozen(phi - eps)) / (2 * eps)
+    assert float(mu) > 1e-4 and abs(float(d_phi)) > 1e-4, "the target must differ from theta_K"
+    np.testing.assert_allclose(d_phi, fd, rtol=2e-2, atol=1e-5)
+    np.testing.assert_allclose(mu, frozen(phi), rtol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["categorical", "tanh_normal"])
+def test_distribution_kl_is_the_closed_form(which):
+    """The matching loss's KL against a Monte-Carlo estimate E_p[log p - log q]."""
+    from rlx import distributions
+
+    dist = (
+        distributions.categorical(3)
+        if which == "categorical"
+        else distributions.tanh_normal(2, -1.0, 1.0)
+    )
+    if which == "categorical":
+        p, q = jnp.array([0.5, -0.2, 1.0]), jnp.array([0.0, 0.3, -0.4])
+    else:
+        p, q = jnp.array([0.3, -0.5, -0.2, 0.1]), jnp.array([0.1, 0.2, 0.3, -0.4])
+    samples = jax.vmap(lambda k: dist.sample(p, k))(jax.random.split(jax.random.key(0), 200_000))
+    mc = jnp.mean(jax.vmap(lambda a: dist.log_prob(p, a) - dist.log_prob(q, a))(samples))
+    np.testing.assert_allclose(dist.kl(p, q), mc, rtol=2e-2)
+    np.testing.assert_allclose(dist.kl(p, p), 0.0, atol=1e-6)
+
+
 def test_remat_changes_memory_not_the_gradient():
     f = lambda remat: jax.grad(functools.partial(objective_after, k=8, remat=remat, warm=True))
     np.testing.assert_allclose(f(True)(0.5), f(False)(0.5), rtol=1e-5)
@@ -150,9 +205,17 @@ def lure_meta(method: str, **static):
     return m, (hp, mh)
 
 
-@pytest.mark.parametrize("method", ["one_step", "implicit", "unrolled", "population"])
+METHOD_CASES = ["one_step", "implicit", "unrolled", "population", "bmg", "hybrid"]
+
+
+@pytest.mark.parametrize("method", METHOD_CASES)
 def test_harmful_auxiliary_weight_goes_down_and_compiles_once(method):
-    m, hps = lure_meta(method, inner_iterations=2 if method == "unrolled" else 1)
+    static = {"inner_iterations": 2 if method == "unrolled" else 1}
+    if method == "bmg":  # one_step matched to a target 2 updates further (Flennerhag et al.)
+        method, static = "one_step", {"bootstrap_steps": 2}
+    if method == "hybrid":  # a population whose members follow one_step between exploits
+        method, static = "population", {"member_gradient": "one_step", "inner_iterations": 3}
+    m, hps = lure_meta(method, **static)
     state = jax.jit(m.init)(jax.random.key(0), hps)
     traced = chex.assert_max_traces(n=1)(lambda s, h: m.chunk(s, h, 15))
     chunk = jax.jit(traced)
@@ -166,10 +229,16 @@ def test_harmful_auxiliary_weight_goes_down_and_compiles_once(method):
         best = int(jnp.argmax(state.fitness))
         assert float(lure[best]) < float(reward[best]), (lure, reward)
         assert float(state.fitness[best]) > 0.8
+        if m.static.member_gradient != "none":  # members moved by their gradient too
+            assert "meta/grad_norm" in metrics and "weights/lure" in metrics
+            assert int(state.members.iteration[0]) == 90  # 30 exploits x 3 outer steps
     else:
         assert float(lure) < 1.5, f"{method}: lure weight {float(lure)} did not go down from 2"
         np.testing.assert_allclose(reward, 1.0)  # not in meta.learn: never moves
         assert np.all(np.isfinite(np.asarray(metrics["meta/grad_norm"])))
+    if m.static.bootstrap_steps:  # 1 + 2 PPO iterations per meta-iteration, 30 of them
+        assert int(state.train.iteration) == 90
+        assert np.all(np.asarray(metrics["meta/bootstrap_kl"]) > 0)
     assert "meta/gamma" in metrics
 
 

@@ -59,10 +59,15 @@ def test_population_through_the_cli(tmp_path, repo_configs, capsys):
     assert "phi/gamma_logit" not in row and "meta/gamma" in row
 
 
-def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs):
+HYBRID = ["meta.method=population", "meta.member_gradient=one_step", "meta.population_size=2"]
+HYBRID += ["meta.exploit_fraction=0.5", "meta.outer_schedule=cosine"]
+
+
+@pytest.mark.parametrize("extra", [[], HYBRID], ids=["one_step", "hybrid"])
+def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs, extra):
     path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
     overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=128", "run.chunk_iterations=2"]
-    config = build_lib.load(path, overrides)
+    config = build_lib.load(path, overrides + extra)
     meta_run.train(config, tmp_path / "full", show_progress=False)
     meta_run.train(config, tmp_path / "part", show_progress=False, max_chunks=2)
     summary = meta_run.train(config, tmp_path / "part", resume=True, show_progress=False)
@@ -71,6 +76,8 @@ def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs):
     full, part = rows(tmp_path / "full"), rows(tmp_path / "part")
     assert len(full) == len(part) == 4
     assert [strip(r) for r in full] == [strip(r) for r in part]
+    if extra:  # the hybrid logs the population's and the members' gradient quantities
+        assert {"meta/fitness_best", "meta/grad_norm", "weights/pd_anti"} <= set(full[-1])
 
 
 @pytest.mark.parametrize(
@@ -80,10 +87,25 @@ def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs):
         ("meta.learn=[combine/nope]", r"meta.learn\[0\]: 'combine/nope' names no reward param"),
         ("meta.exploit_fraction=0.9", r"key 'meta.exploit_fraction'"),
         ("meta.outer_gamma=1.5", r"key 'meta.outer_gamma': must be in \[0, 1\]"),
+        ("meta.bootstrap_steps=2", r"key 'meta.bootstrap_steps': applies to one_step and unrolled"),
     ],
 )
 def test_meta_config_errors_name_the_key(repo_configs, override, message):
     path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
     extra = ["meta.method=population"] if "exploit" in override else []
+    extra += ["meta.method=implicit"] if "bootstrap" in override else []
     with pytest.raises(config_lib.ConfigError, match=message):
         build_lib.load(path, [*extra, override])
+
+
+def test_bmg_meta_iterations_count_the_bootstrap_updates(repo_configs):
+    """A BMG meta-iteration is inner_iterations + bootstrap_steps PPO iterations: the run's
+    env steps stay train.total_steps."""
+    import math
+
+    path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
+    cfg = build_lib.load(path, ["meta.bootstrap_steps=2", "train.total_steps=300000"])
+    assert cfg.meta.ppo_iterations == 3
+    per_meta = cfg.train.num_envs * cfg.train.unroll_length * 3
+    chunk = cfg.run.chunk_iterations
+    assert cfg.meta_iterations == math.ceil(math.ceil(300000 / per_meta) / chunk) * chunk

@@ -3,7 +3,8 @@
 ``make(agent, meta_static, reward_params)`` returns the meta-learner (init, step, chunk,
 evaluate; see ``rlx.meta.base.Meta``) for ``meta_static.method``, one of ``METHODS``:
 ``one_step``, ``unrolled``, ``implicit`` (``rlx.meta.gradient``) or ``population``
-(``rlx.meta.population``). ``rlx.meta.grads`` holds the estimators themselves, independent of
+(``rlx.meta.population``; with ``member_gradient`` its members follow a meta-gradient between
+exploit steps, ``HybridMeta``). ``rlx.meta.grads`` holds the estimators themselves, independent of
 PPO; ``rlx.meta.inner`` the pieces built from PPO's (the differentiated update, the critic).
 """
 
@@ -26,7 +27,13 @@ from rlx.meta.base import (
     with_phi,
 )
 from rlx.meta.gradient import GradientMeta, MetaState, make_gradient_meta
-from rlx.meta.population import PopulationMeta, PopulationState, make_population
+from rlx.meta.population import (
+    HybridMeta,
+    HybridState,
+    PopulationMeta,
+    PopulationState,
+    make_population,
+)
 
 # The meta methods by name: each builds its meta-learner from (agent, MetaStatic, reward params).
 METHODS: dict[str, Callable[[ppo_lib.PPO, MetaStatic, Any], Meta]] = {
@@ -51,6 +58,8 @@ def make(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any) -> Met
 __all__ = [
     "METHODS",
     "GradientMeta",
+    "HybridMeta",
+    "HybridState",
     "Meta",
     "MetaHparams",
     "MetaState",

@@ -22,7 +22,7 @@ class MetaStatic:
     """Static meta settings (changing one recompiles)."""
 
     method: str = "one_step"
-    inner_iterations: int = 1
+    inner_iterations: int = 1  # differentiated (unrolled) or plain updates per meta-iteration
     remat: bool = True
     learn: tuple[str, ...] = ()
     learn_gamma: bool = False
@@ -32,6 +32,8 @@ class MetaStatic:
     population_size: int = 8
     exploit_fraction: float = 0.25
     fitness_window: int = 1  # population: fitness = mean primary return of the last N
+    # population: the gradient method each member follows between exploit steps (the hybrid)
+    member_gradient: str = "none"
     # Meta-gradients go through the last this many minibatch steps of an update (0: all).
     grad_steps: int = 0
     # Differentiate Adam's second moment and the clipping norm too (exact), or hold them
@@ -40,6 +42,8 @@ class MetaStatic:
     # The outer step size's schedule over the run's meta-iterations (after the warmup):
     # constant, or a linear or cosine decay to outer_final_fraction of it at the end.
     outer_schedule: str = "constant"
+    # one_step/unrolled: BMG's bootstrap, L plain updates past the K differentiated ones (0: off)
+    bootstrap_steps: int = 0
     total_iterations: int = 0  # the run's meta-iterations (set from the config by rlx.build)
 
 
@@ -61,10 +65,15 @@ class MetaHparams:
     init_scale: jax.Array
     outer_max_grad_norm: jax.Array  # clip the outer gradient's global norm to this (0: off)
     outer_final_fraction: jax.Array  # the decayed schedules' last step / the first
+    bootstrap_step_size: jax.Array  # BMG: the target's steps along the primary gradient
 
 
 # Traced settings that have a neutral default (older callers need not name them).
-META_HPARAM_DEFAULTS = {"outer_max_grad_norm": 0.0, "outer_final_fraction": 0.0}
+META_HPARAM_DEFAULTS = {
+    "outer_max_grad_norm": 0.0,
+    "outer_final_fraction": 0.0,
+    "bootstrap_step_size": 8.0,
+}
 
 
 def make_meta_hparams(**values: float) -> MetaHparams:

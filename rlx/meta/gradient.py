@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlx import acting
+from rlx import acting, optim
 from rlx import ppo as ppo_lib
 from rlx.losses import compute_gae
 from rlx.meta import grads
@@ -83,6 +83,7 @@ class OuterGradient(NamedTuple):
     advantages: jax.Array  # A_p [T, B]
     targets: jax.Array  # V_p targets [T, B]
     d_phi: Any  # dL_out / dphi, before the regulariser
+    extra: dict | None = None  # [] metrics of the method's own (BMG: meta/bootstrap_kl)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,10 +181,10 @@ def outer_loss(meta: GradientMeta, params, obs_stats, batch, advantages) -> jax.
     return -jnp.mean(ratio * jax.lax.stop_gradient(adv))
 
 
-def _plain_iterations(meta: GradientMeta, state: MetaState, hparams, length: int):
-    """``length`` inner updates under phi, each followed by a rollout, not differentiated:
-    ((train, batch), metrics stacked over them)."""
-    inner = with_phi(hparams, state.phi)
+def _plain_iterations(meta: GradientMeta, carry, hparams, phi, length: int):
+    """``length`` inner updates under ``phi`` from ``carry`` = (train, batch), each followed by
+    a rollout, not differentiated: ((train, batch), metrics stacked over them)."""
+    inner = with_phi(hparams, phi)
 
     def body(carry, _):
         train, batch = carry
@@ -191,14 +192,17 @@ def _plain_iterations(meta: GradientMeta, state: MetaState, hparams, length: int
         train, batch = ppo_lib.collect(meta.agent, train)
         return (train, batch), metrics
 
-    return jax.lax.scan(body, (state.train, state.batch), None, length=length)
+    return jax.lax.scan(body, carry, None, length=length)
 
 
 def _through_updates(meta: GradientMeta, state: MetaState, hps: Hps, plain: int, remat: bool):
     """``plain`` inner updates as data, then the rest differentiated: the outer gradient
-    backpropagated through the differentiated updates (``one_step`` and ``unrolled``)."""
+    backpropagated through the differentiated updates (``one_step`` and ``unrolled``), or,
+    with ``bootstrap_steps``, the bootstrapped one (``_bootstrapped``)."""
     hparams, meta_hparams = hps
-    carry, metrics_plain = _plain_iterations(meta, state, hparams, plain)
+    carry, metrics_plain = _plain_iterations(
+        meta, (state.train, state.batch), hparams, state.phi, plain
+    )
 
     def body(carry, phi):
         train, batch = carry
@@ -215,20 +219,89 @@ def _through_updates(meta: GradientMeta, state: MetaState, hps: Hps, plain: int,
         )
         return train.params, (train, batch, metrics)
 
-    _, vjp_fn, (train, batch, metrics_diff) = jax.vjp(forward, state.phi, has_aux=True)
-    advantages, targets = primary_advantages(
-        meta, state.critic, train.obs_stats, batch, meta_hparams
+    if meta.static.bootstrap_steps:
+        out = _bootstrapped(meta, state, hps, forward)
+    else:
+        _, vjp_fn, (train, batch, metrics) = jax.vjp(forward, state.phi, has_aux=True)
+        advantages, targets = primary_advantages(
+            meta, state.critic, train.obs_stats, batch, meta_hparams
+        )
+        loss, g = jax.value_and_grad(functools.partial(outer_loss, meta))(
+            train.params, train.obs_stats, batch, advantages
+        )
+        (d_phi,) = vjp_fn(g)
+        out = OuterGradient(train, batch, metrics, loss, advantages, targets, d_phi)
+    if plain:
+        cat = lambda a, b: jnp.concatenate([a, b])
+        out = out._replace(metrics=jax.tree.map(cat, metrics_plain, out.metrics))
+    return out
+
+
+def _bootstrapped(meta: GradientMeta, state: MetaState, hps: Hps, forward) -> OuterGradient:
+    """BMG (Flennerhag et al. 2022) around ``forward`` (phi -> (theta_K, (train, batch,
+    metrics))), the K differentiated updates. The target: ``bootstrap_steps`` = L more plain
+    updates under phi from theta_K (each with its rollout: the run goes on from there, no env
+    step is spent on the target alone), then ``bootstrap_step_size`` preconditioned steps along
+    the primary policy gradient at theta_{K+L} (its surrogate on the freshest rollout, the
+    inner Adam's second moment as the preconditioner). The outer loss is the matching loss
+    mean_s KL(pi_target(.|s) || pi_theta_K(phi)(.|s)) over that rollout's states, each policy
+    with its own observation normaliser, and its gradient reaches phi through theta_K only."""
+    hparams, meta_hparams = hps
+    extra_out = {}
+
+    def extend(theta_k, aux):
+        del theta_k
+        train, batch, _ = aux
+        (train, batch), metrics = _plain_iterations(
+            meta, (train, batch), hparams, state.phi, meta.static.bootstrap_steps
+        )
+        advantages, targets = primary_advantages(
+            meta, state.critic, train.obs_stats, batch, meta_hparams
+        )
+        loss, g = jax.value_and_grad(functools.partial(outer_loss, meta))(
+            train.params, train.obs_stats, batch, advantages
+        )
+        target = _primary_step(train, g, hparams, meta_hparams.bootstrap_step_size)
+        extra_out.update(loss=loss, advantages=advantages, targets=targets)
+        return target, (train, batch, metrics)
+
+    def match(target, theta_k, aux, extra):
+        (train_k, _, _), (train, batch, _) = aux, extra
+        obs = batch.traj.obs
+        actor, dist = meta.agent.actor, meta.agent.dist
+        p = acting.policy_params(actor, target, train.obs_stats, obs)
+        q = acting.policy_params(actor, theta_k, train_k.obs_stats, obs)
+        return jnp.mean(dist.kl(p, q))
+
+    d_phi, mu, _, (aux, extra) = grads.bootstrapped_grad(forward, state.phi, extend, match)
+    (_, _, metrics_diff), (train, batch, metrics_boot) = aux, extra
+    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), metrics_diff, metrics_boot)
+    return OuterGradient(
+        train,
+        batch,
+        metrics,
+        extra_out["loss"],
+        extra_out["advantages"],
+        extra_out["targets"],
+        d_phi,
+        {"meta/bootstrap_kl": mu},
     )
-    loss, g = jax.value_and_grad(functools.partial(outer_loss, meta))(
-        train.params, train.obs_stats, batch, advantages
-    )
-    (d_phi,) = vjp_fn(g)
-    metrics = (
-        jax.tree.map(lambda a, b: jnp.concatenate([a, b]), metrics_plain, metrics_diff)
-        if plain
-        else metrics_diff
-    )
-    return OuterGradient(train, batch, metrics, loss, advantages, targets, d_phi)
+
+
+def _primary_step(train: ppo_lib.TrainState, g, hparams, step_size) -> dict:
+    """The policy params after ``step_size`` steps of -lr g / (sqrt(nu_hat) + eps) (the inner
+    Adam's bias-corrected second moment, PPO's gradient clipping): BMG's final target step."""
+    adam = next(s for s in train.opt_state if isinstance(s, optax.ScaleByAdamState))
+    norm = optax.tree_utils.tree_norm(g)
+    clip = jnp.minimum(1.0, hparams.max_grad_norm / jnp.maximum(norm, 1e-12))
+    correction = 1.0 - optim.B2 ** jnp.maximum(adam.count, 1).astype(jnp.float32)
+    scale = step_size * hparams.learning_rate * clip
+
+    def move(p, gi, nu):
+        return p - scale * gi / (jnp.sqrt(nu / correction + optim.EPS_ROOT) + optim.EPS)
+
+    policy = jax.tree.map(move, train.params["policy"], g["policy"], adam.nu["policy"])
+    return {**train.params, "policy": policy}
 
 
 def one_step(meta: GradientMeta, state: MetaState, hps: Hps) -> OuterGradient:
@@ -245,7 +318,9 @@ def implicit(meta: GradientMeta, state: MetaState, hps: Hps) -> OuterGradient:
     """The implicit-function-theorem gradient at the policy after ``inner_iterations`` plain
     updates, H^-1 by a Neumann series on the inner PPO loss of the freshest batch."""
     hparams, meta_hparams = hps
-    (train, batch), metrics = _plain_iterations(meta, state, hparams, meta.static.inner_iterations)
+    (train, batch), metrics = _plain_iterations(
+        meta, (state.train, state.batch), hparams, state.phi, meta.static.inner_iterations
+    )
     advantages, targets = primary_advantages(
         meta, state.critic, train.obs_stats, batch, meta_hparams
     )
@@ -320,6 +395,7 @@ def outer_step(meta: GradientMeta, state: MetaState, hps: Hps, out: OuterGradien
     }
     if meta.static.outer_schedule != "constant":
         metrics["meta/outer_step_size"] = step_size
+    metrics |= out.extra or {}
     metrics |= phi_metrics(phi, meta.agent.reward_fn, batch.traj, hparams)
     new_state = MetaState(
         train=train.replace(key=key),

@@ -10,6 +10,10 @@ phi) the inner loss, L_out(theta) the outer loss (minus the primary objective).
 - ``neumann_inverse_hvp`` and ``implicit_grad``: the implicit-function-theorem meta-gradient
   dL_out/dphi = -(d2 L_in / dphi dtheta) H^-1 grad_theta L_out with H^-1 g from a Neumann series
   (Lorraine et al. 2020, as BARFI uses it), Hessian-vector products by forward-over-reverse.
+- ``bootstrapped_grad``: the bootstrapped meta-gradient (Flennerhag et al. 2022, BMG): theta_K
+  (phi) is matched to a target pushed further (L more updates and a step on the outer
+  objective, not differentiated), d/dphi mu(target, theta_K(phi)), so the outer step sees past
+  the K updates it differentiates.
 """
 
 from __future__ import annotations
@@ -88,3 +92,25 @@ def implicit_grad(
     _, mixed_vjp = jax.vjp(lambda ph: inner_grad(theta, ph), phi)
     (mixed,) = mixed_vjp(p)
     return jax.tree.map(jnp.negative, mixed)
+
+
+def bootstrapped_grad(
+    forward: Callable[[PyTree], tuple[PyTree, PyTree]],
+    phi: PyTree,
+    extend: Callable[[PyTree, PyTree], tuple[PyTree, PyTree]],
+    match: Callable[[PyTree, PyTree, PyTree, PyTree], jax.Array],
+) -> tuple[PyTree, jax.Array, PyTree, PyTree]:
+    """The bootstrapped meta-gradient d/dphi mu(target, theta_K(phi)) (BMG).
+
+    forward: phi -> (theta_K, aux), the K differentiated inner updates.
+    extend: (theta_K, aux) -> (target, extra): the bootstrap (L more updates from theta_K, then
+      a step on the outer objective); its output is held constant (``stop_gradient``).
+    match: (target, theta_K, aux, extra) -> [] the matching loss mu (a KL of the policies).
+    Returns (d_phi like phi, mu, target, (aux, extra)).
+    """
+    theta_k, vjp_fn, aux = jax.vjp(forward, phi, has_aux=True)
+    target, extra = extend(theta_k, aux)
+    target = jax.lax.stop_gradient(target)
+    mu, g = jax.value_and_grad(lambda th: match(target, th, aux, extra))(theta_k)
+    (d_phi,) = vjp_fn(g)
+    return d_phi, mu, target, (aux, extra)

@@ -92,10 +92,26 @@ class PopulationMeta:
 
 def make_population(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any):
     """Population-based search around ``agent`` (raises ValueError for a size and exploit
-    fraction that cannot search)."""
+    fraction that cannot search); with ``member_gradient`` set, the hybrid (``HybridMeta``)."""
     problem = check_population(meta_static.population_size, meta_static.exploit_fraction)
     if problem is not None:
         raise ValueError(f"meta: population search: {problem}")
+    if meta_static.member_gradient != "none":
+        from rlx.meta.gradient import make_gradient_meta
+
+        member_static = dataclasses.replace(
+            meta_static,
+            method=meta_static.member_gradient,
+            inner_iterations=1,
+            total_iterations=meta_static.total_iterations * meta_static.inner_iterations,
+        )
+        return HybridMeta(
+            agent=agent,
+            static=meta_static,
+            mask=learn_mask(reward_params, meta_static.learn),
+            sgd=make_sgd(meta_static.grad_steps, meta_static.exact_gradient),
+            member=make_gradient_meta(agent, member_static, reward_params),
+        )
     return PopulationMeta(
         agent=agent,
         static=meta_static,
@@ -150,14 +166,12 @@ def _member(pop: PopulationMeta, train, phi, hparams):
     return jax.lax.scan(iteration, train, None, length=pop.static.inner_iterations)
 
 
-def _exploit_explore(
-    pop: PopulationMeta, state: PopulationState, train, fitness, perturb_scale, finite
-):
-    """The worst members, and every member that went non-finite (``finite`` [P] false), copy
-    the learners and phi of members drawn from the best, and perturb the copied phi:
-    (train', phi', fitness', key')."""
+def _choose(pop: PopulationMeta, key, fitness, finite):
+    """Who copies whom: the worst ``num_replaced`` members, and every member that went
+    non-finite (``finite`` [P] false), each draw a member from the best. Returns (source [P]:
+    the member each copies, itself where kept; replaced [P] bool; key'; the explore key)."""
     size, num_replaced = pop.static.population_size, pop.num_replaced
-    key, k_pick, k_noise = jax.random.split(state.key, 3)
+    key, k_pick, k_noise = jax.random.split(key, 3)
     order = jnp.argsort(fitness)  # worst first
     losers, winners = order[:num_replaced], order[size - num_replaced :]
     picked = jax.random.choice(k_pick, winners, (num_replaced,))
@@ -167,22 +181,44 @@ def _exploit_explore(
     extra = ~finite & ~replaced
     spare = jax.random.choice(jax.random.fold_in(k_pick, 1), winners, (size,))
     source, replaced = jnp.where(extra, spare, source), replaced | extra
+    return source, replaced, key, k_noise
+
+
+def _explore(pop: PopulationMeta, phi, source, replaced, perturb_scale, k_noise):
+    """[P] phi after the copy, the replaced members' perturbed (explore)."""
+    size = pop.static.population_size
+    copied = jax.tree.map(lambda x: x[source], phi)
+    noisy = jax.vmap(lambda p, k: _perturb(p, pop.mask, perturb_scale, k))(
+        copied, jax.random.split(k_noise, size)
+    )
+    return jax.tree.map(
+        lambda n, p: jnp.where(replaced.reshape((-1,) + (1,) * (n.ndim - 1)), n, p),
+        noisy,
+        copied,
+    )
+
+
+def _copy_learner(train: ppo_lib.TrainState, source) -> ppo_lib.TrainState:
+    """The learners' policy, value, optimizer, normaliser and reward state copied from
+    ``source`` (the env states, keys and episode sums stay each member's own)."""
     copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
-    train = train.replace(
+    return train.replace(
         params=copy(train.params),
         opt_state=copy(train.opt_state),
         obs_stats=copy(train.obs_stats),
         reward_state=copy(train.reward_state),
     )
-    noisy = jax.vmap(lambda p, k: _perturb(p, pop.mask, perturb_scale, k))(
-        copy(state.phi), jax.random.split(k_noise, size)
-    )
-    phi = jax.tree.map(
-        lambda n, p: jnp.where(replaced.reshape((-1,) + (1,) * (n.ndim - 1)), n, p),
-        noisy,
-        copy(state.phi),
-    )
-    return train, phi, fitness[source], source, key
+
+
+def _exploit_explore(
+    pop: PopulationMeta, state: PopulationState, train, fitness, perturb_scale, finite
+):
+    """The worst members, and every member that went non-finite, copy the learners and phi
+    of members drawn from the best, and perturb the copied phi: (train', phi', fitness',
+    source, key')."""
+    source, replaced, key, k_noise = _choose(pop, state.key, fitness, finite)
+    phi = _explore(pop, state.phi, source, replaced, perturb_scale, k_noise)
+    return _copy_learner(train, source), phi, fitness[source], source, key
 
 
 def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
@@ -267,3 +303,114 @@ def evaluate(pop: PopulationMeta, state: PopulationState, hps: Hps, key: jax.Arr
     out = {k: jnp.mean(v) for k, v in results.items()}
     out |= {f"{k}_best_member": v[best] for k, v in results.items()}
     return out
+
+
+# The hybrid: population-based training whose members follow the meta-gradient in between.
+
+
+@struct.dataclass
+class HybridState:
+    """members: the gradient meta-learners' states (``rlx.meta.gradient.MetaState``) with a
+    leading [P] axis, each with its own phi and outer Adam; fitness, history, key, iteration
+    as in ``PopulationState``."""
+
+    members: Any
+    fitness: jax.Array
+    history: jax.Array
+    key: jax.Array
+    iteration: jax.Array
+
+    @property
+    def phi(self):
+        return self.members.phi
+
+    @property
+    def train(self):
+        return self.members.train
+
+
+@dataclasses.dataclass(frozen=True)
+class HybridMeta(PopulationMeta):
+    """PBT with meta-gradient members (``meta.member_gradient``): between exploit steps each
+    member runs ``inner_iterations`` meta-iterations of ``member`` (one PPO update and one outer
+    step of its own phi each); at the exploit step the worst copy a winner's learner, pending
+    batch, primary critic and outer Adam state, and explore around its phi. The population
+    keeps the exploration a gradient cannot (a member stuck where the outer signal vanished is
+    replaced), the members the gradient's direction between the jumps."""
+
+    member: Any = None  # the members' GradientMeta (method = member_gradient)
+
+    def init(self, key: jax.Array, hps: Hps) -> HybridState:
+        _, meta_hparams = hps
+        size = self.static.population_size
+        k_members, k_phi, key = jax.random.split(key, 3)
+        members = jax.vmap(self.member.init, in_axes=(0, None))(
+            jax.random.split(k_members, size), hps
+        )
+        phi0 = jax.tree.map(lambda x: x[0], members.phi)
+        phis = jax.vmap(lambda k: _perturb(phi0, self.mask, meta_hparams.init_scale, k))(
+            jax.random.split(k_phi, size)
+        )
+        phis = jax.tree.map(lambda p, p0: p.at[0].set(p0), phis, phi0)
+        return HybridState(
+            members=members.replace(phi=phis),
+            fitness=jnp.full((size,), -jnp.inf, jnp.float32),
+            history=jnp.full((size, self.static.fitness_window), jnp.nan, jnp.float32),
+            key=key,
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    def step(self, state: HybridState, hps: Hps) -> tuple[HybridState, dict]:
+        hparams, meta_hparams = hps
+
+        def member(ms):
+            step = lambda s, _: self.member.step(s, hps)
+            return jax.lax.scan(step, ms, None, length=self.static.inner_iterations)
+
+        members, metrics = jax.vmap(member)(state.members)
+        episodes = jnp.sum(metrics["episode_total/episodes"], axis=1)
+        primary = jnp.sum(metrics["episode_total/primary_return"], axis=1)
+        per_member = jax.vmap(sum_or_mean)(metrics)
+        finite = _members_finite(per_member)
+        history = _push(state.history, primary / jnp.maximum(episodes, 1.0), episodes > 0)
+        history = jnp.where(finite[:, None], history, jnp.nan)
+        fitness = _window_mean(history)
+        source, replaced, key, k_noise = _choose(self, state.key, fitness, finite)
+        phi = _explore(self, members.phi, source, replaced, meta_hparams.perturb_scale, k_noise)
+        copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
+        members = members.replace(
+            train=_copy_learner(members.train, source),
+            batch=copy(members.batch),
+            critic=copy(members.critic),
+            critic_opt=copy(members.critic_opt),
+            outer_opt=copy(members.outer_opt),
+            phi=phi,
+        )
+        fitness, history = fitness[source], history[source]
+        best = jnp.argmax(fitness)
+        out = _over_members(per_member, finite)
+        out = {k: v for k, v in out.items() if not k.startswith(("phi/", "weights/"))}
+        out |= {
+            "meta/nonfinite_members": jnp.sum(~finite).astype(jnp.float32),
+            "meta/fitness_mean": jnp.mean(jnp.where(jnp.isfinite(fitness), fitness, jnp.nan)),
+            "meta/fitness_best": fitness[best],
+            "meta/replaced": jnp.asarray(self.num_replaced, jnp.float32),
+        }
+        # The best member's phi, and its weights decoded on its pending batch.
+        best_phi = jax.tree.map(lambda x: x[best], phi)
+        best_traj = jax.tree.map(lambda x: x[best], members.batch.traj)
+        out |= phi_metrics(best_phi, self.agent.reward_fn, best_traj, hparams)
+        new_state = HybridState(
+            members=members,
+            fitness=fitness,
+            history=history,
+            key=key,
+            iteration=state.iteration + 1,
+        )
+        return new_state, out
+
+    def chunk(self, state: HybridState, hps: Hps, num_iterations: int):
+        return jax.lax.scan(lambda s, _: self.step(s, hps), state, None, length=num_iterations)
+
+    def evaluate(self, state: HybridState, hps: Hps, key: jax.Array) -> dict:
+        return evaluate(self, state, hps, key)

@@ -18,7 +18,7 @@ def _shardings(state: Any, mesh) -> Any:
     """Gradient meta-learners: the inner run's env batch and the pending batch ([T, B]) split
     over the devices, the rest replicated. A population is replicated whole."""
     whole = sharding.replicated(mesh)
-    if isinstance(state, meta_lib.PopulationState):
+    if isinstance(state, (meta_lib.PopulationState, meta_lib.HybridState)):
         return jax.tree.map(lambda _: whole, state)
     over_envs = NamedSharding(mesh, PartitionSpec(None, sharding.BATCH_AXIS))
     batch = state.batch
@@ -42,7 +42,7 @@ def meta_program(built: build_lib.Built) -> driver.Program:
         evaluate=meta.evaluate,
         hparams=hps,
         iterations=config.meta_iterations,
-        steps_per_iteration=meta.agent.static.batch_size * config.meta.inner_iterations,
+        steps_per_iteration=meta.agent.static.batch_size * config.meta.ppo_iterations,
         shardings=_shardings,
         config=config,
         kind="meta",

@@ -38,6 +38,18 @@ class MetaConfig:
     outer_max_grad_norm: float = field(
         0.0, NON_NEGATIVE, "gradient methods: clip the outer gradient's norm to this (0: off)"
     )
+    bootstrap_steps: int = field(
+        0,
+        NON_NEGATIVE,
+        "one_step/unrolled: BMG, match the policy after the differentiated updates to a target "
+        "L more updates ahead (0: off); a meta-iteration is inner_iterations + L PPO iterations",
+    )
+    bootstrap_step_size: float = field(
+        8.0,
+        NON_NEGATIVE,
+        "BMG: the target's preconditioned steps along the primary policy gradient, in PPO "
+        "learning rates (0: the L updates only, which only accelerates what phi does)",
+    )
     outer_gamma: float = field(0.99, UNIT, "discount of the primary objective")
     outer_lambda: float = field(0.95, UNIT, "GAE lambda of the primary advantages")
     l2: float = field(0.0, NON_NEGATIVE, "l2 * |phi|^2 over the learned reward params")
@@ -52,6 +64,11 @@ class MetaConfig:
     fitness_window: int = field(
         1, POSITIVE, "population: fitness = mean primary return of the last N meta-iterations"
     )
+    member_gradient: str = field(
+        "none",
+        one_of(("none", "one_step", "unrolled", "implicit")),
+        "population: the meta-gradient each member follows between exploit steps (the hybrid)",
+    )
     perturb_scale: float = field(0.2, NON_NEGATIVE, "population: explore noise on phi")
     init_scale: float = field(0.5, NON_NEGATIVE, "population: initial spread of phi")
 
@@ -60,13 +77,30 @@ class MetaConfig:
             "outer_schedule": self.outer_schedule != "constant",
             "outer_max_grad_norm": self.outer_max_grad_norm > 0,
         }
+        if self.bootstrap_steps and self.method not in ("one_step", "unrolled"):
+            yield "bootstrap_steps", "applies to one_step and unrolled only"
+        hybrid = self.member_gradient != "none"
+        if hybrid and self.method != "population":
+            yield "member_gradient", "applies to method population only"
         for key, used in gradient_only.items():
-            if used and self.method == "population":
-                yield key, "applies to the gradient methods (one_step, unrolled, implicit) only"
+            if used and self.method == "population" and not hybrid:
+                yield (
+                    key,
+                    (
+                        "applies to the gradient methods (one_step, unrolled, implicit) and a "
+                        "population with member_gradient only"
+                    ),
+                )
         if self.method == "population":
             problem = check_population(self.population_size, self.exploit_fraction)
             if problem is not None:
                 yield ("population_size", "exploit_fraction"), problem
+
+    @property
+    def ppo_iterations(self) -> int:
+        """PPO iterations (rollout + update) per meta-iteration: inner_iterations, plus BMG's
+        bootstrap_steps."""
+        return self.inner_iterations + self.bootstrap_steps
 
     def static(self) -> meta_lib.MetaStatic:
         """The static settings: the fields ``MetaStatic`` names."""

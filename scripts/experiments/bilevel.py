@@ -185,7 +185,7 @@ def run_arm(
     eval_key = jax.random.key(cfg.eval.seed)
     ev = jax.jit(jax.vmap(evaluate, (0, None, None)))
     steps_per_chunk = cfg.train.num_envs * cfg.train.unroll_length * per_chunk
-    steps_per_chunk *= cfg.meta.inner_iterations if kind == "meta" else 1
+    steps_per_chunk *= cfg.meta.ppo_iterations if kind == "meta" else 1
     log = {"curve": [], "gammas": [], "env_steps": [], "weights": {n: [] for n in names}}
     primary_key = "eval/primary_return"
     if kind == "meta" and cfg.meta.method == "population":
@@ -459,8 +459,9 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
             "Ratio of each arm's mean final return to arm A's, with a 95% bootstrap CI "
             "(seeds resampled in both arms): "
             + ", ".join(
-                f"{arm} {r['mean'] / a.mean():.2f} "
-                "[{:.2f}, {:.2f}]".format(*ratio_ci(np.asarray(r["final"]), a))
+                f"{arm} {r['mean'] / a.mean():.2f} [{{:.2f}}, {{:.2f}}]".format(
+                    *ratio_ci(np.asarray(r["final"]), a)
+                )
                 for arm, r in results.items()
                 if arm != "A"
             ),

@@ -156,7 +156,7 @@ def outer_gradients(task: dict, seeds: int, steps: int, overrides: list[str]) ->
         "overrides": overrides,
         "env_steps_per_meta_iteration": config.train.num_envs
         * config.train.unroll_length
-        * config.meta.inner_iterations,
+        * config.meta.ppo_iterations,
         "ascent_per_chunk": series.reshape(seeds, chunks, per_chunk).mean(axis=2).tolist(),
         "ascent_mean_by_third": [float(series[:, t].mean()) for t in thirds],
         "ascent_ci_by_third": [bootstrap_ci(series[:, t].mean(axis=1)) for t in thirds],
