@@ -61,6 +61,23 @@ def test_bilevel_arms_of_the_poor_weighting_task():
     assert bilevel.learned_names(task, "bad") == ("forward_velocity", "alive", "ctrl_cost")
 
 
+def test_bilevel_seeds_are_stable_and_the_ratio_ci_brackets_the_ratio():
+    """Seed i is the i-th split key whatever the count (so --seed-start 4 --seeds 8 runs seeds
+    4-11, none of those chosen on 0-3), and the ratio's bootstrap CI holds the ratio."""
+    import jax
+    import numpy as np
+
+    bilevel = _bilevel()
+    key = jax.random.key(0)
+    few, many = jax.random.split(key, 4), jax.random.split(key, 12)
+    assert (jax.random.key_data(few) == jax.random.key_data(many[:4])).all()
+    values, reference = np.array([9.0, 11.0, 10.0, 12.0]), np.array([10.0, 10.5, 9.5, 10.0])
+    low, high = bilevel.ratio_ci(values, reference)
+    assert low < values.mean() / reference.mean() < high and high - low < 0.5
+    kind, overrides = bilevel.arms(bilevel.TASKS["cartpole"], "bad")["H"]
+    assert kind == "meta" and overrides["meta"]["member_gradient"] == "one_step"
+
+
 def test_bilevel_experiment_writes_table_json_and_plot(tmp_path):
     import subprocess
     import sys

@@ -15,7 +15,9 @@ per learner, the same PPO settings and the same seeds):
      auxiliary is a function of the state: gridworld's trap, Phi(s) = 250 in_trap(s));
   D  implicit meta-gradient (BARFI);  E  one-step meta-gradient;  G  unrolled (2 updates);
   F  population search (exploit/explore; its result is the member with the best fitness, and
-     it uses population_size times the env steps).
+     it uses population_size times the env steps);  H  the PBT hybrid (F whose members follow
+     one_step between exploits, ``meta.member_gradient``);  I  BMG (one_step matched to a target
+     2 updates further, ``meta.bootstrap_steps``). H and I run only when named in --arms.
 Humanoid (``--task humanoid``) has no single auxiliary: A is the hand-tuned weighting of its
 terms, B a deliberately poor one, and the meta arms start from B's and learn the weights of
 ``alive`` and ``ctrl_cost`` against the primary's fixed one.
@@ -120,6 +122,10 @@ def _meta_arms(weights: dict, learn: list[str]) -> dict[str, tuple[str, dict]]:
         ("E", "one_step", {}),
         ("G", "unrolled", {"inner_iterations": 2}),
         ("F", "population", {"inner_iterations": 5}),  # exploit/explore every 5 iterations
+        # H: the PBT hybrid, members following one_step between exploits (every 5 iterations)
+        ("H", "population", {"inner_iterations": 5, "member_gradient": "one_step"}),
+        # I: BMG, one_step matched to a target 2 updates further
+        ("I", "one_step", {"bootstrap_steps": 2}),
     ):
         meta = {"method": method, "learn": learn, **extra}
         out[arm] = ("meta", {"reward": {"weights": weights}, "meta": meta})
@@ -188,7 +194,7 @@ def run_arm(
     steps_per_chunk *= cfg.meta.ppo_iterations if kind == "meta" else 1
     log = {"curve": [], "gammas": [], "env_steps": [], "weights": {n: [] for n in names}}
     primary_key = "eval/primary_return"
-    if kind == "meta" and cfg.meta.method == "population":
+    if kind == "meta" and cfg.meta.method == "population":  # F and H
         primary_key = "eval/primary_return_best_member"
     chunks = iterations // per_chunk
     every = min(cfg.eval.every_chunks, max(1, chunks // 10))  # >= 10 points per curve
@@ -278,7 +284,9 @@ def main() -> None:
         action="store_true",
         help="GPU scale: 16 seeds and the task's larger sizes (more envs, millions of steps)",
     )
-    parser.add_argument("--arms", default="ABCDEFG", help="which arms to run, e.g. ABDE")
+    parser.add_argument(
+        "--arms", default="ABCDEFG", help="which arms to run, e.g. ABDE (H and I when named)"
+    )
     parser.add_argument(
         "--out", help="output prefix (default docs/experiments/bilevel_<task>_<aux>)"
     )
@@ -471,7 +479,7 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
 
 
 # One colour per arm, the same in every panel and every plot.
-ARM_COLORS = {arm: f"C{i}" for i, arm in enumerate("ABCDEFG")}
+ARM_COLORS = {arm: f"C{i}" for i, arm in enumerate("ABCDEFGHI")}
 
 
 def weight_lines(task: dict, which: str, names: tuple[str, ...]) -> dict[str, list]:
