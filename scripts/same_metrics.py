@@ -730,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
             "ok": ok,
             "total_s": total_s,
             "timing_keys_ignored": list(TIMING_KEYS),
-            "cache_dir": str(args.cache_dir / base_sha),
+            # The home directory as ~: a report names no machine's paths.
+            "cache_dir": str(args.cache_dir / base_sha).replace(str(Path.home()), "~", 1),
             "environment": fingerprint,
             "runs": results,
         }

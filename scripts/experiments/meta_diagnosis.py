@@ -70,6 +70,8 @@ SETTINGS = [
     ("unrolled x2", ["meta.method=unrolled", "meta.inner_iterations=2", "meta.grad_steps=4"]),
     ("implicit x1", ["meta.method=implicit", "meta.inner_iterations=1"]),
     ("implicit x4", ["meta.method=implicit", "meta.inner_iterations=4"]),
+    # BMG: one_step's update matched to a target 2 updates further (3 PPO iterations each)
+    ("bmg, L=2", ["meta.method=one_step", "meta.grad_steps=4", "meta.bootstrap_steps=2"]),
 ]
 
 
