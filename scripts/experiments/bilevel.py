@@ -330,7 +330,7 @@ def main() -> None:
         cfg = load(ROOT / task["config"], overrides, cli)
         arm_dir = Path(args.arm_dir) if args.arm_dir else None
         result = run_arm(kind, cfg, args.seeds, names, arm_dir, seed_start=args.seed_start)
-        result["kind"] = kind if kind == "plain" else cfg.meta.method
+        result["kind"] = kind if kind == "plain" else method_label(cfg.meta)
         result["overrides"] = overrides
         print("RESULT " + json.dumps(result), flush=True)
         return
@@ -369,6 +369,16 @@ def main() -> None:
     write(out, args, names, results, commands)
     if arms_dir.is_dir() and not any(arms_dir.iterdir()):
         arms_dir.rmdir()
+
+
+def method_label(meta) -> str:
+    """The meta arm's method as the tables name it: the method, with the hybrid's member
+    gradient or BMG's bootstrap."""
+    if meta.method == "population" and meta.member_gradient != "none":
+        return f"population + {meta.member_gradient}"
+    if meta.bootstrap_steps:
+        return f"{meta.method} + BMG L={meta.bootstrap_steps}"
+    return meta.method
 
 
 def learned(result: dict) -> str:

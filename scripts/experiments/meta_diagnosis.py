@@ -180,7 +180,7 @@ def write_table(out: Path, results: dict, args, task: dict) -> None:
     lines = [
         f"# Meta-gradient diagnosis: {args.task}",
         "",
-        f"`{results['command']}` ({results['machine']}).",
+        f"`{' && '.join(results.get('commands') or [results['command']])}` ({results['machine']}).",
         "",
         f"Long-horizon truth at w0 = {fd['w0']} (`{task['term']}`): "
         f"d(final eval primary return)/dw = **{fd['grad_mean']:.3g}** "
@@ -262,8 +262,11 @@ def main() -> None:
     results = {"settings": {}}
     if out.exists() and not args.fresh:
         results = json.loads(out.read_text())
+    # Every command that added arms to this file, in order (a rerun adds its own).
+    commands = results.get("commands") or ([results["command"]] if "command" in results else [])
     results |= {
         "command": command,
+        "commands": [*commands, command] if command not in commands else commands,
         "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}",
         "seeds": args.seeds,
         "steps": steps,
