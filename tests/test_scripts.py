@@ -162,3 +162,23 @@ def test_a_stopped_bilevel_arm_resumes_from_its_checkpoint_to_the_same_result(tm
     assert len(whole["env_steps"]) == 4 and resumed["env_steps"] == whole["env_steps"]
     assert resumed["eval_primary"] == whole["eval_primary"]
     assert resumed["weights"] == whole["weights"]
+
+
+@pytest.mark.slow
+def test_bench_unroll_writes_memory_and_time_per_k(tmp_path):
+    """The horizon benchmark's smallest run: a row per K and variant, with XLA's temp memory
+    and a time ratio, and the table."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench_unroll.json"
+    script = str(Path(REPO) / "scripts" / "bench_unroll.py")
+    command = [sys.executable, script, "--ks", "1", "2", "--iterations", "1", "--repeats", "1"]
+    done = subprocess.run(
+        [*command, "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["K"], r["variant"]) for r in rows} >= {(2, "unrolled, no remat"), (2, "ppo")}
+    assert all(r["ratio_to_ppo"] > 0 for r in rows)
+    assert "| 2 | unrolled, remat |" in out.with_suffix(".md").read_text()

@@ -73,6 +73,16 @@ TASKS = {
         # --gpu: 16 seeds x 256 envs, 5M env steps per seed
         "gpu": ["train.num_envs=256", "train.total_steps=5000000", "eval.num_envs=16"],
     },
+    # Brax hopper with a 10x healthy bonus: standing still out-earns hopping (a hacked reward).
+    # A: Brax's own weights (1, 1, 1); B: the hacked ones; the meta arms learn the healthy
+    # weight from B's.
+    "hopper": {
+        "config": "configs/meta/hopper_alive.yaml",
+        "default": {"reward_forward": 1.0, "reward_healthy": 1.0, "reward_ctrl": 1.0},
+        "poor": {"reward_forward": 1.0, "reward_healthy": 10.0, "reward_ctrl": 1.0},
+        "learn": ("reward_healthy",),
+        "gpu": ["train.num_envs=256", "train.total_steps=5000000", "eval.num_envs=16"],
+    },
     # MJX humanoid: hand-tuned weights (configs/humanoid_cpu.yaml) against a poor start.
     "humanoid": {
         "config": "configs/meta/humanoid_poor_weights.yaml",
@@ -231,12 +241,22 @@ def run_arm(
         "gamma": log["gammas"],
         "wall_s": wall,
         "final": log["curve"][-1],
+        "eval_terms": log.get("terms", {}),  # term -> per eval point, per seed: episode sums
+        "eval_length": log.get("length", []),
     }
 
 
 def _log_eval(log: dict, result: dict, metrics: dict, primary_key: str) -> None:
-    """Appends one eval point: the primary return per seed, the learned weights and gamma."""
+    """Appends one eval point: the primary return per seed, every term's episode sum and the
+    episode length (what a hacked reward shows in), the learned weights and gamma."""
     log["curve"].append(np.asarray(result[primary_key]).tolist())
+    suffix = primary_key[len("eval/primary_return") :]  # "_best_member" for a population
+    for key, value in result.items():
+        if key.startswith("eval/terms/") and key.endswith(suffix):
+            name = key[len("eval/terms/") : len(key) - len(suffix)]
+            log.setdefault("terms", {}).setdefault(name, []).append(np.asarray(value).tolist())
+    if f"eval/length{suffix}" in result:
+        log.setdefault("length", []).append(np.asarray(result[f"eval/length{suffix}"]).tolist())
     for name in log["weights"]:
         key = f"weights/{name}" if f"weights/{name}" in metrics else f"phi/combine/{name}"
         if key in metrics:
@@ -470,6 +490,20 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
             f"| {weights or '-'} "
             f"| {'-' if g is None else f'{g.mean():.4f}'} | {r['wall_s']:.0f} |"
         )
+    with_terms = {arm: r for arm, r in results.items() if r.get("eval_terms")}
+    if with_terms:
+        lines += [
+            "",
+            "Final eval episode sums of the terms (unweighted, mean over seeds) and episode "
+            "length:",
+            "",
+        ]
+        for arm, r in with_terms.items():
+            sums = ", ".join(
+                f"{name} {np.mean(v[-1]):.1f}" for name, v in sorted(r["eval_terms"].items())
+            )
+            length = f"; length {np.mean(r['eval_length'][-1]):.0f}" if r["eval_length"] else ""
+            lines.append(f"- {arm}: {sums}{length}")
     if "A" in results and results["A"]["mean"]:
         a = np.asarray(results["A"]["final"])
         lines += [
