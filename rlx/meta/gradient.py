@@ -19,6 +19,11 @@ updated policy, then the outer step. One function per method computes the outer 
   Neumann series of ``neumann_steps`` terms with step ``neumann_alpha``, Hessian-vector
   products forward-over-reverse on the inner PPO loss of the freshest batch.
 
+With ``bootstrap_steps`` L > 0, ``one_step`` and ``unrolled`` become BMG (Flennerhag et al.
+2022, ``_bootstrapped``): the differentiated update(s) are matched to a target L plain updates
+further plus ``bootstrap_step_size`` steps up the primary policy gradient; a meta-iteration is
+then ``inner_iterations + L`` PPO iterations.
+
 The outer loss is L_out(theta) = -mean(pi_theta(a|s) / pi_old(a|s) * A_p), the policy-gradient
 surrogate of the primary objective with A_p = GAE(primary, V_p, outer_gamma, outer_lambda)
 normalised over the batch, plus ``l2 * |phi|^2`` over the learned reward leaves,

@@ -14,6 +14,11 @@ A member whose learner goes non-finite (params, obs, terms, rewards, losses) get
 is left out of the logged means (``meta/nonfinite_members`` counts it) and is replaced at that
 exploit step; the run diverges only when every member has.
 
+With ``member_gradient`` (one_step, unrolled or implicit) the population is the hybrid
+(``HybridMeta``): between exploit steps every member also takes that method's outer steps on
+its own phi, one per PPO iteration, and a member that copies a winner takes its pending batch,
+primary critic and outer Adam state too.
+
 ``train.total_steps`` counts env steps per member: the population costs ``population_size``
 times the env steps of one run.
 """
@@ -37,6 +42,7 @@ from rlx.meta.base import (
     sum_or_mean,
     with_phi,
 )
+from rlx.meta.gradient import make_gradient_meta
 from rlx.meta.inner import make_sgd
 
 
@@ -97,8 +103,6 @@ def make_population(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: 
     if problem is not None:
         raise ValueError(f"meta: population search: {problem}")
     if meta_static.member_gradient != "none":
-        from rlx.meta.gradient import make_gradient_meta
-
         member_static = dataclasses.replace(
             meta_static,
             method=meta_static.member_gradient,
