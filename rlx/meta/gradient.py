@@ -252,7 +252,6 @@ def _bootstrapped(meta: GradientMeta, state: MetaState, hps: Hps, forward) -> Ou
     mean_s KL(pi_target(.|s) || pi_theta_K(phi)(.|s)) over that rollout's states, each policy
     with its own observation normaliser, and its gradient reaches phi through theta_K only."""
     hparams, meta_hparams = hps
-    extra_out = {}
 
     def extend(theta_k, aux):
         del theta_k
@@ -267,11 +266,10 @@ def _bootstrapped(meta: GradientMeta, state: MetaState, hps: Hps, forward) -> Ou
             train.params, train.obs_stats, batch, advantages
         )
         target = _primary_step(train, g, hparams, meta_hparams.bootstrap_step_size)
-        extra_out.update(loss=loss, advantages=advantages, targets=targets)
-        return target, (train, batch, metrics)
+        return target, (train, batch, metrics, loss, advantages, targets)
 
     def match(target, theta_k, aux, extra):
-        (train_k, _, _), (train, batch, _) = aux, extra
+        train_k, train, batch = aux[0], extra[0], extra[1]
         obs = batch.traj.obs
         actor, dist = meta.agent.actor, meta.agent.dist
         p = acting.policy_params(actor, target, train.obs_stats, obs)
@@ -279,18 +277,10 @@ def _bootstrapped(meta: GradientMeta, state: MetaState, hps: Hps, forward) -> Ou
         return jnp.mean(dist.kl(p, q))
 
     d_phi, mu, _, (aux, extra) = grads.bootstrapped_grad(forward, state.phi, extend, match)
-    (_, _, metrics_diff), (train, batch, metrics_boot) = aux, extra
-    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), metrics_diff, metrics_boot)
-    return OuterGradient(
-        train,
-        batch,
-        metrics,
-        extra_out["loss"],
-        extra_out["advantages"],
-        extra_out["targets"],
-        d_phi,
-        {"meta/bootstrap_kl": mu},
-    )
+    train, batch, metrics_boot, loss, advantages, targets = extra
+    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), aux[2], metrics_boot)
+    extras = {"meta/bootstrap_kl": mu}
+    return OuterGradient(train, batch, metrics, loss, advantages, targets, d_phi, extras)
 
 
 def _primary_step(train: ppo_lib.TrainState, g, hparams, step_size) -> dict:

@@ -90,7 +90,7 @@ class PopulationMeta:
         return step(self, state, hps)
 
     def chunk(self, state: PopulationState, hps: Hps, num_iterations: int):
-        return jax.lax.scan(lambda s, _: step(self, s, hps), state, None, length=num_iterations)
+        return jax.lax.scan(lambda s, _: self.step(s, hps), state, None, length=num_iterations)
 
     def evaluate(self, state: PopulationState, hps: Hps, key: jax.Array) -> dict:
         return evaluate(self, state, hps, key)
@@ -225,32 +225,43 @@ def _exploit_explore(
     return _copy_learner(train, source), phi, fitness[source], source, key
 
 
-def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
-    """Every member's inner iterations, fitness, then exploit/explore: (state', metrics)."""
-    hparams, meta_hparams = hps
-    train, metrics = jax.vmap(lambda t, p: _member(pop, t, p, hparams))(state.train, state.phi)
+def _fitness(history: jax.Array, metrics: dict):
+    """From the members' metrics stacked over a meta-iteration ([P, I] each): (the metrics
+    reduced per member [P], finite [P], history' with the new primary returns, fitness [P])."""
     episodes = jnp.sum(metrics["episode_total/episodes"], axis=1)
     primary = jnp.sum(metrics["episode_total/primary_return"], axis=1)
     per_member = jax.vmap(sum_or_mean)(metrics)
     finite = _members_finite(per_member)
-    history = _push(state.history, primary / jnp.maximum(episodes, 1.0), episodes > 0)
+    history = _push(history, primary / jnp.maximum(episodes, 1.0), episodes > 0)
     history = jnp.where(finite[:, None], history, jnp.nan)  # a non-finite member starts over
     fitness = _window_mean(history)  # -inf for a non-finite member: replaced at this exploit
+    return per_member, finite, history, fitness
+
+
+def _population_metrics(pop: PopulationMeta, per_member, finite, fitness) -> dict:
+    """The metrics over the finite members and the population's own (fitness, replaced)."""
+    out = _over_members(per_member, finite)
+    return out | {
+        "meta/nonfinite_members": jnp.sum(~finite).astype(jnp.float32),
+        "meta/fitness_mean": jnp.mean(jnp.where(jnp.isfinite(fitness), fitness, jnp.nan)),
+        "meta/fitness_best": fitness[jnp.argmax(fitness)],
+        "meta/replaced": jnp.asarray(pop.num_replaced, jnp.float32),
+    }
+
+
+def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
+    """Every member's inner iterations, fitness, then exploit/explore: (state', metrics)."""
+    hparams, meta_hparams = hps
+    train, metrics = jax.vmap(lambda t, p: _member(pop, t, p, hparams))(state.train, state.phi)
+    per_member, finite, history, fitness = _fitness(state.history, metrics)
     train, phi, fitness, source, key = _exploit_explore(
         pop, state, train, fitness, meta_hparams.perturb_scale, finite
     )
     history = history[source]  # a copied learner brings its record
-    best = jnp.argmax(fitness)
-    out = _over_members(per_member, finite)
-    out |= {
-        "meta/nonfinite_members": jnp.sum(~finite).astype(jnp.float32),
-        "meta/fitness_mean": jnp.mean(jnp.where(jnp.isfinite(fitness), fitness, jnp.nan)),
-        "meta/fitness_best": fitness[best],
-        "meta/replaced": jnp.asarray(pop.num_replaced, jnp.float32),
-    }
+    out = _population_metrics(pop, per_member, finite, fitness)
     # The best member's phi leaves and gamma (no batch is kept to decode state-dependent
     # weights, so effective weights are not logged here).
-    best_phi = jax.tree.map(lambda x: x[best], phi)
+    best_phi = jax.tree.map(lambda x: x[jnp.argmax(fitness)], phi)
     out |= phi_metrics(best_phi, pop.agent.reward_fn, None, hparams)
     new_state = PopulationState(
         train=train,
@@ -340,7 +351,8 @@ class HybridMeta(PopulationMeta):
     step of its own phi each); at the exploit step the worst copy a winner's learner, pending
     batch, primary critic and outer Adam state, and explore around its phi. The population
     keeps the exploration a gradient cannot (a member stuck where the outer signal vanished is
-    replaced), the members the gradient's direction between the jumps."""
+    replaced), the members the gradient's direction between the jumps. ``chunk`` and
+    ``evaluate`` are the population's (``HybridState.train`` and ``.phi`` are the members')."""
 
     member: Any = None  # the members' GradientMeta (method = member_gradient)
 
@@ -372,13 +384,7 @@ class HybridMeta(PopulationMeta):
             return jax.lax.scan(step, ms, None, length=self.static.inner_iterations)
 
         members, metrics = jax.vmap(member)(state.members)
-        episodes = jnp.sum(metrics["episode_total/episodes"], axis=1)
-        primary = jnp.sum(metrics["episode_total/primary_return"], axis=1)
-        per_member = jax.vmap(sum_or_mean)(metrics)
-        finite = _members_finite(per_member)
-        history = _push(state.history, primary / jnp.maximum(episodes, 1.0), episodes > 0)
-        history = jnp.where(finite[:, None], history, jnp.nan)
-        fitness = _window_mean(history)
+        per_member, finite, history, fitness = _fitness(state.history, metrics)
         source, replaced, key, k_noise = _choose(self, state.key, fitness, finite)
         phi = _explore(self, members.phi, source, replaced, meta_hparams.perturb_scale, k_noise)
         copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
@@ -392,14 +398,9 @@ class HybridMeta(PopulationMeta):
         )
         fitness, history = fitness[source], history[source]
         best = jnp.argmax(fitness)
-        out = _over_members(per_member, finite)
+        out = _population_metrics(self, per_member, finite, fitness)
+        # The members' own phi/weights averaged over members say nothing: the best one's below.
         out = {k: v for k, v in out.items() if not k.startswith(("phi/", "weights/"))}
-        out |= {
-            "meta/nonfinite_members": jnp.sum(~finite).astype(jnp.float32),
-            "meta/fitness_mean": jnp.mean(jnp.where(jnp.isfinite(fitness), fitness, jnp.nan)),
-            "meta/fitness_best": fitness[best],
-            "meta/replaced": jnp.asarray(self.num_replaced, jnp.float32),
-        }
         # The best member's phi, and its weights decoded on its pending batch.
         best_phi = jax.tree.map(lambda x: x[best], phi)
         best_traj = jax.tree.map(lambda x: x[best], members.batch.traj)
@@ -412,9 +413,3 @@ class HybridMeta(PopulationMeta):
             iteration=state.iteration + 1,
         )
         return new_state, out
-
-    def chunk(self, state: HybridState, hps: Hps, num_iterations: int):
-        return jax.lax.scan(lambda s, _: self.step(s, hps), state, None, length=num_iterations)
-
-    def evaluate(self, state: HybridState, hps: Hps, key: jax.Array) -> dict:
-        return evaluate(self, state, hps, key)
