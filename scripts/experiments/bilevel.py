@@ -83,6 +83,21 @@ TASKS = {
         "learn": ("reward_healthy",),
         "gpu": ["train.num_envs=256", "train.total_steps=5000000", "eval.num_envs=16"],
     },
+    # MJX humanoid_run: the hand-tuned weights against the same plus dm_control's standing and
+    # upright terms at 1 each, a lure: balancing in place out-earns moving forward.
+    "humanoid_lure": {
+        "config": "configs/meta/humanoid_run_lure.yaml",
+        "default": {"forward_velocity": 0.125, "alive": 0.5, "ctrl_cost": -0.01},
+        "poor": {
+            "forward_velocity": 0.125,
+            "alive": 0.5,
+            "ctrl_cost": -0.01,
+            "standing": 1.0,
+            "upright": 1.0,
+        },
+        "learn": ("standing", "upright"),
+        "gpu": ["train.num_envs=256", "train.total_steps=10000000", "eval.num_envs=16"],
+    },
     # MJX humanoid: hand-tuned weights (configs/humanoid_cpu.yaml) against a poor start.
     "humanoid": {
         "config": "configs/meta/humanoid_poor_weights.yaml",
