@@ -26,6 +26,22 @@ def _parser() -> argparse.ArgumentParser:
             action="store_true",
             help="with --resume: accept an edited config.yaml (the change is recorded)",
         )
+        if name == "train":
+            sub.add_argument(
+                "--seeds",
+                type=int,
+                default=1,
+                metavar="N",
+                help="train N seeds (train.seed, +1, ...) vmapped in one program",
+            )
+            sub.add_argument(
+                "--sweep",
+                action="append",
+                default=[],
+                metavar="KEY=V1,V2",
+                help="also vmap over these values of a traced key (ppo.*, reward numbers); "
+                "repeat for a grid",
+            )
     return parser
 
 
@@ -40,8 +56,16 @@ def train_command(args: argparse.Namespace) -> int:
     from rlx import config as config_lib
     from rlx import rundir
 
+    members = getattr(args, "seeds", 1) != 1 or bool(getattr(args, "sweep", []))
+    if getattr(args, "seeds", 1) < 1:
+        return _fail(f"--seeds {args.seeds}: must be at least 1")
     try:
         if args.resume:
+            if members:
+                return _fail(
+                    "--resume continues a run as it was started; give no --seeds/--sweep "
+                    "(a members run keeps them in its members.json)"
+                )
             if args.config or args.overrides:
                 return _fail("--resume takes the run's own config.yaml; give no CONFIG/overrides")
             if args.run_dir:
@@ -73,21 +97,25 @@ def train_command(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
     from rlx import config as config_lib
-    from rlx import driver, rundir
+    from rlx import driver, members, rundir
     from rlx.checkpoint import CheckpointFormatError, CheckpointMismatchError
 
-    if args.command == "meta":
-        from rlx.meta.run import train as run_fn
-    else:
-        run_fn = driver.train
+    options = {
+        "show_progress": not args.no_progress,
+        "allow_config_change": args.allow_config_change,
+    }
     try:
-        summary = run_fn(
-            config,
-            run_dir,
-            resume=bool(args.resume),
-            show_progress=not args.no_progress,
-            allow_config_change=args.allow_config_change,
-        )
+        if args.command == "train" and args.resume and members.is_members_run(run_dir):
+            summary = members.resume(run_dir, **options)
+        elif args.command == "train" and (args.seeds != 1 or args.sweep):
+            summary = members.train(
+                args.config, args.overrides, args.seeds, args.sweep, run_dir, **options
+            )
+        else:
+            run_fn = driver.train
+            if args.command == "meta":
+                from rlx.meta.run import train as run_fn
+            summary = run_fn(config, run_dir, resume=bool(args.resume), **options)
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
     except (CheckpointFormatError, rundir.RunDirError) as error:
@@ -98,6 +126,15 @@ def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
     if summary["status"] == "diverged":
         return _diverged(args.command, run_dir, summary["diverged"])
     _report(summary, run_dir)
+    if summary.get("sweep"):
+        from rlx.members import settings_markdown
+
+        print(
+            f"[rlx] {summary['members']} members; final eval return per setting "
+            f"({Path(run_dir) / 'sweep.md'}):",
+            flush=True,
+        )
+        print(settings_markdown(summary["sweep"]), end="", flush=True)
     if summary["status"] == "interrupted":
         print(f"[rlx] resume with: rlx {args.command} --resume {run_dir}", flush=True)
         if summary.get("signal") is not None:
@@ -127,8 +164,11 @@ def _diverged(command: str, run_dir, diverged: dict) -> int:
         if last is not None
         else "no finite checkpoint was written before it"
     )
+    where = ""
+    if diverged.get("members"):
+        where = f" in member(s) {', '.join(map(str, diverged['members']))} (members.json)"
     print(
-        f"rlx: diverged at chunk {diverged['chunk']} (iteration {diverged['iteration']}): "
+        f"rlx: diverged at chunk {diverged['chunk']} (iteration {diverged['iteration']}){where}: "
         f"non-finite {_first(diverged['quantities'])}; {kept}",
         file=sys.stderr,
         flush=True,

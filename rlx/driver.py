@@ -115,7 +115,8 @@ class Program:
     init: key -> state; chunk: (state, hparams, num_iterations) -> (state, metrics stacked over
     iterations); evaluate: (state, hparams, key) -> dict of [] values; shardings: (state, mesh)
     -> shardings of the state; steps_per_iteration: env steps one iteration takes (per learner);
-    config: the resolved config the run directory records.
+    config: the resolved config the run directory records; members (``rlx.members``): the
+    learners a stacked state holds (empty: one learner), member_configs their configs.
     """
 
     init: Callable[[jax.Array], Any]
@@ -127,6 +128,8 @@ class Program:
     shardings: Callable[[Any, Any], Any]
     config: config_lib.Config
     kind: str = "train"  # the command that runs it: train or meta
+    members: tuple = ()
+    member_configs: tuple = ()
 
 
 def ppo_program(built: build_lib.Built) -> Program:
@@ -226,7 +229,12 @@ def run(
         if show_progress:
             devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
             print(f"[rlx] run directory: {run_dir}  devices: {devices}", flush=True)
-        files = rundir.Run(config, program.kind, run_dir, resume, allow_config_change)
+        if program.members:
+            from rlx.members import MembersRun
+
+            files = MembersRun(program, run_dir, resume, allow_config_change)
+        else:
+            files = rundir.Run(config, program.kind, run_dir, resume, allow_config_change)
         try:
             return _run(program, files, mesh, stop, resume, show_progress, max_chunks)
         finally:
@@ -276,6 +284,13 @@ def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[
         status = "interrupted"
     summary = _summary(rows, status, files.dir, start_chunk, compile_s)
     summary["devices"] = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
+    if program.members:
+        summary["members"] = len(program.members)
+        summary["sweep"] = files.finish(
+            lambda member_rows, path: json_safe(
+                _summary(member_rows, status, path, start_chunk, compile_s)
+            )
+        )
     if loop is not None and loop.diverged is not None:
         summary["diverged"] = loop.diverged
     changes = files.config_change_log()
@@ -302,23 +317,38 @@ class _Loop:
         self.every = config.eval.every_chunks
         self.diverged: dict | None = None
 
-    def row(self, chunk: int, metrics, chunk_s: float, state, hparams, evaluate=True) -> dict:
-        row = {
+    def row(self, chunk: int, metrics, chunk_s: float, state, hparams, evaluate=True):
+        """(the chunk's row, the members' rows or None): a members run's row is the mean of
+        its members' rows."""
+        head = {
             "chunk": chunk + 1,
             "iteration": (chunk + 1) * self.chunk_iterations,
             "env_steps": (chunk + 1) * self.steps_per_chunk,
         }
-        row |= summarize_chunk(metrics)
-        row["train/steps_per_s"] = self.steps_per_chunk / chunk_s
-        row["chunk_s"] = chunk_s
+        count = len(self.program.members)
+        if count:
+            members = [head | summarize_chunk(_member(metrics, i)) for i in range(count)]
+        else:
+            row = head | summarize_chunk(metrics)
         due = (chunk + 1) % self.every == 0 or chunk + 1 == self.num_chunks
+        eval_s = None
         if evaluate and due:
             eval_start = time.perf_counter()
             results = jax.device_get(self.eval_fn(state, hparams, self.eval_key))
             interrupts.fault("eval")
-            row |= {k: float(v) for k, v in results.items()}
-            row["eval_s"] = time.perf_counter() - eval_start
-        return row
+            if count:
+                for i, member in enumerate(members):
+                    member |= {k: float(v[i]) for k, v in results.items()}
+            else:
+                row |= {k: float(v) for k, v in results.items()}
+            eval_s = time.perf_counter() - eval_start
+        if count:
+            row = _mean_row(members)
+        row["train/steps_per_s"] = self.steps_per_chunk / chunk_s
+        row["chunk_s"] = chunk_s
+        if eval_s is not None:
+            row["eval_s"] = eval_s
+        return row, (members if count else None)
 
     def run(self, state, hparams, start_chunk, rows, timings, stop, show_progress, max_chunks):
         """Chunks from ``start_chunk`` on, appending to ``rows``, until done, diverged, the
@@ -340,13 +370,18 @@ class _Loop:
                 interrupts.fault("chunk")
                 bad = nonfinite_quantities(metrics)
                 chunk_s = time.perf_counter() - chunk_start
-                row = self.row(chunk, metrics, chunk_s, state, hparams, evaluate=not bad)
+                row, members = self.row(chunk, metrics, chunk_s, state, hparams, not bad)
                 if chunk == start_chunk:
                     row["compile_s"], row["trace_s"] = timings
                 row["wall_s"] = self.wall_offset + time.perf_counter() - self.start
                 row = json_safe(row)
                 rows.append(row)
-                self.files.write(row, state, checkpoint=not bad)
+                if members is None:
+                    self.files.write(row, state, checkpoint=not bad)
+                else:  # each member's row carries the run's timings too
+                    timing = {k: row[k] for k in TIMING_KEYS if k in row}
+                    members = [json_safe(m | timing) for m in members]
+                    self.files.write(row, state, checkpoint=not bad, member_rows=members)
                 if bad:
                     self.diverged = {
                         "chunk": chunk + 1,
@@ -355,6 +390,12 @@ class _Loop:
                         "quantities": bad,
                         "last_checkpoint": self.files.last_checkpoint(),
                     }
+                    if members is not None:
+                        self.diverged["members"] = [
+                            m.index
+                            for m in self.program.members
+                            if nonfinite_quantities(_member(metrics, m.index))
+                        ]
                     status = "diverged"
                     break
                 progress.update(row)
@@ -363,6 +404,23 @@ class _Loop:
                     status = "interrupted"
                     break
         return status
+
+
+def _member(tree, i: int):
+    """Member ``i``'s slice of a stacked pytree."""
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def _mean_row(members: list[dict]) -> dict:
+    """Each key's mean over the members' rows (None where no member has a value)."""
+    out = {}
+    for key in dict.fromkeys(k for m in members for k in m):
+        values = [m[key] for m in members if m.get(key) is not None]
+        if key in ("chunk", "iteration", "env_steps"):
+            out[key] = members[0][key]
+        else:
+            out[key] = float(np.mean(values)) if values else None
+    return out
 
 
 def _summary(rows, status, run_dir, start_chunk, compile_s) -> dict[str, Any]:
