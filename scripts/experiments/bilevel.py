@@ -545,7 +545,11 @@ def weight_lines(task: dict, which: str, names: tuple[str, ...]) -> dict[str, li
     """Per learned term, the (value, label) lines the weight panel draws: where the meta arms
     start, and the reference (the hand-tuned weight; BARFI's right one; 0, primary only)."""
     if "poor" in task:
-        return {n: [(task["poor"][n], "start"), (task["default"][n], "hand-tuned")] for n in names}
+        return {  # a term the hand-tuned weights leave out (a lure) has only its start line
+            n: [(task["poor"][n], "start")]
+            + ([(task["default"][n], "hand-tuned")] if n in task["default"] else [])
+            for n in names
+        }
     aux, start = task["aux"][which]
     good_term, good = task["aux"]["good"]
     reference = (good, "reference") if good_term == aux and which == "bad" else (0.0, "A (0)")
