@@ -60,6 +60,10 @@ def train_command(args: argparse.Namespace) -> int:
     if getattr(args, "seeds", 1) < 1:
         return _fail(f"--seeds {args.seeds}: must be at least 1")
     try:
+        _split_cpu(args, members)
+    except config_lib.ConfigError as error:
+        return _fail(str(error))
+    try:
         if args.resume:
             if members:
                 return _fail(
@@ -93,6 +97,23 @@ def train_command(args: argparse.Namespace) -> int:
 
     interrupts.check()  # a signal while the config loaded: stop before anything is built
     return _run(args, config, run_dir)
+
+
+def _split_cpu(args: argparse.Namespace, members: bool) -> None:
+    """Before JAX starts: a members run gets one CPU device per core its members can share
+    evenly (``rlx.runtime.cpu_devices_for``), so its learners run side by side."""
+    from rlx import members as members_lib
+    from rlx import runtime
+
+    count = 0
+    if members:
+        count = args.seeds
+        for text in args.sweep:
+            count *= len(members_lib.parse_sweep(text)[1])
+    elif args.command == "train" and args.resume and members_lib.is_members_run(Path(args.resume)):
+        count = len(members_lib.read_plan(Path(args.resume))[2])
+    if count > 1:
+        runtime.cpu_devices_for(count)
 
 
 def _run(args: argparse.Namespace, config, run_dir: Path) -> int:

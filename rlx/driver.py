@@ -189,8 +189,10 @@ def _compile(program: Program, state, hparams, mesh, chunk_iterations: int):
     return compiled, trace_s, time.perf_counter() - start  # tracing + XLA compilation
 
 
-def _mesh_for(config: config_lib.Config):
+def _mesh_for(config: config_lib.Config, members: int = 0):
     mesh = sharding.make_mesh()
+    if members and members % mesh.size == 0:
+        return mesh  # a members run splits its members over the devices (rlx.members)
     if config.train.num_envs % mesh.size:
         raise config_lib.ConfigError(
             f"key 'train.num_envs': {config.train.num_envs} must be a multiple of the "
@@ -224,7 +226,7 @@ def run(
         if problem is not None:
             raise rundir.RunDirError(problem)
         runtime.configure()
-        mesh = _mesh_for(config)
+        mesh = _mesh_for(config, len(program.members))
         enable_compilation_cache(config.run.compilation_cache)
         if show_progress:
             devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"

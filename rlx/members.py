@@ -13,9 +13,10 @@ Run directory::
     config.yaml      the base config (train.seed = the first seed)
     members.json     the seeds, the sweep and each member's setting, seed and directory
     metrics.jsonl    one row per chunk: every metric's mean over the members
-    members/<i>/     each member a complete single-seed run directory (config.yaml,
-                     metrics.jsonl, tb/, checkpoints/, summary.json): ``rlx train --resume
-                     RUN_DIR/members/<i>`` continues that member alone
+    checkpoints/     one orbax save per chunk of the stacked state (every member)
+    members/<i>/     each member a single-seed run directory (config.yaml, metrics.jsonl,
+                     tb/, summary.json): ``rlx train --resume RUN_DIR/members/<i>`` restores
+                     its slice of the newest checkpoint and continues it alone (``detached``)
     sweep.md, .json  final eval return per setting: mean, 95% bootstrap CI over its seeds,
     sweep.png        each seed's value (the plot needs matplotlib)
     summary.json     the aggregate summary, with the per-setting table
@@ -29,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,10 +186,16 @@ def stack(trees: list[Any]) -> Any:
 
 
 def member_shardings(state: Any, mesh) -> Any:
-    """A stacked TrainState's shardings: each member's env batch split over the devices (its
-    axis 1), the rest replicated."""
+    """A stacked TrainState's shardings: the members split over the devices where their count
+    divides the devices' (each device runs its own members, nothing crosses), else each
+    member's env batch split (its axis 1) and the rest replicated."""
     from jax.sharding import NamedSharding, PartitionSpec
 
+    count = jax.tree.leaves(state)[0].shape[0]
+    if mesh.size > 1 and count % mesh.size == 0:
+        return jax.tree.map(
+            lambda _: NamedSharding(mesh, PartitionSpec(sharding.BATCH_AXIS)), state
+        )
     split = NamedSharding(mesh, PartitionSpec(None, sharding.BATCH_AXIS))
     whole = NamedSharding(mesh, PartitionSpec())
     out = jax.tree.map(lambda _: whole, state)
@@ -269,13 +275,21 @@ def is_members_run(run_dir: Path) -> bool:
     return (Path(run_dir) / MEMBERS_FILE).is_file()
 
 
+KIND = "train-members"  # the run kind in a members run's checkpoint records
+DETACHED = "detached.json"  # in a member's directory once it was resumed alone
+
+
 class MembersRun:
-    """A members run's files: the aggregate ones at the top, one ``rundir.Run`` per member."""
+    """A members run's files: the aggregate ones and the stacked checkpoints at the top, one
+    ``rundir.Run`` per member for its config, rows, TensorBoard and summary (see the module
+    docstring). One orbax save per chunk holds every member, so checkpointing costs about what
+    a single run's does; a member resumed alone restores its slice of it (``restore_alone``)."""
 
     def __init__(self, program, run_dir: Path, resume: bool, allow_config_change: bool = False):
         self.dir, self.config = run_dir, program.config
         self.members, self.member_configs = program.members, program.member_configs
         self.metrics_path = run_dir / "metrics.jsonl"
+        self.allow_config_change = allow_config_change
         if not resume:
             if run_dir.exists() and any(run_dir.iterdir()) and not rundir.unstarted(run_dir):
                 raise rundir.RunDirError(f"run directory {run_dir} exists and is not empty")
@@ -283,69 +297,93 @@ class MembersRun:
             self.metrics_path.unlink(missing_ok=True)
             (run_dir / "config.yaml").write_text(config_lib.dump(self.config))
             write_plan(run_dir, self.members)
+        else:
+            detached = [
+                m.directory for m in self.members if (run_dir / m.directory / DETACHED).exists()
+            ]
+            if detached:
+                raise rundir.RunDirError(
+                    f"{run_dir}: {', '.join(detached)} went on alone (rlx train --resume "
+                    f"{run_dir / detached[0]}) and no longer matches this run's checkpoint: "
+                    "resume the members alone, or start the run again"
+                )
+        self.checkpointer = None
+        if self.config.run.checkpoint or resume:
+            from rlx.checkpoint import Checkpointer
+
+            self.checkpointer = Checkpointer(
+                run_dir / "checkpoints", self.config.run.max_checkpoints
+            )
         self.runs = [
-            rundir.Run(config, "train", run_dir / m.directory, resume, allow_config_change)
+            rundir.Run(
+                config,
+                "train",
+                run_dir / m.directory,
+                resume,
+                allow_config_change,
+                checkpoints=False,
+            )
             for m, config in zip(self.members, self.member_configs, strict=True)
         ]
         self.member_rows: list[list[dict]] = [[] for _ in self.members]
 
     def restore(self, abstract_state) -> tuple[Any, int, float, list[dict]] | None:
-        """The stacked state at the newest chunk every member has a checkpoint of that
-        restores; the rows up to it (the top ones and each member's)."""
-        one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), abstract_state)
-        steps = [set(r.checkpointer._manager.all_steps()) for r in self.runs]
-        common = sorted(set.intersection(*steps), reverse=True) if steps else []
-        for step in common:
-            try:
-                found = [
-                    r.checkpointer.restore(one, step, expect={"kind": "train"}) for r in self.runs
-                ]
-            except (FileNotFoundError, ValueError, OSError) as error:
-                print(
-                    f"[rlx] warning: chunk {step} did not restore for every member "
-                    f"({type(error).__name__}); trying the one before",
-                    file=sys.stderr,
-                    flush=True,
+        """(stacked state, chunks done, wall seconds, the top rows up to it) from the newest
+        valid stacked checkpoint; each member's rows are cut back to it too. None when there is
+        none (the run starts again, its rows dropped)."""
+        found = self.checkpointer.restore_newest_valid(abstract_state, expect={"kind": KIND})
+        step, state, wall = 0, None, 0.0
+        if found is not None:
+            state, record = found
+            step, wall = int(record["chunk"]), float(record["wall_s"])
+            changed = rundir.config_changes(record["config"], config_lib.dump(self.config))
+            if changed and not self.allow_config_change:
+                raise rundir.ConfigChangedError(
+                    f"{self.dir / 'config.yaml'} differs from the config checkpoint {step} was "
+                    f"written with, in {', '.join(changed)} (undo the edit, or pass "
+                    "--allow-config-change)"
                 )
-                continue
-            for run, (_, record) in zip(self.runs, found, strict=True):
-                run._check_config(record, step)
-            state = stack([s for s, _ in found])
-            wall = float(found[0][1]["wall_s"])
-            rows = [r for r in rundir.read_rows(self.metrics_path) if r["chunk"] <= step]
-            rundir.write_rows(self.metrics_path, rows)
-            for i, run in enumerate(self.runs):
-                kept = [r for r in rundir.read_rows(run.metrics_path) if r["chunk"] <= step]
-                rundir.write_rows(run.metrics_path, kept)
-                self.member_rows[i] = kept
-            return state, step, wall, rows
-        for i, run in enumerate(self.runs):  # nothing restores: start over, rows dropped
-            rundir.write_rows(run.metrics_path, [])
-            self.member_rows[i] = []
-        rundir.write_rows(self.metrics_path, [])
-        return None
+        rows = [r for r in rundir.read_rows(self.metrics_path) if r["chunk"] <= step]
+        rundir.write_rows(self.metrics_path, rows)
+        for i, run in enumerate(self.runs):
+            kept = [r for r in rundir.read_rows(run.metrics_path) if r["chunk"] <= step]
+            rundir.write_rows(run.metrics_path, kept)
+            self.member_rows[i] = kept
+        return None if found is None else (state, step, wall, rows)
 
     def open_tensorboard(self, rows: list[dict]) -> None:
         for run, kept in zip(self.runs, self.member_rows, strict=True):
             run.open_tensorboard(kept)
 
     def write(self, row: dict, state: Any, checkpoint: bool = True, member_rows=None) -> None:
+        """The top row, each member's row, then one checkpoint of the stacked state (none for
+        a diverged one)."""
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(row, allow_nan=False) + "\n")
         for i, (run, member_row) in enumerate(zip(self.runs, member_rows, strict=True)):
-            run.write(member_row, jax.tree.map(lambda x, i=i: x[i], state), checkpoint)
+            run.write(member_row, None, checkpoint=False)
             self.member_rows[i].append(member_row)
+        if self.checkpointer is not None and checkpoint:
+            record = {
+                "chunk": row["chunk"],
+                "wall_s": row["wall_s"],
+                "config": config_lib.dump(self.config),
+                "kind": KIND,
+                "member_configs": [config_lib.dump(c) for c in self.member_configs],
+            }
+            self.checkpointer.save(row["chunk"], state, record)
 
     def last_checkpoint(self) -> int | None:
-        steps = [r.last_checkpoint() for r in self.runs]
-        return None if any(s is None for s in steps) else min(steps)
+        return None if self.checkpointer is None else self.checkpointer.latest_step()
 
     def config_change_log(self) -> list[dict]:
-        return [c for r in self.runs for c in r.config_change_log()]
+        return []
 
     def close(self) -> None:
         for run in self.runs:
             run.close()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
 
     def finish(self, summary_of) -> dict:
         """Writes each member's summary.json and the per-setting table (sweep.md/.json/.png);
@@ -360,6 +398,37 @@ class MembersRun:
         (self.dir / "sweep.md").write_text(settings_markdown(table))
         plot_settings(table, self.dir / "sweep.png")
         return table
+
+
+def restore_alone(member_dir: Path, abstract_state) -> tuple[Any, dict] | None:
+    """(state, record) of a members run's member from the run's newest valid stacked
+    checkpoint, for ``rlx train --resume RUN_DIR/members/<i>``; None when ``member_dir`` is not
+    a member or the run has no checkpoint. The member is marked detached: it goes on alone
+    from here, and the members run can no longer resume it."""
+    member_dir = Path(member_dir)
+    run_dir = member_dir.parent.parent
+    if member_dir.parent.name != "members" or not is_members_run(run_dir):
+        return None
+    _, _, members = read_plan(run_dir)
+    index = next((m.index for m in members if run_dir / m.directory == member_dir), None)
+    if index is None or not (run_dir / "checkpoints").is_dir():
+        return None
+    from rlx.checkpoint import Checkpointer
+
+    stacked = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct((len(members), *x.shape), x.dtype), abstract_state
+    )
+    checkpointer = Checkpointer(run_dir / "checkpoints")
+    try:
+        found = checkpointer.restore_newest_valid(stacked, expect={"kind": KIND})
+    finally:
+        checkpointer.close()
+    if found is None:
+        return None
+    state, record = found
+    record = {**record, "config": record["member_configs"][index], "kind": "train"}
+    (member_dir / DETACHED).write_text(json.dumps({"from_chunk": record["chunk"]}) + "\n")
+    return jax.tree.map(lambda x: x[index], state), record
 
 
 def bootstrap_ci(values, n: int = 10_000, seed: int = 0) -> list[float]:

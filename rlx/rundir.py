@@ -130,7 +130,15 @@ _UNLOGGED = ("chunk", "iteration", "env_steps", "nonfinite")
 class Run:
     """The files of one run directory (see the module docstring)."""
 
-    def __init__(self, config, kind: str, run_dir: Path, resume: bool, allow_config_change=False):
+    def __init__(
+        self,
+        config,
+        kind: str,
+        run_dir: Path,
+        resume: bool,
+        allow_config_change=False,
+        checkpoints: bool = True,
+    ):
         self.dir, self.config, self.kind = run_dir, config, kind
         self.allow_config_change = allow_config_change
         self.metrics_path = run_dir / "metrics.jsonl"
@@ -142,7 +150,7 @@ class Run:
                 shutil.rmtree(run_dir / stale, ignore_errors=True)
             (run_dir / "config.yaml").write_text(config_lib.dump(config))
         self.checkpointer = None
-        if config.run.checkpoint or resume:
+        if checkpoints and (config.run.checkpoint or resume):
             self.checkpointer = Checkpointer(run_dir / "checkpoints", config.run.max_checkpoints)
         self.writer = None
 
@@ -151,6 +159,10 @@ class Run:
         the newest checkpoint that restores (damaged ones moved aside); None when there is
         none (the run starts from scratch with its stored config, its rows dropped)."""
         found = self.checkpointer.restore_newest_valid(abstract_state, expect={"kind": self.kind})
+        if found is None and self.kind == "train":  # a member of a members run, resumed alone
+            from rlx import members
+
+            found = members.restore_alone(self.dir, abstract_state)
         state, start_chunk, wall_offset = None, 0, 0.0
         if found is not None:
             state, record = found

@@ -42,3 +42,22 @@ def configure() -> None:
 
     if os.environ.get("RLX_CPU_ASYNC_DISPATCH", "0") != "1":
         jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+
+def cpu_devices_for(members: int) -> int:
+    """Splits the host CPU into as many XLA devices as divide ``members`` (at most one per
+    core), so that a members run's learners run side by side, one device per core: the
+    number of CPU devices set (1: left as it is). Only before JAX's backends start (a no-op
+    after, e.g. inside a test process); it does not touch GPU or TPU devices."""
+    import jax
+
+    cores = os.cpu_count() or 1
+    count = max(d for d in range(1, min(cores, members) + 1) if members % d == 0)
+    if count == 1 or os.environ.get("RLX_CPU_DEVICES") == "1":
+        return 1
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        return 1
+    jax.config.update("jax_num_cpu_devices", count)
+    return count

@@ -1,17 +1,23 @@
-"""rlx PPO on CartPole-v1 with PureJaxRL's settings: wall time for 1 and 16 seeds, steps to 475.
+"""rlx PPO against a real peer, rejax's PPO, on CartPole-v1, side by side in one run.
 
-PureJaxRL's PPO (4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4 annealed, entropy 0.01,
-clip 0.2, gamma 0.99, lambda 0.95, max grad norm 0.5, 64x64 tanh MLPs, no observation
-normalisation, 5e5 steps) measured on these machines: 10.4 s for 1 seed and 50.7 s for 16 seeds
-vmapped, compile included (`../shared/reference/anchors.md`). Here the same settings run as
+Both run PureJaxRL's settings (4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4,
+entropy 0.01, clip 0.2, gamma 0.99, lambda 0.95, max grad norm 0.5, 64x64 tanh MLPs, no
+observation normalisation, 499,712 env steps) as one jitted program per process, 1 seed and
+``--seeds`` seeds vmapped, compile included, no eval inside the timed run (rejax's eval
+callback is replaced by a no-op, its eval frequency is the whole run). Each measurement is a
+fresh process (the persistent compilation cache off); the two engines alternate within each of
+``--rounds`` rounds (rlx first in odd rounds, rejax first in even ones). The differences that
+remain between the two settings are listed in ``DIFFERENCES`` and in the output.
 
-  * "whole": the full run as one jitted scan (as PureJaxRL does), compile included, no eval;
-  * "curve": chunks of 10 iterations with a deterministic eval (16 envs, full episodes) after each,
-    to find the env steps at which eval return first reaches 475, per seed.
+rejax (0.1.3) runs from a scratch venv that sees the repo venv's packages (the same JAX and
+Flax) plus rejax, gymnax and their import-time needs, installed with ``--no-deps``; never a
+dependency of rlx:
 
-The persistent compilation cache is left off so compile time is counted in full.
+  python scripts/bench_cartpole.py --setup-peer          # makes .bench-venv/ (once)
+  python scripts/bench_cartpole.py [--seeds 16] [--rounds 2] [--out docs/bench_cartpole.json]
 
-  python scripts/bench_cartpole.py [--seeds 16] [--out docs/bench_cartpole.json]
+Also measured, for rlx only ("curve"): eval return after every chunk of 10 iterations, to find
+the env steps at which it first reaches 475, per seed.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rlx import build as build_lib
-from rlx import config as config_lib
-from rlx import runtime
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # rlx from this checkout, in the peer venv too
+
+from rlx import build as build_lib  # noqa: E402
+from rlx import config as config_lib  # noqa: E402
+from rlx import runtime  # noqa: E402
+
 PUREJAXRL = [
     "train.total_steps=499712",  # PureJaxRL: 5e5 // (4 * 128) = 976 updates
     "train.num_envs=4",
@@ -48,6 +56,23 @@ PUREJAXRL = [
     "ppo.gae_lambda=0.95",
     "ppo.max_grad_norm=0.5",
     "eval.num_envs=16",
+    # rejax has no learning-rate annealing: matched by turning it off here
+    "train.anneal_learning_rate=false",
+]
+# What still differs between the two programs (rejax 0.1.3's PPO against rlx's).
+DIFFERENCES = [
+    "optimisers: rejax steps the actor and the critic with two Adams, each clipping every "
+    "gradient element to +-max_grad_norm (optax.clip); rlx steps one Adam on the joint loss "
+    "after clipping the global gradient norm to max_grad_norm",
+    "updates: rejax takes an actor step then a critic step per minibatch (two backward passes); "
+    "rlx one step on policy + value_cost * value loss - entropy_cost * entropy",
+    "value loss: rejax clips the value prediction to +-clip_eps around the rollout's value; "
+    "rlx does not clip it",
+    "time limits: rejax treats an episode's truncation at 500 steps as terminal; rlx "
+    "bootstraps V(s') there",
+    "env: gymnax's CartPole-v1 for rejax, rlx's own cartpole (same dynamics and limits) for rlx",
+    "bookkeeping: rlx also computes per-iteration metrics (losses, episode returns, per-term "
+    "episode sums) inside the program; rejax only its train state",
 ]
 
 
@@ -124,14 +149,63 @@ def curve(num_seeds: int, chunk_iterations: int = 10) -> dict:
     }
 
 
-def _part(part: str, seeds: int, timeout_s: float) -> tuple[object, int]:
+def rejax_whole_run(num_seeds: int) -> float:
+    """Wall seconds for rejax's PPO on gymnax CartPole-v1, ``num_seeds`` vmapped, compile
+    included, its eval callback a no-op (run in the peer venv, see --setup-peer)."""
+    import jax.numpy as jnp
+    from rejax import PPO
+
+    start = time.perf_counter()
+    total = 499_712
+    algo = PPO.create(
+        env="CartPole-v1",
+        total_timesteps=total,
+        eval_freq=total,  # one "evaluation", at the end: the no-op below
+        skip_initial_evaluation=True,
+        num_envs=4,
+        num_steps=128,
+        num_epochs=4,
+        num_minibatches=4,
+        learning_rate=2.5e-4,
+        max_grad_norm=0.5,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_eps=0.2,
+        ent_coef=0.01,
+        vf_coef=0.5,
+        normalize_observations=False,
+        agent_kwargs={"activation": "tanh", "hidden_layer_sizes": (64, 64)},
+    )
+    algo = algo.replace(eval_callback=lambda algo, ts, rng: jnp.zeros(()))
+    keys = jax.random.split(jax.random.key(0), num_seeds)
+    train = jax.jit(jax.vmap(algo.train))
+    states, _ = jax.block_until_ready(train(keys))
+    elapsed = time.perf_counter() - start
+    # Outside the timing: rejax's own evaluation of the trained policies (128 episodes each).
+    from rejax.evaluate import evaluate
+
+    def score(ts, key):
+        act = algo.make_act(ts)
+        lengths, returns = evaluate(act, key, algo.env, algo.env_params, 128, 500)
+        return returns.mean()
+
+    returns = jax.vmap(score)(states, keys)
+    print(
+        f"rejax whole run, {num_seeds} seed(s): {elapsed:.1f} s (mean eval return of the "
+        f"trained policies {float(np.mean(returns)):.1f})",
+        flush=True,
+    )
+    return elapsed
+
+
+def _part(part: str, seeds: int, timeout_s: float, python: str = sys.executable):
     """Runs one measurement in a fresh process (compile counted in full, nothing shared).
 
     On a 2-core CPU, XLA's CPU runtime (jaxlib 0.10.2) was seen to wedge with every worker
     idle, waiting for a result, on the second or third large program of one process. A part
     that passes ``timeout_s`` is killed and run again; the number of tries is reported.
     """
-    command = [sys.executable, __file__, "--part", part, "--seeds", str(seeds)]
+    command = [python, __file__, "--part", part, "--seeds", str(seeds)]
     for attempt in range(1, 4):
         try:
             out = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
@@ -145,33 +219,103 @@ def _part(part: str, seeds: int, timeout_s: float) -> tuple[object, int]:
     raise RuntimeError(f"{part} with {seeds} seed(s) never finished")
 
 
+PEER_VENV = REPO / ".bench-venv"
+# rejax and what it and gymnax import, without their declared dependencies (those would
+# replace the repo venv's JAX): the versions measured with.
+PEER_PACKAGES = [
+    "rejax==0.1.3",
+    "gymnax==0.0.9",
+    "distrax==0.1.9",
+    "tfp-nightly==0.26.0.dev20261027",
+    "gymnasium==1.4.0",
+    "seaborn==0.13.2",
+    "pandas==3.1.1",
+    "dm-tree==0.1.10",
+    "decorator==5.3.1",
+    "six==1.17.0",
+]
+
+
+def setup_peer() -> None:
+    """Makes .bench-venv/: a venv whose .pth adds this interpreter's site-packages (the same
+    JAX, Flax, Optax), with rejax and gymnax installed there with --no-deps."""
+    import site
+
+    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    own = PEER_VENV / "lib" / version / "site-packages"
+    (own / "rlx_venv.pth").write_text(site.getsitepackages()[0] + "\n")
+    pip = [str(PEER_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps"]
+    subprocess.run([*pip, *PEER_PACKAGES], check=True)
+    check = [str(PEER_VENV / "bin" / "python"), "-c", "import jax, rejax; print(jax.__version__)"]
+    out = subprocess.run(check, check=True, capture_output=True, text=True)
+    print(f"{PEER_VENV}: rejax with JAX {out.stdout.strip()} (the repo venv's)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "docs" / "bench_cartpole.json"))
-    parser.add_argument("--part", choices=("whole", "curve"), help=argparse.SUPPRESS)
+    parser.add_argument("--setup-peer", action="store_true", help="make .bench-venv/ and exit")
+    parser.add_argument("--no-curve", action="store_true", help="skip rlx's steps-to-475 curve")
+    parser.add_argument("--part", choices=("whole", "rejax", "curve"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.setup_peer:
+        setup_peer()
+        return
     runtime.configure()
-    if args.part == "whole":
-        print(json.dumps(whole_run(args.seeds)))
+    if args.part:
+        fn = {"whole": whole_run, "rejax": rejax_whole_run, "curve": curve}[args.part]
+        print(json.dumps(fn(args.seeds)))
         return
-    if args.part == "curve":
-        print(json.dumps(curve(args.seeds)))
-        return
-    whole_1, tries_1 = _part("whole", 1, 120)
-    whole_n, tries_n = _part("whole", args.seeds, 600)
-    curve_n, tries_curve = _part("curve", args.seeds, 900)
+    peer_python = PEER_VENV / "bin" / "python"
+    if not peer_python.exists():
+        raise SystemExit(f"no peer venv at {PEER_VENV}: run {__file__} --setup-peer first")
+    for line in DIFFERENCES:
+        print(f"difference: {line}", flush=True)
+    times = {f"{engine}_{n}": [] for engine in ("rlx", "rejax") for n in (1, args.seeds)}
+    tries = {key: [] for key in times}
+    for r in range(args.rounds):
+        order = ("rlx", "rejax") if r % 2 == 0 else ("rejax", "rlx")
+        for n in (1, args.seeds):
+            for engine in order:
+                part, python = (
+                    ("whole", sys.executable) if engine == "rlx" else ("rejax", str(peer_python))
+                )
+                seconds, attempt = _part(part, n, 120 if n == 1 else 600, python)
+                times[f"{engine}_{n}"].append(seconds)
+                tries[f"{engine}_{n}"].append(attempt)
+    ratios = {
+        str(n): [p / o for p, o in zip(times[f"rejax_{n}"], times[f"rlx_{n}"], strict=True)]
+        for n in (1, args.seeds)
+    }
+    curve_n, tries_curve = (None, 0) if args.no_curve else _part("curve", args.seeds, 900)
     result = {
         "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}",
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
+        "command": " ".join(["python", "scripts/bench_cartpole.py", *sys.argv[1:]]),
         "settings": PUREJAXRL,
-        "whole_1_seed_s": whole_1,
-        f"whole_{args.seeds}_seeds_s": whole_n,
-        "tries": {"whole_1": tries_1, "whole_n": tries_n, "curve": tries_curve},
-        "purejaxrl_reference_s": {"1_seed": 10.4, "16_seeds": 50.7},
+        "peer": "rejax " + PEER_PACKAGES[0].split("==")[1],
+        "differences": DIFFERENCES,
+        "seconds": times,
+        "speed_ratio_rlx_over_rejax_per_round": ratios,
+        "speed_ratio_of_means": {
+            str(n): float(np.mean(times[f"rejax_{n}"]) / np.mean(times[f"rlx_{n}"]))
+            for n in (1, args.seeds)
+        },
+        "tries": {**tries, "curve": tries_curve},
         "curve": curve_n,
     }
+    for n in (1, args.seeds):
+        print(
+            f"{n} seed(s): rlx {np.mean(times[f'rlx_{n}']):.1f} s, rejax "
+            f"{np.mean(times[f'rejax_{n}']):.1f} s: rlx at "
+            f"{result['speed_ratio_of_means'][str(n)]:.2f}x rejax's speed "
+            f"(rounds: {', '.join(f'{x:.2f}' for x in ratios[str(n)])})",
+            flush=True,
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     markdown = Path(args.out).with_suffix(".md")
@@ -180,24 +324,39 @@ def main() -> None:
 
 
 def _markdown(result: dict, seeds: int) -> str:
+    t, ratio = result["seconds"], result["speed_ratio_of_means"]
+    rows = "".join(
+        f"| {n} | {', '.join(f'{x:.1f}' for x in t[f'rlx_{n}'])} | "
+        f"{', '.join(f'{x:.1f}' for x in t[f'rejax_{n}'])} | **{ratio[str(n)]:.2f}x** |\n"
+        for n in (1, seeds)
+    )
+    text = (
+        "# CartPole-v1: rlx PPO against rejax's PPO, side by side\n\n"
+        f"Machine: {result['machine']}, {result['cpu_count']} CPU cores, JAX {result['jax']}, "
+        f"peer {result['peer']} (same JAX, from `.bench-venv/`). Written by "
+        f"`{result['command']}`: every measurement a fresh process, compile included, "
+        "persistent compilation cache off, the two engines alternating in each round.\n\n"
+        "PureJaxRL's settings for both, 499,712 env steps, no eval inside the timed run.\n\n"
+        "| seeds (vmapped) | rlx wall s, per round | rejax wall s, per round "
+        "| rlx speed / rejax's (ratio of means) |\n|---|---|---|---|\n"
+        + rows
+        + "\nDifferences that remain between the two programs:\n\n"
+        + "".join(f"- {d}\n" for d in result["differences"])
+    )
     curve_result = result["curve"]
-    first = [s for s in curve_result["first_steps_to_475"] if s is not None]
+    if curve_result:
+        first = [s for s in curve_result["first_steps_to_475"] if s is not None]
+        text += (
+            f"\nrlx alone, deterministic eval (16 envs, full episodes) every 5,120 env steps, "
+            f"{seeds} seeds: {len(first)}/{seeds} reach eval return 475; first at "
+            f"{min(first) if first else '-'} to {max(first) if first else '-'} env steps, "
+            f"median {curve_result['median_steps_to_475']}; final eval return mean "
+            f"{curve_result['final_eval_return_mean']:.1f}, min "
+            f"{curve_result['final_eval_return_min']:.1f}.\n"
+        )
     return (
-        "# CartPole-v1: rlx PPO against PureJaxRL's settings\n\n"
-        f"Machine: {result['machine']}, {result['cpu_count']} CPU cores, JAX {result['jax']}. "
-        "Written by `python scripts/bench_cartpole.py`; each part runs in a fresh process, "
-        "compile included, persistent compilation cache off.\n\n"
-        "| | rlx | PureJaxRL (measured on these machines, anchors.md) |\n|---|---|---|\n"
-        f"| 5e5 steps, 1 seed, wall s | {result['whole_1_seed_s']:.1f} | 10.4 |\n"
-        f"| 5e5 steps, {seeds} seeds vmapped, wall s | {result[f'whole_{seeds}_seeds_s']:.1f} "
-        "| 50.7 (16 seeds) |\n\n"
-        f"Deterministic eval (16 envs, full episodes) every 5,120 env steps, {seeds} seeds: "
-        f"{len(first)}/{seeds} reach eval return 475; first at "
-        f"{min(first) if first else '-'} to {max(first) if first else '-'} env steps, median "
-        f"{curve_result['median_steps_to_475']}; final eval return mean "
-        f"{curve_result['final_eval_return_mean']:.1f}, min "
-        f"{curve_result['final_eval_return_min']:.1f}.\n\n"
-        f"Tries per part (a part that hangs is rerun, see the script): {result['tries']}.\n"
+        text
+        + f"\nTries per part (a part that hangs is rerun, see the script): {result['tries']}.\n"
     )
 
 

@@ -77,7 +77,8 @@ def seeds_run(tmp_path_factory):
     sweep = ["reward.weights.alive=1,0.5"]
     out = members.train(CARTPOLE, SMALL, 2, sweep, run_dir, show_progress=False, max_chunks=1)
     assert out["status"] == "interrupted"
-    shutil.copytree(run_dir / "members/3", run_dir.parent / "member3_after_one_chunk")
+    alone = run_dir.parent / "alone"  # a copy of the run as it stood, for member 3 alone
+    shutil.copytree(run_dir, alone)
     summary = members.resume(run_dir, show_progress=False)
     return run_dir, summary
 
@@ -118,11 +119,21 @@ def test_a_resumed_members_run_equals_an_uninterrupted_one(seeds_run, tmp_path):
 
 def test_a_member_resumes_alone_as_a_single_run(seeds_run, capsys):
     run_dir, _ = seeds_run
-    alone = run_dir.parent / "member3_after_one_chunk"  # its checkpoint of chunk 1
+    alone = run_dir.parent / "alone" / "members/3"  # the run's checkpoint of chunk 1
     assert len(rows(alone)) == 1
     assert cli.main(["train", "--resume", str(alone), "--no-progress"]) == 0
     assert "completed" in capsys.readouterr().out
     assert_rows_close(rows(alone), rows(run_dir / "members/3"))
+
+
+def test_a_member_resumed_alone_is_detached_from_the_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    members.train(CARTPOLE, SMALL, 2, [], run_dir, show_progress=False, max_chunks=1)
+    assert cli.main(["train", "--resume", str(run_dir / "members/1"), "--no-progress"]) == 0
+    assert (run_dir / "members/1" / members.DETACHED).exists()
+    assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "members/1 went on alone" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -147,3 +158,23 @@ def test_seeds_and_resume_flags_are_checked(tmp_path, capsys):
     assert "--seeds 0" in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(tmp_path), "--seeds", "2"]) == 2
     assert "members.json" in capsys.readouterr().err
+
+
+def test_the_cli_splits_the_members_over_cpu_devices_and_keeps_their_numbers(tmp_path):
+    """In a fresh process `rlx train --seeds 2` runs each member on its own CPU device (where
+    the machine has 2 cores); member 1 still equals the single run of seed 1."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "rlx", "train", CARTPOLE, *SMALL, "--seeds", "2"]
+    subprocess.run([*command, "--run-dir", str(run_dir), "--no-progress"], check=True, timeout=300)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cores = os.cpu_count() or 1
+    assert summary["devices"] == f"{2 if cores >= 2 else 1} x cpu"
+    from rlx import build as build_lib
+
+    config = build_lib.load(CARTPOLE, [*SMALL, "train.seed=1"])
+    driver.train(config, tmp_path / "single", show_progress=False)
+    assert_rows_close(rows(run_dir / "members/1"), rows(tmp_path / "single"))
