@@ -336,7 +336,10 @@ def _markdown(result: dict, seeds: int) -> str:
         f"peer {result['peer']} (same JAX, from `.bench-venv/`). Written by "
         f"`{result['command']}`: every measurement a fresh process, compile included, "
         "persistent compilation cache off, the two engines alternating in each round.\n\n"
-        "PureJaxRL's settings for both, 499,712 env steps, no eval inside the timed run.\n\n"
+        "PureJaxRL's settings for both, 499,712 env steps, no eval inside the timed run. "
+        "Both processes start through this script, so both run with rlx's CPU runtime "
+        "settings (`rlx.runtime`: XLA's concurrency-optimised scheduler off, synchronous "
+        "dispatch), which change neither engine's speed measurably.\n\n"
         "| seeds (vmapped) | rlx wall s, per round | rejax wall s, per round "
         "| rlx speed / rejax's (ratio of means) |\n|---|---|---|---|\n"
         + rows
