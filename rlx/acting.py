@@ -161,11 +161,37 @@ def evaluate(
     term sums, each a [] scalar: ``eval/return``, ``eval/primary_return``, ``eval/length``,
     ``eval/terms/<name>``.
     """
+    episodes = evaluate_episodes(
+        actor, reward_fn, params, obs_stats, reward_state, reward_params, gamma, key, num_envs
+    )
+    return {k: jnp.mean(v) for k, v in episodes.items()}
+
+
+def evaluate_episodes(
+    actor: Actor,
+    reward_fn: RewardFn,
+    params: dict,
+    obs_stats,
+    reward_state: Any,
+    reward_params: Any,
+    gamma: jax.Array,
+    key: jax.Array,
+    num_envs: int,
+    deterministic: bool = True,
+) -> dict[str, jax.Array]:
+    """``evaluate``'s quantities per env ([num_envs] each: the first episode of each env);
+    ``deterministic=False`` samples actions from the policy instead of taking its mode."""
     env = actor.env
     k_reset, k_unroll, k_reward = jax.random.split(key, 3)  # one use per key
     env_state = actor.batched.reset(jax.random.split(k_reset, num_envs))
     _, traj = unroll(
-        actor, params, obs_stats, env_state, k_unroll, env.episode_length, deterministic=True
+        actor,
+        params,
+        obs_stats,
+        env_state,
+        k_unroll,
+        env.episode_length,
+        deterministic=deterministic,
     )
     traj = traj.replace(value=value_pass(actor, params, obs_stats, traj)[0])
     fresh = reward_fn.init(k_reward, env.term_names, num_envs)
@@ -176,7 +202,7 @@ def evaluate(
     # Count only each env's first episode: steps up to and including its first done.
     before_done = jnp.cumsum(done, axis=0) - done == 0
     mask = before_done.astype(jnp.float32)
-    total = lambda x: jnp.mean(jnp.sum(x * mask, axis=0))
+    total = lambda x: jnp.sum(x * mask, axis=0)
     out = {
         "eval/return": total(rewards),
         "eval/primary_return": total(traj.primary),

@@ -1,4 +1,5 @@
-"""``rlx train|meta CONFIG [dotted.key=value ...]`` and ``rlx train|meta --resume RUN_DIR``."""
+"""The CLI: ``rlx train|meta CONFIG [dotted.key=value ...]``, ``rlx train|meta --resume
+RUN_DIR`` and ``rlx eval RUN_DIR``."""
 
 from __future__ import annotations
 
@@ -42,7 +43,91 @@ def _parser() -> argparse.ArgumentParser:
                 help="also vmap over these values of a traced key (ppo.*, reward numbers); "
                 "repeat for a grid",
             )
+    sub = commands.add_parser("eval", help="evaluate a run's policy from its checkpoint")
+    sub.add_argument("run_dir", metavar="RUN_DIR")
+    sub.add_argument("--checkpoint", type=int, metavar="N", help="chunk N (default: newest)")
+    sub.add_argument("--episodes", type=int, metavar="K", help="default eval.num_envs")
+    sub.add_argument("--seed", type=int, metavar="S", help="eval key (default eval.seed)")
+    sub.add_argument("--stochastic", action="store_true", help="sample actions (default: mode)")
+    sub.add_argument("--member", type=int, metavar="I", help="population member (default: best)")
+    sub.add_argument("--out", metavar="FILE", help="default RUN_DIR/eval.json")
+    sub = commands.add_parser("export", help="write a run's policy as ONNX or jax.export")
+    sub.add_argument("run_dir", metavar="RUN_DIR")
+    sub.add_argument("--format", choices=("onnx", "jax"), default="onnx")
+    sub.add_argument("--out", metavar="DIR", help="default RUN_DIR/export")
+    sub.add_argument("--checkpoint", type=int, metavar="N", help="chunk N (default: newest)")
+    sub.add_argument("--member", type=int, metavar="I", help="population member (default: best)")
     return parser
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``rlx export``: the policy file and its spec; exit 2 with one line for bad input."""
+    from rlx import export, policy
+
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / "export"
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return _fail(f"--out {out}: {existing} is not a directory")
+    try:
+        spec = export.export(run_dir, args.format, out, args.checkpoint, args.member)
+    except (policy.PolicyError, export.ExportError) as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"--out {out}: cannot write there ({error.strerror})")
+    check = spec.get("check")
+    extra = (
+        f"; max abs diff from the JAX policy on {check['observations']} random observations: "
+        f"{check['max_abs_diff']:.2e}"
+        if check
+        else ""
+    )
+    print(f"[rlx] {out / spec['file']} and {out / spec['spec']} (chunk {spec['chunk']}){extra}")
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """``rlx eval``: the run's policy for K episodes; a table and eval.json. Exit 2 with one
+    line for a bad run directory, checkpoint, member or --out, before anything is written."""
+    from rlx import policy
+
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / "eval.json"
+    if args.episodes is not None and args.episodes < 1:
+        return _fail(f"--episodes {args.episodes}: must be at least 1")
+    if out.is_dir() or not out.parent.is_dir():
+        return _fail(f"--out {out}: not a file in an existing directory")
+    try:
+        out.parent.joinpath(".rlx-eval-probe").touch()
+        out.parent.joinpath(".rlx-eval-probe").unlink()
+    except OSError as error:
+        return _fail(f"--out {out}: cannot write there ({error.strerror})")
+    try:
+        restored = policy.restore(run_dir, args.checkpoint, args.member)
+    except policy.PolicyError as error:
+        return _fail(str(error))
+    results = policy.evaluate(restored, args.episodes, args.seed, args.stochastic)
+    config = restored.config
+    settings = {
+        "run_dir": run_dir,
+        "episodes_run": args.episodes or config.eval.num_envs,
+        "seed": config.eval.seed if args.seed is None else args.seed,
+        "stochastic": args.stochastic,
+    }
+    policy.write(out, restored, results, settings)
+    who = f", member {restored.member}" if restored.member is not None else ""
+    print(
+        f"[rlx] eval of {run_dir} at chunk {restored.chunk}{who}: {settings['episodes_run']} "
+        f"episodes, seed {settings['seed']}, {'sampled' if args.stochastic else 'mode'} actions",
+        flush=True,
+    )
+    print("| quantity | mean | std | min | max |\n|---|---|---|---|---|", flush=True)
+    for name, v in results.items():
+        print(f"| {name} | {v['mean']:.3f} | {v['std']:.3f} | {v['min']:.3f} | {v['max']:.3f} |")
+    print(f"[rlx] written to {out}", flush=True)
+    return 0
 
 
 def _fail(message: str) -> int:
@@ -207,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # Overrides may follow options too (rlx train CONFIG --no-progress train.seed=1).
     args, extra = parser.parse_known_args(argv)
+    if args.command in ("eval", "export"):
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return eval_command(args) if args.command == "eval" else export_command(args)
     unknown = [a for a in extra if a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")

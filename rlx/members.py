@@ -400,11 +400,14 @@ class MembersRun:
         return table
 
 
-def restore_alone(member_dir: Path, abstract_state) -> tuple[Any, dict] | None:
+def restore_alone(
+    member_dir: Path, abstract_state, step: int | None = None, detach: bool = True
+) -> tuple[Any, dict] | None:
     """(state, record) of a members run's member from the run's newest valid stacked
-    checkpoint, for ``rlx train --resume RUN_DIR/members/<i>``; None when ``member_dir`` is not
-    a member or the run has no checkpoint. The member is marked detached: it goes on alone
-    from here, and the members run can no longer resume it."""
+    checkpoint (or the one of chunk ``step``), for ``rlx train --resume RUN_DIR/members/<i>``
+    and ``rlx eval``; None when ``member_dir`` is not a member or the run has no checkpoint.
+    With ``detach`` the member is marked detached: it goes on alone from here, and the members
+    run can no longer resume it."""
     member_dir = Path(member_dir)
     run_dir = member_dir.parent.parent
     if member_dir.parent.name != "members" or not is_members_run(run_dir):
@@ -420,14 +423,20 @@ def restore_alone(member_dir: Path, abstract_state) -> tuple[Any, dict] | None:
     )
     checkpointer = Checkpointer(run_dir / "checkpoints")
     try:
-        found = checkpointer.restore_newest_valid(stacked, expect={"kind": KIND})
+        if step is None:
+            found = checkpointer.restore_newest_valid(stacked, expect={"kind": KIND})
+        elif step in checkpointer._manager.all_steps():
+            found = checkpointer.restore(stacked, step, expect={"kind": KIND})
+        else:
+            found = None
     finally:
         checkpointer.close()
     if found is None:
         return None
     state, record = found
     record = {**record, "config": record["member_configs"][index], "kind": "train"}
-    (member_dir / DETACHED).write_text(json.dumps({"from_chunk": record["chunk"]}) + "\n")
+    if detach:
+        (member_dir / DETACHED).write_text(json.dumps({"from_chunk": record["chunk"]}) + "\n")
     return jax.tree.map(lambda x: x[index], state), record
 
 

@@ -44,6 +44,12 @@ def test_shipped_meta_config_runs_a_tiny_meta_training(tmp_path, repo_configs, n
     assert "eval/primary_return" in row and "meta/grad_norm" in row
     assert (tmp_path / "run" / "phi.png").stat().st_size > 0
     assert (tmp_path / "run" / "checkpoints").exists()
+    # rlx eval restores the inner learner under the learned reward params: the run's own eval
+    from rlx import policy
+
+    restored = policy.restore(tmp_path / "run")
+    assert restored.kind == "meta"
+    assert policy.evaluate(restored)["primary_return"]["mean"] == row["eval/primary_return"]
 
 
 def test_population_through_the_cli(tmp_path, repo_configs, capsys):
@@ -57,6 +63,12 @@ def test_population_through_the_cli(tmp_path, repo_configs, capsys):
     row = rows(tmp_path / "run")[-1]
     assert "meta/fitness_best" in row and "eval/primary_return_best_member" in row
     assert "phi/gamma_logit" not in row and "meta/gamma" in row
+    # rlx eval: one member of the population (the best by fitness unless --member)
+    assert cli.main(["eval", str(tmp_path / "run"), "--member", "1"]) == 0
+    data = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert data["kind"] == "meta" and data["member"] == 1
+    assert cli.main(["eval", str(tmp_path / "run"), "--member", "2"]) == 2
+    assert "members 0-1" in capsys.readouterr().err
 
 
 HYBRID = ["meta.method=population", "meta.member_gradient=one_step", "meta.population_size=2"]

@@ -1,0 +1,221 @@
+"""A trained policy out of a run directory: ``rlx eval RUN_DIR`` and ``rlx.policy.load``.
+
+``restore(run_dir)`` finds the run's kind from its checkpoint (``rlx train``, a member of a
+members run, ``rlx meta`` with a gradient method, a population or the hybrid), rebuilds its
+program from its ``config.yaml`` and restores a checkpoint: what comes out is the inner
+learner's ``TrainState`` (params and observation normaliser) and the ``Hparams`` it trained
+under (a meta run's learned reward params included; a population's best member by fitness,
+or ``member``). ``evaluate`` runs K episodes of it; ``load`` gives a jitted ``obs -> action``.
+
+    rlx eval runs/cartpole-20261201-180102                  # the run's own last eval again
+    rlx eval RUN_DIR --episodes 64 --seed 3 --stochastic    # 64 sampled-action episodes
+    rlx eval RUN_DIR --checkpoint 20 --member 2 --out eval_member2.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlx import build as build_lib
+from rlx import config as config_lib
+
+
+class PolicyError(ValueError):
+    """A run directory, checkpoint or member that cannot give a policy (one line says why)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """A run's learner at one checkpoint: ``train`` (a ``ppo.TrainState``) and ``hparams``
+    (its ``ppo.Hparams``), the ``agent`` that trains and evaluates it, and where it came from."""
+
+    config: config_lib.Config
+    agent: Any
+    train: Any
+    hparams: Any
+    kind: str  # train, meta
+    chunk: int
+    member: int | None = None  # the population member evaluated, if any
+
+
+def _checkpoint_kind(run_dir: Path) -> str:
+    from rlx.checkpoint import Checkpointer
+
+    checkpoints = run_dir / "checkpoints"
+    if not checkpoints.is_dir():
+        return "none"
+    checkpointer = Checkpointer(checkpoints)
+    try:
+        step = checkpointer.latest_step()
+        if step is None:
+            return "none"
+        import orbax.checkpoint as ocp
+
+        from rlx.checkpoint import _RECORD
+
+        only_record = ocp.args.Composite(**{_RECORD: ocp.args.JsonRestore()})
+        record = checkpointer._manager.restore(step, args=only_record)[_RECORD]
+        return record.get("kind", "train")
+    finally:
+        checkpointer.close()
+
+
+def restore(
+    run_dir: str | Path, checkpoint: int | None = None, member: int | None = None
+) -> Restored:
+    """The learner of ``run_dir`` at chunk ``checkpoint`` (default: the newest that restores).
+    Raises PolicyError naming what is wrong: not a run directory, no checkpoint, a members
+    run's top directory, a member that does not exist."""
+    from rlx import members as members_lib
+    from rlx.checkpoint import Checkpointer
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise PolicyError(f"{run_dir}: not a run directory (no config.yaml)")
+    if members_lib.is_members_run(run_dir):
+        raise PolicyError(
+            f"{run_dir} is a members run (--seeds/--sweep): evaluate one member, "
+            f"{run_dir / 'members' / '<i>'} (members.json lists them)"
+        )
+    try:
+        config = config_lib.load(run_dir / "config.yaml")
+    except config_lib.ConfigError as error:
+        raise PolicyError(f"{run_dir / 'config.yaml'}: {error}") from None
+    kind = _checkpoint_kind(run_dir)
+    if kind == "none" and members_lib.is_members_run(run_dir.parent.parent):
+        kind = "member"
+    if kind == "none":
+        raise PolicyError(f"{run_dir}: no checkpoint to restore (checkpoints/ is empty)")
+    meta = kind == "meta"
+    built = build_lib.build(config, meta=meta)
+    if meta:
+        from rlx.meta.run import meta_program
+
+        program = meta_program(built)
+    else:
+        from rlx.driver import ppo_program
+
+        program = ppo_program(built)
+    abstract = jax.eval_shape(jax.jit(program.init), jax.random.key(config.train.seed))
+    if kind == "member":
+        found = members_lib.restore_alone(run_dir, abstract, step=checkpoint, detach=False)
+    else:
+        checkpointer = Checkpointer(run_dir / "checkpoints")
+        try:
+            if checkpoint is None:
+                found = checkpointer.restore_newest_valid(abstract)
+            elif checkpoint not in checkpointer._manager.all_steps():
+                steps = ", ".join(map(str, sorted(checkpointer._manager.all_steps())))
+                raise PolicyError(f"{run_dir}: no checkpoint {checkpoint} (there are: {steps})")
+            else:
+                found = checkpointer.restore(abstract, checkpoint)
+        finally:
+            checkpointer.close()
+    if found is None:
+        raise PolicyError(f"{run_dir}: no checkpoint restores (see the warnings above)")
+    state, record = found
+    chunk = int(record["chunk"])
+    if not meta:
+        if member is not None:
+            raise PolicyError("--member picks a population member of an rlx meta run")
+        return Restored(config, built.agent, state, built.hparams, "train", chunk)
+    from rlx.meta.base import with_phi
+
+    hparams = built.hparams
+    if not hasattr(state, "fitness"):  # a gradient meta-learner: one learner
+        if member is not None:
+            raise PolicyError("--member picks a population member; this meta run has one learner")
+        return Restored(config, built.agent, state.train, with_phi(hparams, state.phi), kind, chunk)
+    size = int(np.shape(state.fitness)[0])
+    if member is None:
+        fitness = np.asarray(state.fitness)
+        member = int(np.nanargmax(fitness)) if np.isfinite(fitness).any() else 0
+    elif not 0 <= member < size:
+        raise PolicyError(f"--member {member}: the population has members 0-{size - 1}")
+    pick = lambda tree: jax.tree.map(lambda x: x[member], tree)
+    train, phi = pick(state.train), pick(state.phi)
+    return Restored(config, built.agent, train, with_phi(hparams, phi), kind, chunk, member)
+
+
+def evaluate(
+    restored: Restored, episodes: int | None = None, seed: int | None = None, stochastic=False
+) -> dict[str, dict[str, float]]:
+    """``episodes`` episodes (default ``eval.num_envs``) from eval key ``seed`` (default
+    ``eval.seed``), the mode action unless ``stochastic``: for each quantity (``return``,
+    ``primary_return``, ``length``, ``terms/<name>``) its mean, std, min and max over episodes.
+    The defaults reproduce the run's own evaluation."""
+    from rlx import acting
+
+    agent, config = restored.agent, restored.config
+    episodes = config.eval.num_envs if episodes is None else episodes
+    seed = config.eval.seed if seed is None else seed
+    state, hparams = restored.train, restored.hparams
+
+    @jax.jit
+    def run(key):
+        per_episode = acting.evaluate_episodes(
+            agent.actor,
+            agent.reward_fn,
+            state.params,
+            state.obs_stats,
+            state.reward_state,
+            hparams.reward_params,
+            hparams.gamma,
+            key,
+            episodes,
+            deterministic=not stochastic,
+        )
+        # the mean as the run's own eval takes it (rlx.acting.evaluate), in the same program
+        return per_episode, {k: jnp.mean(v) for k, v in per_episode.items()}
+
+    values, means = jax.device_get(run(jax.random.key(seed)))
+    out = {}
+    for key, v in values.items():
+        v = np.asarray(v, np.float64)
+        out[key.removeprefix("eval/")] = {
+            "mean": float(means[key]),
+            "std": float(v.std()),
+            "min": float(v.min()),
+            "max": float(v.max()),
+        }
+    return out
+
+
+def load(run_dir: str | Path, checkpoint: int | None = None, member: int | None = None):
+    """A jitted deterministic policy ``obs [..., obs_size] -> action [..., action]`` (the env's
+    action, observation normalisation included) from a run's checkpoint."""
+    from rlx import acting
+
+    restored = restore(run_dir, checkpoint, member)
+    actor, state = restored.agent.actor, restored.train
+    dist = actor.dist
+
+    @jax.jit
+    def act(obs):
+        obs = jnp.asarray(obs, jnp.float32)
+        return dist.to_env(
+            dist.mode(acting.policy_params(actor, state.params, state.obs_stats, obs))
+        )
+
+    return act
+
+
+def write(path: Path, restored: Restored, results: dict, settings: dict) -> None:
+    data = {
+        "run_dir": str(settings.pop("run_dir")),
+        "kind": restored.kind,
+        "chunk": restored.chunk,
+        "member": restored.member,
+        **settings,
+        "episodes": results,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)

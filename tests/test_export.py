@@ -1,0 +1,62 @@
+"""``rlx export``: ONNX and jax.export policies that act as the JAX policy does."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CONFIGS, tiny_overrides
+from rlx import build as build_lib
+from rlx import cli, driver, policy
+
+
+@pytest.mark.parametrize("name", ["cartpole.yaml", "pendulum.yaml", "reach.yaml"])
+def test_onnx_and_jax_exports_match_the_policy(tmp_path, name, capsys):
+    pytest.importorskip("onnxruntime")
+    overrides = tiny_overrides(str(tmp_path))
+    if name == "pendulum.yaml":  # the normalised path too (reach normalises already)
+        overrides.append("train.normalize_observations=true")
+    config = build_lib.load(Path(CONFIGS) / name, overrides)
+    run_dir = tmp_path / "run"
+    if name == "reach.yaml":  # an MJX train chunk compiles for a minute: checkpoint the init
+        _checkpoint_init(config, run_dir)
+    else:
+        driver.train(config, run_dir, show_progress=False)
+    assert cli.main(["export", str(run_dir), "--format", "onnx"]) == 0
+    assert "max abs diff" in capsys.readouterr().out
+    spec = json.loads((run_dir / "export" / "policy.onnx.json").read_text())
+    assert spec["check"]["observations"] == 1000 and spec["check"]["max_abs_diff"] <= 1e-5
+    assert spec["input"]["name"] == "obs" and spec["file"] == "policy.onnx"
+
+    assert cli.main(["export", str(run_dir), "--format", "jax", "--out", str(tmp_path / "j")]) == 0
+    from jax import export as jax_export
+
+    exported = jax_export.deserialize((tmp_path / "j" / "policy.jax").read_bytes())
+    size = spec["input"]["shape"][1]
+    obs = np.random.default_rng(1).normal(size=(7, size)).astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(exported.call(obs)), np.asarray(policy.load(run_dir)(obs)), atol=1e-6
+    )
+
+
+def _checkpoint_init(config, run_dir):
+    """A run directory whose one checkpoint is the learner's initial state."""
+    import jax
+
+    from rlx import rundir
+
+    program = driver.ppo_program(build_lib.build(config))
+    files = rundir.Run(config, "train", run_dir, resume=False)
+    state = jax.jit(program.init)(jax.random.key(config.train.seed))
+    files.write({"chunk": 1, "iteration": 0, "env_steps": 0, "wall_s": 0.0}, state)
+    files.close()
+
+
+def test_bad_export_input_is_one_line(tmp_path, capsys):
+    assert cli.main(["export", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a run directory" in err and len(err.splitlines()) == 1
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["export", str(tmp_path), "--out", str(tmp_path / "file" / "sub")]) == 2
+    assert "is not a directory" in capsys.readouterr().err

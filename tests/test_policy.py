@@ -1,0 +1,86 @@
+"""``rlx eval`` and ``rlx.policy``: a trained policy out of a run directory."""
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import CONFIGS, tiny_overrides
+from rlx import build as build_lib
+from rlx import cli, driver, policy
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("policy")
+    config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", tiny_overrides(str(root)))
+    driver.train(config, root / "run", show_progress=False)
+    return root / "run"
+
+
+def test_eval_reproduces_the_runs_own_last_eval(cartpole_run, capsys):
+    assert cli.main(["eval", str(cartpole_run)]) == 0
+    out = capsys.readouterr().out
+    assert "| return |" in out and "eval.json" in out
+    data = json.loads((cartpole_run / "eval.json").read_text())
+    last = rows(cartpole_run)[-1]
+    assert data["chunk"] == last["chunk"] and data["kind"] == "train"
+    for name in ("return", "primary_return", "length", "terms/alive"):
+        assert data["episodes"][name]["mean"] == last[f"eval/{name}"], name
+    stats = data["episodes"]["return"]
+    assert stats["min"] <= stats["mean"] <= stats["max"] and stats["std"] >= 0
+
+
+def test_eval_options_change_what_runs(cartpole_run, tmp_path):
+    out = tmp_path / "e.json"
+    args = ["eval", str(cartpole_run), "--episodes", "3", "--seed", "7", "--stochastic"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    first = json.loads(out.read_text())
+    assert first["episodes_run"] == 3 and first["seed"] == 7 and first["stochastic"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["episodes"] == first["episodes"]  # same key, same result
+    assert cli.main(["eval", str(cartpole_run), "--checkpoint", "1", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["chunk"] == 1
+
+
+def test_load_gives_the_mode_action(cartpole_run):
+    act = policy.load(cartpole_run)
+    restored = policy.restore(cartpole_run)
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    actions = np.asarray(act(obs))
+    from rlx import acting
+
+    actor = restored.agent.actor
+    logits = acting.policy_params(actor, restored.train.params, restored.train.obs_stats, obs)
+    assert actions.shape == (5,)
+    np.testing.assert_array_equal(actions, np.asarray(jax.numpy.argmax(logits, -1)))
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (lambda d: d, [], "not a run directory"),
+        (
+            lambda d: (d / "config.yaml").write_text("env: {name: cartpole}\n") and d,
+            [],
+            "no checkpoint",
+        ),
+        (None, ["--checkpoint", "999"], "no checkpoint 999"),
+        (None, ["--member", "1"], "--member picks a population member"),
+        (None, ["--out", "/nonexistent/dir/e.json"], "--out"),
+        (None, ["--episodes", "0"], "--episodes 0"),
+    ],
+)
+def test_bad_eval_input_is_one_line(cartpole_run, tmp_path, capsys, make, args, message):
+    run_dir = cartpole_run if make is None else make(tmp_path)
+    before = sorted(p.name for p in Path(run_dir).iterdir())
+    assert cli.main(["eval", str(run_dir), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in Path(run_dir).iterdir()) == before  # nothing written
