@@ -4,6 +4,7 @@ RUN_DIR`` and ``rlx eval RUN_DIR``."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -57,7 +58,50 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", metavar="DIR", help="default RUN_DIR/export")
     sub.add_argument("--checkpoint", type=int, metavar="N", help="chunk N (default: newest)")
     sub.add_argument("--member", type=int, metavar="I", help="population member (default: best)")
+    sub = commands.add_parser("render", help="a video of a run's policy (MuJoCo-based envs)")
+    sub.add_argument("run_dir", metavar="RUN_DIR")
+    sub.add_argument("--out", metavar="FILE", help="default RUN_DIR/video.mp4")
+    sub.add_argument("--episodes", type=int, default=1, metavar="K")
+    sub.add_argument("--camera", metavar="NAME", help="a camera of the model (default: tracking)")
+    sub.add_argument("--width", type=int, default=480)
+    sub.add_argument("--height", type=int, default=360)
+    sub.add_argument("--fps", type=float, help="default: real time (10-60)")
+    sub.add_argument("--seed", type=int, metavar="S", help="eval key (default eval.seed)")
+    sub.add_argument("--checkpoint", type=int, metavar="N", help="chunk N (default: newest)")
+    sub.add_argument("--member", type=int, metavar="I", help="population member (default: best)")
     return parser
+
+
+def render_command(args: argparse.Namespace) -> int:
+    """``rlx render``: an mp4 of the policy's episodes with a strip of its terms; exit 2 with
+    one line for bad input (not a run, an env without a renderer, unknown camera, --out)."""
+    from rlx import render
+
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / "video.mp4"
+    if args.episodes < 1:
+        return _fail(f"--episodes {args.episodes}: must be at least 1")
+    if out.is_dir() or not out.parent.is_dir():
+        return _fail(f"--out {out}: not a file in an existing directory")
+    try:
+        render.choose_gl()  # before mujoco is first imported
+        from rlx import policy
+
+        restored = policy.restore(run_dir, args.checkpoint, args.member)
+        written = render.render(
+            restored, out, args.episodes, args.camera, args.width, args.height, args.fps, args.seed
+        )
+    except (render.RenderError, ValueError) as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"--out {out}: cannot write there ({error.strerror or error})")
+    print(
+        f"[rlx] {out}: {written['episodes']} episode(s), {sum(written['frames_per_episode'])} "
+        f"frames of {written['width']}x{written['height']} at {written['fps']:g} fps "
+        f"(chunk {restored.chunk}, MUJOCO_GL={os.environ.get('MUJOCO_GL')})",
+        flush=True,
+    )
+    return 0
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -292,10 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # Overrides may follow options too (rlx train CONFIG --no-progress train.seed=1).
     args, extra = parser.parse_known_args(argv)
-    if args.command in ("eval", "export"):
+    if args.command in ("eval", "export", "render"):
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return eval_command(args) if args.command == "eval" else export_command(args)
+        command = {"eval": eval_command, "export": export_command, "render": render_command}
+        return command[args.command](args)
     unknown = [a for a in extra if a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
