@@ -222,6 +222,13 @@ def train_command(args: argparse.Namespace) -> int:
                 return _fail(problem)
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
+    if config.eval.video_every_chunks:
+        from rlx import render
+
+        try:
+            render.choose_gl()  # before mujoco is first imported
+        except render.RenderError as error:
+            return _fail(f"eval.video_every_chunks: {error}")
     from rlx import interrupts
 
     interrupts.check()  # a signal while the config loaded: stop before anything is built

@@ -75,6 +75,11 @@ class EvalConfig:
     num_envs: int = field(16, POSITIVE)
     every_chunks: int = field(1, POSITIVE)
     seed: int = field(12345, SEED, wide=True)
+    video_every_chunks: int = field(
+        0, NON_NEGATIVE, "videos/step-<N>.mp4 every this many chunks (0: off; MuJoCo envs)"
+    )
+    video_width: int = field(320, POSITIVE)
+    video_height: int = field(240, POSITIVE)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,15 @@ from rlx.progress import Progress
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
 # Metrics that are a current value, not a rate: a chunk's row keeps the last iteration's.
 LAST_VALUE_PREFIXES = ("phi/", "weights/", "meta/gamma")
-TIMING_KEYS = ("wall_s", "train/steps_per_s", "chunk_s", "eval_s", "compile_s", "trace_s")
+TIMING_KEYS = (
+    "wall_s",
+    "train/steps_per_s",
+    "chunk_s",
+    "eval_s",
+    "compile_s",
+    "trace_s",
+    "video_s",
+)
 
 
 def enable_compilation_cache(path: str) -> None:
@@ -130,12 +138,18 @@ class Program:
     kind: str = "train"  # the command that runs it: train or meta
     members: tuple = ()
     member_configs: tuple = ()
+    # (state, hparams, path) -> what rlx.render wrote: eval.video_every_chunks' videos
+    video: Callable[..., dict] | None = None
 
 
 def ppo_program(built: build_lib.Built) -> Program:
     """``rlx train``: PPO on the config's env and reward."""
     agent, hparams = built.agent, built.hparams
+    video = None
+    if built.config.eval.video_every_chunks:
+        video = _video_hook(agent, built.config, lambda state, hps: (state, hps))
     return Program(
+        video=video,
         init=lambda key: agent.init(key, hparams.reward_params),
         chunk=agent.train_chunk,
         evaluate=agent.evaluate,
@@ -145,6 +159,16 @@ def ppo_program(built: build_lib.Built) -> Program:
         shardings=sharding.state_shardings,
         config=built.config,
     )
+
+
+def _video_hook(agent, config, policy_of):
+    """rlx.render's hook for the driver, or a ConfigError naming eval.video_every_chunks."""
+    from rlx import render
+
+    try:
+        return render.video_hook(agent, config, policy_of)
+    except render.RenderError as error:
+        raise config.source.error("eval.video_every_chunks", str(error)) from None
 
 
 def train(
@@ -346,11 +370,28 @@ class _Loop:
             eval_s = time.perf_counter() - eval_start
         if count:
             row = _mean_row(members)
+        every = self.program.config.eval.video_every_chunks
+        if (
+            evaluate
+            and self.program.video is not None
+            and ((chunk + 1) % every == 0 or chunk + 1 == self.num_chunks)
+        ):
+            video_start = time.perf_counter()
+            self._video(state, hparams, head["env_steps"])
+            row["video_s"] = time.perf_counter() - video_start
         row["train/steps_per_s"] = self.steps_per_chunk / chunk_s
         row["chunk_s"] = chunk_s
         if eval_s is not None:
             row["eval_s"] = eval_s
         return row, (members if count else None)
+
+    def _video(self, state, hparams, env_steps: int) -> None:
+        """videos/step-<env steps>.mp4 and the same as a TensorBoard video (an animated GIF)."""
+        directory = self.files.dir / "videos"
+        directory.mkdir(exist_ok=True)
+        written = self.program.video(state, hparams, directory / f"step-{env_steps}.mp4")
+        if hasattr(self.files, "add_video"):
+            self.files.add_video("video", written["frames"], env_steps, written["fps"])
 
     def run(self, state, hparams, start_chunk, rows, timings, stop, show_progress, max_chunks):
         """Chunks from ``start_chunk`` on, appending to ``rows``, until done, diverged, the

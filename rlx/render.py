@@ -95,21 +95,36 @@ def rollout(restored, episodes: int, seed: int, qpos_of):
     """Deterministic episodes of the restored policy: qpos [T, K, nq], terms {name: [T, K]},
     primary [T, K], done [T, K] (step t's state is the one before action t)."""
     import jax
+
+    run = _rollout_program(restored.agent, episodes, qpos_of)
+    qpos, terms, primary, done = jax.device_get(run(restored.train, jax.random.key(seed)))
+    return np.asarray(qpos), {k: np.asarray(v) for k, v in terms.items()}, primary, done
+
+
+_PROGRAMS: dict = {}
+
+
+def _rollout_program(agent, episodes: int, qpos_of):
+    """The jitted rollout for ``agent`` and ``episodes`` (built once: the learner's state is
+    an argument, so a training run's videos compile it once)."""
+    key = (id(agent), episodes)
+    if key in _PROGRAMS:
+        return _PROGRAMS[key][1]
+    import jax
     import jax.numpy as jnp
 
     from rlx import acting
 
-    agent, state = restored.agent, restored.train
     actor, dist = agent.actor, agent.actor.dist
     batched = actor.batched
 
     @jax.jit
-    def run(key):
+    def run(train, key):
         k_reset, _ = jax.random.split(key)
         env_state = batched.reset(jax.random.split(k_reset, episodes))
 
         def step(s, _):
-            params = acting.policy_params(actor, state.params, state.obs_stats, s.obs)
+            params = acting.policy_params(actor, train.params, train.obs_stats, s.obs)
             nxt = batched.step(s, dist.to_env(dist.mode(params)))
             done = jnp.logical_or(nxt.terminated, nxt.truncated)
             return nxt, (jax.vmap(qpos_of)(s.physics), nxt.terms, nxt.primary, done)
@@ -117,8 +132,24 @@ def rollout(restored, episodes: int, seed: int, qpos_of):
         _, out = jax.lax.scan(step, env_state, None, length=actor.env.episode_length)
         return out
 
-    qpos, terms, primary, done = jax.device_get(run(jax.random.key(seed)))
-    return np.asarray(qpos), {k: np.asarray(v) for k, v in terms.items()}, primary, done
+    _PROGRAMS[key] = (agent, run)  # the agent kept alive: its id stays its own
+    return run
+
+
+def video_hook(agent, config, policy_of):
+    """For the driver: ``(state, hparams, path) -> what render wrote`` rendering
+    ``eval.video_width`` x ``eval.video_height``, one episode, of the learner ``policy_of(state,
+    hparams) -> (TrainState, Hparams)`` picks; checks the env renders first (RenderError)."""
+    source(agent.env)
+    from rlx import policy
+
+    def hook(state, hparams, path: Path) -> dict:
+        train, train_hparams = policy_of(state, hparams)
+        restored = policy.Restored(config, agent, train, train_hparams, "train", 0)
+        width, height = config.eval.video_width // 2 * 2, config.eval.video_height // 2 * 2
+        return render(restored, path, 1, None, width, height, keep_frames=True)
+
+    return hook
 
 
 def strip(terms: dict[str, np.ndarray], primary: np.ndarray, width: int, height: int):
@@ -243,6 +274,7 @@ def render(
     height: int = 360,
     fps: float | None = None,
     seed: int | None = None,
+    keep_frames: bool = False,
 ) -> dict:
     """Renders ``episodes`` first episodes of the restored policy to ``out`` (mp4); returns
     what was written (frames per episode, size, fps)."""
@@ -269,8 +301,9 @@ def render(
         lengths.append(length)
     if fps is None:  # real time, within 10-60 frames per second
         fps = float(min(60, max(10, round(1.0 / _dt(_raw(env))))))
-    write_video(out, np.stack(video), fps)
-    return {
+    video = np.stack(video)
+    write_video(out, video, fps)
+    return ({"frames": video} if keep_frames else {}) | {
         "file": str(out),
         "episodes": episodes,
         "frames_per_episode": lengths,

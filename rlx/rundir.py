@@ -110,7 +110,9 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def config_changes(old: str, new: str) -> dict[str, list]:
-    """Dotted keys whose values differ between two dumped configs: key -> [old, new]."""
+    """Dotted keys whose values differ between two dumped configs: key -> [old, new]. A key
+    the old dump lacks (added to rlx since) at its default value is no change: the old run
+    ran with that default's behaviour."""
 
     def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
         if not isinstance(tree, dict):
@@ -121,7 +123,21 @@ def config_changes(old: str, new: str) -> dict[str, list]:
         return out
 
     a, b = flat(yaml.safe_load(old)), flat(yaml.safe_load(new))
-    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+    defaults = _default_keys()
+    return {
+        k: [a.get(k), b.get(k)]
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k) and not (k not in a and k in defaults and defaults[k] == b[k])
+    }
+
+
+def _default_keys() -> dict[str, Any]:
+    """Defaults of the keys added to the config schema since runs were first written
+    (``eval.video_*``)."""
+    from rlx.config import EvalConfig
+
+    fields = ("video_every_chunks", "video_width", "video_height")
+    return {f"eval.{name}": getattr(EvalConfig(), name) for name in fields}
 
 
 _UNLOGGED = ("chunk", "iteration", "env_steps", "nonfinite")
@@ -208,6 +224,33 @@ class Run:
         for key, value in row.items():
             if value is not None and key not in _UNLOGGED and isinstance(value, int | float):
                 self.writer.add_scalar(key, value, row["env_steps"])
+
+    def add_video(self, tag: str, video, step: int, fps: float, max_frames: int = 100) -> None:
+        """A TensorBoard image summary holding an animated GIF of ``video`` [T, H, W, 3]
+        (TensorBoard's video form; at most ``max_frames`` frames, evenly picked)."""
+        if self.writer is None:
+            return
+        import io
+
+        import numpy as np
+        from PIL import Image
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        stride = max(1, -(-len(video) // max_frames))
+        frames = [Image.fromarray(np.asarray(f)) for f in video[::stride]]
+        buffer = io.BytesIO()
+        duration = int(1000 * stride / fps)
+        frames[0].save(
+            buffer, "GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0
+        )
+        height, width = video.shape[1:3]
+        image = Summary.Image(
+            height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue()
+        )
+        self.writer._get_file_writer().add_summary(
+            Summary(value=[Summary.Value(tag=tag, image=image)]), step
+        )
+        self.writer.flush()
 
     def write(self, row: dict, state: Any, checkpoint: bool = True) -> None:
         """Appends ``row`` (JSON-safe) to metrics.jsonl and TensorBoard, then checkpoints

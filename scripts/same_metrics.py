@@ -203,7 +203,15 @@ RUNS = [
 ]
 
 # Columns that measure time (rlx.driver.TIMING_KEYS): present alike, values not compared.
-TIMING_KEYS = ("wall_s", "train/steps_per_s", "chunk_s", "eval_s", "compile_s", "trace_s")
+TIMING_KEYS = (
+    "wall_s",
+    "train/steps_per_s",
+    "chunk_s",
+    "eval_s",
+    "compile_s",
+    "trace_s",
+    "video_s",
+)
 # What the pip-installed package is made of (pyproject's package-dir), for the dirty flag.
 PACKAGE_PATHS = ("rlx", "envs", "rewards", "pyproject.toml")
 VERSIONED = ("jax", "jaxlib", "numpy", "flax", "optax", "mujoco", "mujoco-mjx", "brax")

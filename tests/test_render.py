@@ -1,5 +1,6 @@
 """``rlx render``: an mp4 of a run's policy, in a subprocess (GL is chosen before mujoco loads)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,84 @@ def test_render_refuses_what_it_cannot_draw(tmp_path, gl):
     assert not (tmp_path / "v.mp4").exists()
     done = rlx("render", str(tmp_path / "nothing"))
     assert done.returncode == 2 and "not a file in an existing directory" in done.stderr
+
+
+def _tensorboard_images(tb_dir: Path) -> list[tuple[str, int, bytes]]:
+    """(tag, step, encoded image) of every image summary in a TensorBoard directory's event
+    files (TFRecord: length, its CRC, the Event proto, its CRC)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    found = []
+    for path in sorted(tb_dir.glob("events.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("image"):
+                    found.append((value.tag, event.step, value.image.encoded_image_string))
+    return found
+
+
+def test_training_writes_videos_and_tensorboard_videos(tmp_path, gl):
+    run_dir = tmp_path / "run"
+    overrides = [
+        *[o for o in tiny_overrides(str(tmp_path)) if not o.startswith("run.tensorboard")],
+        "eval.video_every_chunks=1",
+        "eval.video_width=64",
+        "eval.video_height=48",
+    ]
+    done = rlx(
+        "train",
+        str(Path(CONFIGS) / "reach.yaml"),
+        *overrides,
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    from rlx import render
+
+    videos = sorted((run_dir / "videos").glob("step-*.mp4"))
+    assert [v.name for v in videos] == ["step-32.mp4", "step-64.mp4"]
+    frames, _ = render.read_video(videos[-1])
+    assert frames.shape[1:] == (48 + 16, 64, 3) and len(frames) == 16
+    images = _tensorboard_images(run_dir / "tb")
+    assert [(tag, step) for tag, step, _ in images] == [("video", 32), ("video", 64)]
+    assert all(data[:6] in (b"GIF87a", b"GIF89a") for _, _, data in images)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all("video_s" in row for row in rows)
+
+
+def test_video_on_an_env_without_a_renderer_is_a_config_error(tmp_path, gl):
+    done = rlx(
+        "train",
+        str(Path(CONFIGS) / "cartpole.yaml"),
+        *tiny_overrides(str(tmp_path)),
+        "eval.video_every_chunks=1",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
+    assert done.returncode == 2 and "eval.video_every_chunks" in done.stderr
+    assert "has no renderer" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_keys_added_since_a_checkpoint_at_their_defaults_are_no_change():
+    import yaml
+
+    from rlx import config as config_lib
+
+    config = config_lib.load(Path(CONFIGS) / "cartpole.yaml")
+    new = config_lib.dump(config)
+    data = yaml.safe_load(new)
+    for key in ("video_every_chunks", "video_width", "video_height"):
+        del data["eval"][key]  # a run written before these keys existed
+    old = yaml.safe_dump(data, sort_keys=False)
+    assert rundir.config_changes(old, new) == {}
+    edited = new.replace("video_every_chunks: 0", "video_every_chunks: 3")
+    assert rundir.config_changes(old, edited) == {"eval.video_every_chunks": [None, 3]}

@@ -32,11 +32,28 @@ def _shardings(state: Any, mesh) -> Any:
     )
 
 
+def _learner(state, hps):
+    """(TrainState, Hparams) of the learner a meta state evaluates: the inner learner under
+    phi, a population's best member by fitness."""
+    import jax.numpy as jnp
+
+    hparams = hps[0]
+    if not hasattr(state, "fitness"):
+        return state.train, meta_lib.with_phi(hparams, state.phi)
+    best = jnp.argmax(jnp.nan_to_num(state.fitness, nan=-jnp.inf))
+    pick = lambda tree: jax.tree.map(lambda x: x[best], tree)
+    return pick(state.train), meta_lib.with_phi(hparams, pick(state.phi))
+
+
 def meta_program(built: build_lib.Built) -> driver.Program:
     """``rlx meta``: the config's meta-learner; env steps count per learner."""
     meta, hps = built.meta, (built.hparams, built.meta_hparams)
     config = built.config
+    video = None
+    if config.eval.video_every_chunks:
+        video = driver._video_hook(meta.agent, config, _learner)
     return driver.Program(
+        video=video,
         init=lambda key: meta.init(key, hps),
         chunk=meta.chunk,
         evaluate=meta.evaluate,
