@@ -83,6 +83,13 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WandbConfig:
+    mode: str = field("off", one_of(("off", "online", "offline")), "W&B logging (needs '.[wandb]')")
+    project: str = field("rlx")
+    entity: str = field("", doc="W&B team or user ('' : the default)")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     root: str = field("runs", doc="parent folder of run directories")
     chunk_iterations: int = field(10, POSITIVE, "train iterations per jitted chunk")
@@ -90,6 +97,7 @@ class RunConfig:
     max_checkpoints: int = field(2, POSITIVE)
     tensorboard: bool = field(True)
     compilation_cache: str = field("~/.cache/rlx/jax", doc="'' turns the cache off")
+    wandb: WandbConfig = schema.section(WandbConfig)
 
 
 @dataclasses.dataclass(frozen=True)

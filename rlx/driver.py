@@ -251,6 +251,14 @@ def run(
             raise rundir.RunDirError(problem)
         runtime.configure()
         mesh = _mesh_for(config, len(program.members))
+        if config.run.wandb.mode != "off":
+            import importlib.util
+
+            if importlib.util.find_spec("wandb") is None:
+                raise config.source.error(
+                    "run.wandb.mode",
+                    "W&B logging needs wandb: pip install -c constraints.txt '.[wandb]'",
+                )
         enable_compilation_cache(config.run.compilation_cache)
         if show_progress:
             devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
@@ -284,6 +292,8 @@ def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[
     config = program.config
     state, start_chunk, wall_offset, rows = _start(program, files, resume)
     files.open_tensorboard(rows)
+    if hasattr(files, "open_wandb"):
+        files.open_wandb()
     # The env batch axis is split over all local devices; the rest is replicated.
     state = jax.device_put(state, program.shardings(state, mesh))
     hparams = jax.device_put(program.hparams, sharding.replicated(mesh))
@@ -319,6 +329,8 @@ def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[
         )
     if loop is not None and loop.diverged is not None:
         summary["diverged"] = loop.diverged
+    if getattr(files, "wandb_init_s", None) is not None:
+        summary["wandb_init_s"] = files.wandb_init_s
     changes = files.config_change_log()
     if changes:
         summary["config_changes"] = changes
@@ -391,7 +403,9 @@ class _Loop:
         directory.mkdir(exist_ok=True)
         written = self.program.video(state, hparams, directory / f"step-{env_steps}.mp4")
         if hasattr(self.files, "add_video"):
-            self.files.add_video("video", written["frames"], env_steps, written["fps"])
+            self.files.add_video(
+                "video", written["frames"], env_steps, written["fps"], written["file"]
+            )
 
     def run(self, state, hparams, start_chunk, rows, timings, stop, show_progress, max_chunks):
         """Chunks from ``start_chunk`` on, appending to ``rows``, until done, diverged, the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -134,10 +135,11 @@ def config_changes(old: str, new: str) -> dict[str, list]:
 def _default_keys() -> dict[str, Any]:
     """Defaults of the keys added to the config schema since runs were first written
     (``eval.video_*``)."""
-    from rlx.config import EvalConfig
+    from rlx.config import EvalConfig, WandbConfig
 
     fields = ("video_every_chunks", "video_width", "video_height")
-    return {f"eval.{name}": getattr(EvalConfig(), name) for name in fields}
+    out = {f"eval.{name}": getattr(EvalConfig(), name) for name in fields}
+    return out | {f"run.wandb.{k}": v for k, v in vars(WandbConfig()).items()}
 
 
 _UNLOGGED = ("chunk", "iteration", "env_steps", "nonfinite")
@@ -169,6 +171,39 @@ class Run:
         if checkpoints and (config.run.checkpoint or resume):
             self.checkpointer = Checkpointer(run_dir / "checkpoints", config.run.max_checkpoints)
         self.writer = None
+        self.wandb = None
+        self.wandb_init_s = None
+
+    def open_wandb(self) -> None:
+        """Starts (or, on resume, continues: the id is kept in ``wandb_id``) the W&B run of
+        ``run.wandb`` when its mode is not off; its files go under the run directory."""
+        settings = self.config.run.wandb
+        if settings.mode == "off":
+            return
+        import time
+
+        try:
+            import wandb
+        except ImportError:
+            raise RunDirError(
+                "run.wandb.mode: W&B logging needs wandb: pip install -c constraints.txt '.[wandb]'"
+            ) from None
+        id_file = self.dir / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
+        id_file.write_text(run_id + "\n")
+        start = time.perf_counter()
+        self.wandb = wandb.init(
+            project=settings.project,
+            entity=settings.entity or None,
+            mode=settings.mode,
+            dir=str(self.dir),
+            name=self.dir.name,
+            id=run_id,
+            resume="allow",
+            config=config_lib.to_dict(self.config),
+            settings=wandb.Settings(console="off", silent=True),
+        )
+        self.wandb_init_s = time.perf_counter() - start
 
     def restore(self, abstract_state) -> tuple[Any, int, float, list[dict]] | None:
         """(state, chunks done, wall seconds so far, metrics rows up to the checkpoint) from
@@ -225,9 +260,24 @@ class Run:
             if value is not None and key not in _UNLOGGED and isinstance(value, int | float):
                 self.writer.add_scalar(key, value, row["env_steps"])
 
-    def add_video(self, tag: str, video, step: int, fps: float, max_frames: int = 100) -> None:
+    def _log_wandb(self, row: dict) -> None:
+        scalars = {
+            k: v
+            for k, v in row.items()
+            if v is not None and k not in _UNLOGGED and isinstance(v, int | float)
+        }
+        self.wandb.log(scalars, step=int(row["env_steps"]))
+
+    def add_video(
+        self, tag: str, video, step: int, fps: float, path=None, max_frames: int = 100
+    ) -> None:
         """A TensorBoard image summary holding an animated GIF of ``video`` [T, H, W, 3]
-        (TensorBoard's video form; at most ``max_frames`` frames, evenly picked)."""
+        (TensorBoard's video form; at most ``max_frames`` frames, evenly picked), and the mp4
+        at ``path`` to W&B."""
+        if self.wandb is not None and path is not None:
+            import wandb
+
+            self.wandb.log({tag: wandb.Video(str(path), format="mp4")}, step=int(step))
         if self.writer is None:
             return
         import io
@@ -267,6 +317,8 @@ class Run:
         if self.writer is not None:
             self._log(row)
             self.writer.flush()
+        if self.wandb is not None:
+            self._log_wandb(row)
         if self.checkpointer is not None and checkpoint:
             record = {
                 "chunk": row["chunk"],
@@ -287,6 +339,9 @@ class Run:
     def close(self) -> None:
         """Closes the writers; a failure (a save cut short by a second Ctrl-C) is one line:
         resume falls back past a checkpoint left damaged."""
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
         for closer in (self.writer, self.checkpointer):
             if closer is None:
                 continue
