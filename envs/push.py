@@ -3,7 +3,7 @@
 The puck is a sphere on two slide joints (x, y), so it moves in the plane without a floor
 contact; viscous joint damping stands in for sliding friction. The only collisions are the two
 arm links against the puck (contype/conaffinity), frictionless (condim 1): at most 2 contacts
-and 2 constraint rows per step, which keeps the XLA program small (measured in the README).
+and 2 constraint rows per step, which keeps the XLA program small (measured in docs/envs.md).
 """
 
 from __future__ import annotations

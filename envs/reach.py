@@ -3,7 +3,7 @@
 The MJCF is written here (no assets): two capsule links on hinge joints about z, driven by
 motors, and a mocap body marking the target. Nothing collides (every geom has contype 0), so a
 step is kinematics, dynamics and integration only; that keeps the XLA program small (see the
-README for measured compile times and rates). ``push.py`` reuses the arm and ``ArmTask`` here.
+docs/envs.md for measured compile times and rates). ``push.py`` reuses the arm and ``ArmTask`` here.
 """
 
 from __future__ import annotations

@@ -209,7 +209,8 @@ def run_arm(
     keys = jax.random.split(jax.random.key(cfg.train.seed), seed_start + seeds)[seed_start:]
     start = time.perf_counter()
     # One seed at a time, then stacked: the jitted vmap of a meta-learner's init (PPO init plus
-    # a rollout) is the program the jaxlib CPU runtime was seen to wedge on (README).
+    # a rollout) is the program the jaxlib CPU runtime was seen to wedge on (README, Known
+    # issues).
     one = jax.jit(init)
     states = jax.tree.map(lambda *xs: jnp.stack(xs), *[one(k) for k in keys])
     chunk = jax.jit(jax.vmap(functools.partial(chunk_fn, num_iterations=per_chunk), (0, None)))

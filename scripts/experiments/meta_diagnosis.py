@@ -81,7 +81,8 @@ def load(task: dict, steps: int, extra: list[str]):
 
 
 def stacked_init(init, keys):
-    """One seed at a time, then stacked (a jitted vmap of init was seen to wedge; README)."""
+    """One seed at a time, then stacked (a jitted vmap of init was seen to wedge: README,
+    Known issues)."""
     one = jax.jit(init)
     return jax.tree.map(lambda *xs: jnp.stack(xs), *[one(k) for k in keys])
 
