@@ -42,12 +42,15 @@ class RewardFn(NamedTuple):
     weights: optional (params, transition) -> {term: []} the effective (decoded) weight of each
       term, averaged over the transition's steps where it depends on the state; what a
       meta-learner logs as "the weights" whatever the parameterisation.
+    metrics: optional (params, state) -> {name: []} scalars the learner logs each update (a
+      schedule's current values, ``schedule/<path>``).
     """
 
     init: Callable[..., RewardState]
     apply: Callable[..., tuple[jax.Array, RewardState, dict]]
     penalty: Penalty | None = None
     weights: Callable[[RewardParams, Transition], dict[str, jax.Array]] | None = None
+    metrics: Callable[[RewardParams, RewardState], dict[str, jax.Array]] | None = None
 
 
 class RewardTransform(NamedTuple):

@@ -12,6 +12,7 @@ import dataclasses
 
 from rlx import schema
 from rlx.rewards import spec
+from rlx.rewards.schedule import KINDS
 from rlx.schema import NON_NEGATIVE, POSITIVE, UNIT, field, one_of
 
 
@@ -92,6 +93,18 @@ SHAPING_CONFIGS = {"potential": PotentialConfig, "bounded": BoundedConfig, "clip
 
 
 @dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    kind: str = field("linear", one_of(KINDS))
+    start: float = field(0.0, doc="linear, cosine: the value at update 0")
+    end: float = field(1.0, doc="linear, cosine: the value from `updates` on")
+    updates: int = field(100, POSITIVE, "linear, cosine: updates to go from start to end")
+    boundaries: tuple[int, ...] = field((), doc="step: the updates at which the value changes")
+    values: tuple[float, ...] = field((), doc="step, gated: the values in order")
+    thresholds: tuple[float, ...] = field((), doc="gated: what `on` must reach to advance")
+    on: str = field("primary_return", doc="gated: primary_return, or a term's episode sum")
+
+
+@dataclasses.dataclass(frozen=True)
 class RewardConfig:
     """The reward spec: terms and weights, the combination, the shaping chain."""
 
@@ -106,6 +119,7 @@ class RewardConfig:
     outcome: OutcomeConfig = dataclasses.field(default_factory=OutcomeConfig)
     normalize: NormalizeConfig = dataclasses.field(default_factory=NormalizeConfig)
     shaping: tuple[dict, ...] = field((), doc="[{potential|bounded|clip: {...}}, ...] in order")
+    schedule: dict = field({}, doc="param path -> {kind: linear|cosine|step|gated, ...}")
 
 
 def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> RewardConfig:
@@ -180,7 +194,32 @@ def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> 
         _resolve_shaping(i, item, signals, env_name, source, floats)
         for i, item in enumerate(reward.shaping)
     )
+    changes["schedule"] = {
+        str(path): _resolve_schedule(str(path), entry, terms, source)
+        for path, entry in reward.schedule.items()
+    }
     return dataclasses.replace(reward, **changes)
+
+
+def _resolve_schedule(path: str, entry, terms, source: schema.Source) -> dict:
+    key = f"reward.schedule.{path}"
+    if not isinstance(entry, dict):
+        raise source.error(key, f"expected {{kind: {'|'.join(KINDS)}, ...}}, got {entry!r}")
+    parsed = schema.from_dict(ScheduleConfig, entry, source, key)
+    kind = parsed.kind
+    if kind == "step":
+        if len(parsed.values) != len(parsed.boundaries) + 1:
+            raise source.error(f"{key}.values", "step needs one more value than boundaries")
+        if list(parsed.boundaries) != sorted(set(parsed.boundaries)):
+            raise source.error(f"{key}.boundaries", "must increase")
+    if kind == "gated":
+        if len(parsed.values) != len(parsed.thresholds) + 1:
+            raise source.error(f"{key}.values", "gated needs one more value than thresholds")
+        if parsed.on != "primary_return" and parsed.on not in terms:
+            raise source.error(
+                f"{key}.on", f"primary_return or a reward term (the env has: {', '.join(terms)})"
+            )
+    return schema.plain(parsed)
 
 
 def _resolve_shaping(i: int, item, signals, env_name: str, source: schema.Source, floats) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlx.rewards import combine as combinations
+from rlx.rewards import schedule as schedules
 from rlx.rewards import shaping as shaping_lib
 from rlx.rewards import weights as parameterizations
 from rlx.rewards.base import RewardFn, chain
@@ -176,4 +177,31 @@ def build(spec, env) -> tuple[RewardFn, dict]:
         fn, stage_params = SHAPING[kind](stage, obs_size)
         stages.append((name, fn))
         params[name] = stage_params
-    return chain(combine, shaping=stages, terms=terms), params
+    reward_fn = chain(combine, shaping=stages, terms=terms)
+    if spec.schedule:
+        reward_fn, params = _schedule(reward_fn, params, spec.schedule)
+    return reward_fn, params
+
+
+def _schedule(reward_fn, params: dict, schedule: dict):
+    """``reward.schedule``: the params at its paths follow their schedules (rlx.rewards.schedule).
+    A path that names no scalar reward param is a ValueError naming the ones there are."""
+    for path in schedule:
+        try:
+            leaf = schedules.get_path(params, path)
+        except (KeyError, TypeError):
+            leaf = None
+        if leaf is None or np.ndim(leaf) != 0:
+            known = ", ".join(_scalar_paths(params))
+            raise ValueError(
+                f"reward.schedule.{path}: no scalar reward param there (there are: {known})"
+            )
+    specs = {path: (entry["kind"], entry["on"]) for path, entry in schedule.items()}
+    out = {**params, "schedule": {path: schedules.params_of(e) for path, e in schedule.items()}}
+    return schedules.scheduled(reward_fn, specs), out
+
+
+def _scalar_paths(tree, prefix: str = "") -> list[str]:
+    if isinstance(tree, dict):
+        return [p for k, v in tree.items() for p in _scalar_paths(v, f"{prefix}{k}/")]
+    return [prefix.rstrip("/")] if np.ndim(tree) == 0 else []

@@ -46,9 +46,23 @@ def resolve(config: config_lib.Config) -> tuple[config_lib.Config, Env, RewardFn
     env_config, raw = env_schema.resolve(config.env, source)
     reward = reward_schema.resolve(config.reward, config.env.name, raw, source)
     env = env_schema.wrap(raw, env_config)
-    reward_fn, reward_params = spec.build(reward, env)
+    try:
+        reward_fn, reward_params = spec.build(reward, env)
+    except ValueError as error:
+        if not str(error).startswith("reward.schedule."):
+            raise
+        key, _, message = str(error).partition(": ")
+        raise source.error(key, message) from None
     if config.meta.learn:
         meta_schema.check_learn(config.meta, reward_params, source)
+        for path in reward.schedule:
+            clash = [p for p in config.meta.learn if path == p or path.startswith(f"{p}/")]
+            if clash:
+                raise source.error(
+                    f"reward.schedule.{path}",
+                    f"also learned (meta.learn: {', '.join(clash)}): a param is scheduled or "
+                    "meta-learned, not both",
+                )
     resolved = dataclasses.replace(config, env=env_config, reward=reward)
     return config_lib.with_source(resolved, source), env, reward_fn, reward_params
 

@@ -27,7 +27,7 @@ from rlx.progress import Progress
 
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
 # Metrics that are a current value, not a rate: a chunk's row keeps the last iteration's.
-LAST_VALUE_PREFIXES = ("phi/", "weights/", "meta/gamma")
+LAST_VALUE_PREFIXES = ("phi/", "weights/", "meta/gamma", "schedule/")
 TIMING_KEYS = (
     "wall_s",
     "train/steps_per_s",

@@ -86,34 +86,7 @@ def onnx_model(restored: policy_lib.Restored):
         x = out
         if i < len(layers) - 1:
             x = _activation(helper, nodes, static.activation, x, f"act_{i}")
-    space = actor.env.action_space
-    if hasattr(space, "num_actions"):
-        nodes.append(helper.make_node("ArgMax", [x], ["action_int64"], axis=-1, keepdims=0))
-        nodes.append(helper.make_node("Cast", ["action_int64"], [OUTPUT], to=TensorProto.INT32))
-        out_info = helper.make_tensor_value_info(OUTPUT, TensorProto.INT32, ["batch"])
-    else:
-        size = space.size
-        low = np.broadcast_to(np.asarray(space.low, np.float32), (size,))
-        high = np.broadcast_to(np.asarray(space.high, np.float32), (size,))
-        nodes += [  # the mean half of the params, squashed: low + (tanh(m) + 1) / 2 (high - low)
-            helper.make_node(
-                "Slice",
-                [
-                    x,
-                    _int64(inits, "mean_start", [0]),
-                    _int64(inits, "mean_end", [size]),
-                    _int64(inits, "mean_axis", [-1]),
-                ],
-                ["mean"],
-            ),
-            helper.make_node("Tanh", ["mean"], ["squashed"]),
-            helper.make_node("Add", ["squashed", const("one", 1.0)], ["shifted"]),
-            helper.make_node(
-                "Mul", ["shifted", const("half_range", 0.5 * (high - low))], ["scaled"]
-            ),
-            helper.make_node("Add", ["scaled", const("low", low)], [OUTPUT]),
-        ]
-        out_info = helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", size])
+    out_info = _action_head(nodes, inits, const, actor.env.action_space, x)
     graph = helper.make_graph(
         nodes,
         "rlx_policy",
@@ -127,6 +100,28 @@ def onnx_model(restored: policy_lib.Restored):
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def _action_head(nodes, inits, const, space, x: str):
+    """The nodes from the policy's output ``x`` to the env's action, and the output's info."""
+    from onnx import TensorProto, helper
+
+    if hasattr(space, "num_actions"):
+        nodes.append(helper.make_node("ArgMax", [x], ["action_int64"], axis=-1, keepdims=0))
+        nodes.append(helper.make_node("Cast", ["action_int64"], [OUTPUT], to=TensorProto.INT32))
+        return helper.make_tensor_value_info(OUTPUT, TensorProto.INT32, ["batch"])
+    size = space.size
+    low = np.broadcast_to(np.asarray(space.low, np.float32), (size,))
+    high = np.broadcast_to(np.asarray(space.high, np.float32), (size,))
+    starts = [_int64(inits, n, v) for n, v in (("mean_start", [0]), ("mean_end", [size]))]
+    nodes += [  # the mean half of the params, squashed: low + (tanh(m) + 1) / 2 (high - low)
+        helper.make_node("Slice", [x, *starts, _int64(inits, "mean_axis", [-1])], ["mean"]),
+        helper.make_node("Tanh", ["mean"], ["squashed"]),
+        helper.make_node("Add", ["squashed", const("one", 1.0)], ["shifted"]),
+        helper.make_node("Mul", ["shifted", const("half_range", 0.5 * (high - low))], ["scaled"]),
+        helper.make_node("Add", ["scaled", const("low", low)], [OUTPUT]),
+    ]
+    return helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", size])
 
 
 def _int64(inits, name, values):

@@ -447,6 +447,8 @@ def update(
     )
     metrics |= episode_metrics
     metrics["train/learning_rate"] = lr
+    if agent.reward_fn.metrics is not None:  # e.g. a schedule's current values
+        metrics |= agent.reward_fn.metrics(hparams.reward_params, reward_state)
     # The numerical guard: 1.0 while every parameter is finite (the driver reads it per chunk).
     if agent.static.guard:
         metrics["guard/params_finite"] = _finite(params)

@@ -47,6 +47,11 @@ DRIVER = {
     "rlx.meta.run",
     "rlx.rundir",
     "rlx.__main__",
+    # what runs on top of the driver: members runs, a run's policy, its export and videos
+    "rlx.members",
+    "rlx.policy",
+    "rlx.export",
+    "rlx.render",
 }
 RANK = {"leaf": 0, "envs": 1, "rewards": 1, "learner": 2, "meta": 3, "driver": 4}
 
