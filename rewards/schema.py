@@ -105,6 +105,16 @@ class ScheduleConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CodeConfig:
+    file: str = field("", doc="a Python file with the reward function ('' : none)")
+    function: str = field("reward")
+    params: dict = field({}, doc="name -> float: traced params the function receives")
+    mode: str = field("terms", one_of(("terms", "reward")), "new terms, or the reward itself")
+    sha256: str = field("", doc="filled in when resolved: the file's hash, checked on resume")
+    terms: tuple[str, ...] = field((), doc="filled in when resolved: the terms it adds")
+
+
+@dataclasses.dataclass(frozen=True)
 class RewardConfig:
     """The reward spec: terms and weights, the combination, the shaping chain."""
 
@@ -120,12 +130,16 @@ class RewardConfig:
     normalize: NormalizeConfig = dataclasses.field(default_factory=NormalizeConfig)
     shaping: tuple[dict, ...] = field((), doc="[{potential|bounded|clip: {...}}, ...] in order")
     schedule: dict = field({}, doc="param path -> {kind: linear|cosine|step|gated, ...}")
+    code: CodeConfig = dataclasses.field(default_factory=CodeConfig)
 
 
 def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> RewardConfig:
     """Checks every term, signal and parameter of the reward spec against the env; coerces
     weights to floats and fills each shaping stage's defaults."""
     terms, signals = tuple(env.term_names), tuple(env.signal_names)
+    code = _resolve_code(reward.code, env, source)
+    if code.mode == "terms":
+        terms = (*terms, *code.terms)
 
     def floats(mapping: dict, key: str, known: tuple[str, ...], what: str) -> dict:
         out = {}
@@ -142,9 +156,41 @@ def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> 
         floats(dict.fromkeys(values, 0.0), key, known, what)
 
     weights = floats(reward.weights, "reward.weights", terms, "reward term")
-    changes: dict = {"weights": weights}
+    changes: dict = {"weights": weights, "code": code}
+    changes |= _resolve_combine(reward, code, weights, terms, env_name, floats, source)
+    if reward.parameterization in ("fixed_sign", "log_scale"):
+        for name, value in weights.items():
+            if value == 0:
+                raise source.error(
+                    f"reward.weights.{name}", f"{reward.parameterization} needs a nonzero weight"
+                )
+    names_in(reward.head_features, "reward.head_features", signals, "signal")
+    normalized = reward.normalize.terms
+    if normalized == ("all",):
+        normalized = terms
+    names_in(normalized, "reward.normalize.terms", terms, "reward term")
+    changes["normalize"] = dataclasses.replace(reward.normalize, terms=tuple(normalized))
+    changes["shaping"] = tuple(
+        _resolve_shaping(i, item, signals, env_name, source, floats)
+        for i, item in enumerate(reward.shaping)
+    )
+    changes["schedule"] = {
+        str(path): _resolve_schedule(str(path), entry, terms, source)
+        for path, entry in reward.schedule.items()
+    }
+    return dataclasses.replace(reward, **changes)
+
+
+def _resolve_combine(reward, code, weights, terms, env_name, floats, source) -> dict:
+    """The combination's own checks (gated levels, product factors, the outcome term)."""
+    changes = {}
     combine = reward.combine
-    if combine == "gated":
+    if code.file and code.mode == "reward":
+        if weights:
+            raise source.error(
+                "reward.weights", "reward.code with mode reward is the reward: give no weights"
+            )
+    elif combine == "gated":
         if weights:
             raise source.error(
                 "reward.weights",
@@ -178,27 +224,43 @@ def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> 
             f"unknown reward term {reward.outcome.term!r} for env {env_name!r} "
             f"(the env has: {', '.join(terms)})",
         )
-    if reward.parameterization in ("fixed_sign", "log_scale"):
-        for name, value in weights.items():
-            if value == 0:
-                raise source.error(
-                    f"reward.weights.{name}", f"{reward.parameterization} needs a nonzero weight"
-                )
-    names_in(reward.head_features, "reward.head_features", signals, "signal")
-    normalized = reward.normalize.terms
-    if normalized == ("all",):
-        normalized = terms
-    names_in(normalized, "reward.normalize.terms", terms, "reward term")
-    changes["normalize"] = dataclasses.replace(reward.normalize, terms=tuple(normalized))
-    changes["shaping"] = tuple(
-        _resolve_shaping(i, item, signals, env_name, source, floats)
-        for i, item in enumerate(reward.shaping)
-    )
-    changes["schedule"] = {
-        str(path): _resolve_schedule(str(path), entry, terms, source)
-        for path, entry in reward.schedule.items()
+    return changes
+
+
+def _resolve_code(code: CodeConfig, env, source: schema.Source) -> CodeConfig:
+    """The user's reward file checked on one abstract step; its path made absolute, its hash
+    and new terms filled in (a changed file on resume is an error)."""
+    if not code.file:
+        return code
+    from pathlib import Path
+
+    import jax
+
+    from rlx.rewards import code as code_lib
+
+    path = Path(code.file).expanduser()
+    if not path.is_absolute():  # next to the config file, else from the working directory
+        beside = Path(source.file).parent / path
+        path = beside if beside.is_file() else path
+    path = path.resolve()
+    params = {
+        name: schema.coerce(value, float, f"reward.code.params.{name}", source)
+        for name, value in code.params.items()
     }
-    return dataclasses.replace(reward, **changes)
+    try:
+        fn = code_lib.load_function(path, code.function)
+        digest = code_lib.sha256(path)
+        if code.sha256 and code.sha256 != digest:
+            raise code_lib.RewardCodeError(
+                f"reward.code.file: {path} changed since the run started (sha256 "
+                f"{code.sha256[:12]} then, {digest[:12]} now): restore it, or start a new run"
+            )
+        state = jax.eval_shape(env.reset, jax.random.key(0))
+        new = code_lib.check(fn, path, code.mode, state.signals, state.terms, params)
+    except code_lib.RewardCodeError as error:
+        key, _, message = str(error).partition(": ")
+        raise source.error(key, message) from None
+    return dataclasses.replace(code, file=str(path), params=params, sha256=digest, terms=new)
 
 
 def _resolve_schedule(path: str, entry, terms, source: schema.Source) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlx.rewards import code as code_lib
 from rlx.rewards import combine as combinations
 from rlx.rewards import schedule as schedules
 from rlx.rewards import shaping as shaping_lib
@@ -161,7 +162,12 @@ def build(spec, env) -> tuple[RewardFn, dict]:
             size_cache.append(observation_size(env))
         return size_cache[0]
 
-    combine, params = COMBINES[spec.combine](spec, obs_size)
+    code = spec.code
+    if code.file and code.mode == "reward":  # the user's function is the combination
+        fn = code_lib.load_function(code.file, code.function)
+        combine, params = code_lib.as_reward(fn), dict(code.params)
+    else:
+        combine, params = COMBINES[spec.combine](spec, obs_size)
     params = {"combine": params}
     terms = []
     if spec.normalize.terms:
@@ -178,6 +184,10 @@ def build(spec, env) -> tuple[RewardFn, dict]:
         stages.append((name, fn))
         params[name] = stage_params
     reward_fn = chain(combine, shaping=stages, terms=terms)
+    if code.file and code.mode == "terms":
+        fn = code_lib.load_function(code.file, code.function)
+        reward_fn = code_lib.with_terms(reward_fn, fn, tuple(code.terms))
+        params["code"] = dict(code.params)
     if spec.schedule:
         reward_fn, params = _schedule(reward_fn, params, spec.schedule)
     return reward_fn, params

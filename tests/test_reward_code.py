@@ -1,0 +1,112 @@
+"""``reward.code``: user reward functions from a Python file (rlx.rewards.code)."""
+
+import json
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import pytest
+
+from conftest import CONFIGS, tiny_overrides
+from rlx import build as build_lib
+from rlx import cli, driver
+
+CODE_CONFIG = Path(CONFIGS) / "cartpole_code.yaml"
+CARTPOLE = Path(CONFIGS) / "cartpole.yaml"
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "my_reward.py"
+    path.write_text(
+        "from rlx.rewards.terms import tolerance\n\n\ndef reward(s, ns, t, p):\n" + body
+    )
+    return path
+
+
+def test_new_terms_are_weighted_and_their_params_traced():
+    from rlx import config as config_lib
+
+    assert config_lib.load(CODE_CONFIG).reward.code.terms == ()  # filled in when resolved
+    built = build_lib.build(build_lib.load(CODE_CONFIG, tiny_overrides("/tmp")))
+    assert built.config.reward.code.terms == ("centred", "upright")
+    assert len(built.config.reward.code.sha256) == 64
+    agent, hparams = built.agent, built.hparams
+    assert float(hparams.reward_params["code"]["angle_margin"]) == pytest.approx(0.2)
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(state, hp):
+        return agent.train_step(state, hp)
+
+    state = agent.init(jax.random.key(0), hparams.reward_params)
+    means = []
+    for margin in (0.2, 0.01):
+        params = {**hparams.reward_params, "code": {"angle_margin": jnp.float32(margin)}}
+        _, metrics = step(state, hparams.replace(reward_params=params))
+        means.append(float(metrics["train/reward_mean"]))
+    assert means[0] != means[1]  # a narrower margin pays the upright term less
+
+
+def test_mode_reward_replaces_the_combination(tmp_path):
+    path = write(tmp_path, '    return 1.0 - ns["pole_angle"] ** 2\n')
+    overrides = [
+        *tiny_overrides(str(tmp_path)),
+        "reward.weights={}",
+        f'reward.code={{"file": "{path}", "mode": "reward"}}',
+    ]
+    config = build_lib.load(CARTPOLE, overrides)
+    driver.train(config, tmp_path / "run", show_progress=False)
+    row = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert 0 < row["eval/return"] <= row["eval/length"]  # 1 - angle^2 per step, in (0, 1]
+
+
+@pytest.mark.parametrize(
+    ("body", "extra", "message"),
+    [
+        (None, {"file": "missing.py"}, "no such file"),
+        ('    return {"x": ns["pole_angle"]}\n', {"function": "nope"}, "has no function 'nope'"),
+        (
+            '    return {"x": ns["pole_angel"]}\n',
+            {},
+            "my_reward.py:5: KeyError: unknown name 'pole_angel'",
+        ),
+        ('    return {"x": jnp.zeros(3)}\n', {}, "term 'x' must be one float per step"),
+        ('    return {"alive": ns["pole_angle"]}\n', {}, "term 'alive' is the env's already"),
+    ],
+)
+def test_bad_reward_code_is_one_line(tmp_path, capsys, body, extra, message):
+    if body is not None:
+        body = body.replace("jnp.", "__import__('jax.numpy').numpy.")
+    path = write(tmp_path, body or "    return {}\n")
+    code = {"file": str(path), **extra}
+    if extra.get("file") == "missing.py":
+        code["file"] = str(tmp_path / "missing.py")
+    args = [
+        "train",
+        str(CARTPOLE),
+        f"reward.code={json.dumps(code)}",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_after_the_reward_file_changed_is_an_error(tmp_path, capsys):
+    path = write(tmp_path, '    return {"x": ns["pole_angle"]}\n')
+    run_dir = tmp_path / "run"
+    overrides = [
+        *tiny_overrides(str(tmp_path)),
+        f'reward.code={{"file": "{path}"}}',
+        'reward.weights={"alive": 1.0, "x": 0.1}',
+    ]
+    config = build_lib.load(CARTPOLE, overrides)
+    driver.train(config, run_dir, show_progress=False, max_chunks=1)
+    path.write_text(path.read_text().replace("pole_angle", "cart_position"))
+    assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "changed since the run started" in err and len(err.splitlines()) == 1, err
