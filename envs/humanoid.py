@@ -30,7 +30,7 @@ from rlx.types import EnvState
 
 
 @functools.cache
-def _model(solver_iterations: int, ls_iterations: int):
+def _model(solver_iterations: int, ls_iterations: int, impl: str = "jax"):
     """(mujoco.MjModel, mjx.Model) of Brax's humanoid MJCF with Brax's MJX solver settings."""
     mujoco = import_mujoco(
         "the humanoid env needs mujoco, mujoco-mjx and brax (for its MJCF)", "etils.epath"
@@ -43,7 +43,7 @@ def _model(solver_iterations: int, ls_iterations: int):
     model.opt.disableflags = model.opt.disableflags | mujoco.mjtDisableBit.mjDSBL_EULERDAMP
     model.opt.iterations = solver_iterations
     model.opt.ls_iterations = ls_iterations
-    return put_model(model)
+    return put_model(model, impl)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +66,14 @@ class Humanoid(MjxEnv):
     terminate_when_unhealthy: bool = True
     solver_iterations: int = 1
     ls_iterations: int = 4
+    impl: str = "jax"  # MJX's implementation: jax, or warp (MuJoCo Warp, a CUDA GPU)
     name: ClassVar[str] = "humanoid"
 
     term_names = ("forward_velocity", "alive", "ctrl_cost", "constraint_cost")
     signal_names = ("torso_height", "uprightness", "forward_velocity", "x_position")
 
     def _models(self):
-        return _model(self.solver_iterations, self.ls_iterations)
+        return _model(self.solver_iterations, self.ls_iterations, self.impl)
 
     def _com(self, model, data) -> jax.Array:
         mass = jnp.asarray(model.body_mass[1:], jnp.float32)

@@ -39,20 +39,45 @@ def import_mujoco(needs: str, *also: str):
     return mujoco
 
 
-def put_model(model):
-    """(model, mjx.Model) of a ``mujoco.MjModel``, with concrete arrays even when first asked
-    for inside a trace (callers cache the result)."""
+# ``env.params.impl``: MJX's implementation. ``jax`` runs anywhere; ``warp`` (MuJoCo Warp)
+# needs a CUDA GPU and the mujoco-warp package.
+IMPLS = ("jax", "warp")
+
+
+class ImplUnavailableError(ValueError):
+    """An MJX implementation this machine cannot run (the message says what it needs)."""
+
+
+def check_impl(impl: str) -> None:
+    if impl not in IMPLS:
+        raise ImplUnavailableError(f"unknown MJX impl {impl!r} (one of {', '.join(IMPLS)})")
+    if impl == "warp":
+        import importlib.util
+
+        backend = jax.default_backend()
+        installed = importlib.util.find_spec("mujoco_warp") is not None
+        if backend != "gpu" or not installed:
+            raise ImplUnavailableError(
+                "impl 'warp' runs MuJoCo Warp, which needs a CUDA GPU and mujoco-warp (pip "
+                f"install mujoco-warp); here JAX's backend is {backend} and mujoco-warp is "
+                f"{'installed' if installed else 'not installed'} (impl: jax runs anywhere)"
+            )
+
+
+def put_model(model, impl: str = "jax"):
+    """(model, mjx.Model) of a ``mujoco.MjModel`` for MJX implementation ``impl``, with
+    concrete arrays even when first asked for inside a trace (callers cache the result)."""
     from mujoco import mjx
 
     with jax.ensure_compile_time_eval():
-        return model, mjx.put_model(model)
+        return model, mjx.put_model(model, impl=impl)
 
 
 @functools.cache
-def load_model(xml: str):
+def load_model(xml: str, impl: str = "jax"):
     """(mujoco.MjModel, mjx.Model) of an MJCF string; cached, so each env builds it once."""
     mujoco = import_mujoco("the manipulation envs need mujoco and mujoco-mjx")
-    return put_model(mujoco.MjModel.from_xml_string(xml))
+    return put_model(mujoco.MjModel.from_xml_string(xml), impl)
 
 
 def scale_action(model, action: jax.Array) -> jax.Array:
@@ -93,6 +118,7 @@ class MjxEnv:
     and ``step_with_model``."""
 
     def __post_init__(self):
+        check_impl(getattr(self, "impl", "jax"))
         self._models()  # load the MJCF outside any trace
 
     def _models(self):

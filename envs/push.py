@@ -77,6 +77,7 @@ class Push(ArmTask):
     primary_objective: str = "negative_distance"
     solver_iterations: int = 1
     ls_iterations: int = 4
+    impl: str = "jax"  # MJX's implementation: jax, or warp (MuJoCo Warp, a CUDA GPU)
     name: ClassVar[str] = "push"
 
     term_names = (
@@ -105,7 +106,7 @@ class Push(ArmTask):
         super().__post_init__()
 
     def _models(self):
-        return load_model(_push_xml(self.solver_iterations, self.ls_iterations))
+        return load_model(_push_xml(self.solver_iterations, self.ls_iterations), self.impl)
 
     @functools.cached_property
     def _ids(self) -> tuple[int, int]:

@@ -185,6 +185,7 @@ class Reach(ArmTask):
     reset_angle_range: float = math.pi
     primary_objective: str = "negative_distance"
     near_margin: float = 0.1
+    impl: str = "jax"  # MJX's implementation: jax, or warp (MuJoCo Warp, a CUDA GPU)
     name: ClassVar[str] = "reach"
 
     term_names = ("distance", "ctrl_cost", "success", "progress", "near", "small_control")
@@ -198,7 +199,7 @@ class Reach(ArmTask):
         super().__post_init__()
 
     def _models(self):
-        return load_model(REACH_XML)
+        return load_model(REACH_XML, self.impl)
 
     @functools.cached_property
     def _fingertip(self) -> int:

@@ -11,6 +11,7 @@ import dataclasses
 
 from rlx import envs as registry
 from rlx import schema
+from rlx.envs.mjx_base import ImplUnavailableError
 from rlx.envs.randomize import DomainRandomization, NotRandomizableError, range_problem
 from rlx.envs.wrappers import EpisodeWrapper
 from rlx.schema import field, one_of
@@ -68,6 +69,8 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
             raise source.error(f"env.params.{hidden}", f"set the {kind} env in env.name: {where}")
     try:
         typed = schema.from_dict(cls, config.params, source, "env.params")
+    except ImplUnavailableError as error:
+        raise source.error("env.params.impl", str(error)) from None
     except ImportError as error:  # an optional env library (brax, playground) is missing
         raise source.error("env.name", str(error)) from None
     params = {k: v for k, v in dataclasses.asdict(typed).items() if k not in _ADAPTER_NAMES}
@@ -77,6 +80,8 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
         )
     try:
         env = registry.make_raw(config.name, **params)
+    except ImplUnavailableError as error:
+        raise source.error("env.params.impl", str(error)) from None
     except (ValueError, ImportError) as error:
         raise source.error("env.name", str(error)) from None
     ranges = config.randomization()

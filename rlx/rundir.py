@@ -134,12 +134,13 @@ def config_changes(old: str, new: str) -> dict[str, list]:
 
 def _default_keys() -> dict[str, Any]:
     """Defaults of the keys added to the config schema since runs were first written
-    (``eval.video_*``)."""
+    (``eval.video_*``, ``run.wandb.*``, the MJX envs' ``env.params.impl``)."""
     from rlx.config import EvalConfig, WandbConfig
 
     fields = ("video_every_chunks", "video_width", "video_height")
     out = {f"eval.{name}": getattr(EvalConfig(), name) for name in fields}
-    return out | {f"run.wandb.{k}": v for k, v in vars(WandbConfig()).items()}
+    out |= {f"run.wandb.{k}": v for k, v in vars(WandbConfig()).items()}
+    return out | {"env.params.impl": "jax"}  # the MJX envs' implementation
 
 
 _UNLOGGED = ("chunk", "iteration", "env_steps", "nonfinite")

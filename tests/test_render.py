@@ -166,3 +166,17 @@ def test_keys_added_since_a_checkpoint_at_their_defaults_are_no_change():
     assert rundir.config_changes(old, new) == {}
     edited = new.replace("video_every_chunks: 0", "video_every_chunks: 3")
     assert rundir.config_changes(old, edited) == {"eval.video_every_chunks": [None, 3]}
+
+
+def test_an_mjx_impl_this_machine_cannot_run_is_one_line(tmp_path, capsys):
+    """env.params.impl: warp needs a CUDA GPU and mujoco-warp; jax (the default) runs anywhere."""
+    from rlx import cli
+
+    run_dir = tmp_path / "run"
+    args = ["train", str(Path(CONFIGS) / "reach.yaml"), "--run-dir", str(run_dir)]
+    assert cli.main([*args, "env.params.impl=warp"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "env.params.impl" in err and "CUDA GPU" in err and len(err.splitlines()) == 1
+    assert not run_dir.exists()
+    config = build_lib.load(Path(CONFIGS) / "reach.yaml", ["env.params.impl=jax"])
+    assert config.env.params["impl"] == "jax"
