@@ -398,10 +398,24 @@ class _Loop:
         return row, (members if count else None)
 
     def _video(self, state, hparams, env_steps: int) -> None:
-        """videos/step-<env steps>.mp4 and the same as a TensorBoard video (an animated GIF)."""
+        """videos/step-<env steps>.mp4 and the same as a TensorBoard video (an animated GIF).
+        A video that fails is one warning line and no more videos: training goes on."""
+        import sys
+
         directory = self.files.dir / "videos"
-        directory.mkdir(exist_ok=True)
-        written = self.program.video(state, hparams, directory / f"step-{env_steps}.mp4")
+        try:
+            directory.mkdir(exist_ok=True)
+            written = self.program.video(state, hparams, directory / f"step-{env_steps}.mp4")
+        except Exception as error:  # noqa: BLE001 (a video never stops training)
+            reason = " ".join(str(error).split())[:200]
+            print(
+                f"[rlx] warning: the video at {env_steps} env steps failed "
+                f"({type(error).__name__}: {reason}); no more videos in this run",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.program = dataclasses.replace(self.program, video=None)
+            return
         if hasattr(self.files, "add_video"):
             self.files.add_video(
                 "video", written["frames"], env_steps, written["fps"], written["file"]

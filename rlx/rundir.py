@@ -193,7 +193,18 @@ class Run:
         run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
         id_file.write_text(run_id + "\n")
         start = time.perf_counter()
-        self.wandb = wandb.init(
+        try:
+            self.wandb = self._wandb_init(wandb, settings, run_id)
+        except Exception as error:  # noqa: BLE001 (login, network, a bad entity, ...)
+            reason = " ".join(str(error).split())[:200]
+            raise RunDirError(
+                f"run.wandb: W&B did not start ({type(error).__name__}: {reason}); "
+                "run.wandb.mode=offline needs no account"
+            ) from None
+        self.wandb_init_s = time.perf_counter() - start
+
+    def _wandb_init(self, wandb, settings, run_id: str):
+        return wandb.init(
             project=settings.project,
             entity=settings.entity or None,
             mode=settings.mode,
@@ -204,7 +215,6 @@ class Run:
             config=config_lib.to_dict(self.config),
             settings=wandb.Settings(console="off", silent=True),
         )
-        self.wandb_init_s = time.perf_counter() - start
 
     def restore(self, abstract_state) -> tuple[Any, int, float, list[dict]] | None:
         """(state, chunks done, wall seconds so far, metrics rows up to the checkpoint) from

@@ -180,3 +180,24 @@ def test_an_mjx_impl_this_machine_cannot_run_is_one_line(tmp_path, capsys):
     assert not run_dir.exists()
     config = build_lib.load(Path(CONFIGS) / "reach.yaml", ["env.params.impl=jax"])
     assert config.env.params["impl"] == "jax"
+
+
+def test_a_failing_video_is_a_warning_and_training_goes_on(tmp_path, capsys):
+    import dataclasses
+
+    config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", tiny_overrides(str(tmp_path)))
+    calls = []
+
+    def broken(state, hparams, path):
+        calls.append(path)
+        raise OSError("disk full")
+
+    program = driver.ppo_program(build_lib.build(config))
+    with_video = dataclasses.replace(
+        config, eval=dataclasses.replace(config.eval, video_every_chunks=1)
+    )
+    program = dataclasses.replace(program, config=with_video, video=broken)
+    summary = driver.run(program, tmp_path / "run", show_progress=False)
+    assert summary["status"] == "completed" and len(calls) == 1  # tried once, then off
+    err = capsys.readouterr().err
+    assert "the video at" in err and "OSError: disk full" in err and "no more videos" in err

@@ -59,3 +59,17 @@ def test_an_offline_wandb_run_logs_every_rows_scalars(tmp_path):
         assert logged["eval/return"] == pytest.approx(row["eval/return"])
         assert logged["loss/value"] == pytest.approx(row["loss/value"])
     assert (tmp_path / "run" / "wandb_id").read_text().strip() in path
+
+
+def test_wandb_that_does_not_start_is_one_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("wandb")
+    from rlx import cli, rundir
+
+    def fails(self, wandb, settings, run_id):
+        raise RuntimeError("api key not configured (no-tty)")
+
+    monkeypatch.setattr(rundir.Run, "_wandb_init", fails)
+    args = ["train", str(Path(CONFIGS) / "cartpole.yaml"), *tiny_overrides(str(tmp_path))]
+    assert cli.main([*args, "run.wandb.mode=online", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run.wandb: W&B did not start" in err and len(err.splitlines()) == 1, err
