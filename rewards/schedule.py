@@ -145,7 +145,8 @@ def scheduled(inner: RewardFn, specs: dict[str, tuple[str, str]]) -> RewardFn:
         return reward, new_state, info
 
     def metrics(params, state) -> dict:
-        out = {f"schedule/{path}": v for path, v in current(params, state).items()}
+        out = dict(inner.metrics(params, state.inner)) if inner.metrics is not None else {}
+        out |= {f"schedule/{path}": v for path, v in current(params, state).items()}
         return out | {
             f"schedule/{path}/level": lv.astype(jnp.float32) for path, lv in state.levels.items()
         }

@@ -12,6 +12,7 @@ import dataclasses
 
 from rlx import schema
 from rlx.rewards import spec
+from rlx.rewards.constraints import STATISTICS
 from rlx.rewards.schedule import KINDS
 from rlx.schema import NON_NEGATIVE, POSITIVE, UNIT, field, one_of
 
@@ -105,6 +106,17 @@ class ScheduleConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConstraintConfig:
+    name: str = field("", doc="its name in the logs (default: the term or signal)")
+    term: str = field("", doc="the constrained term (or give a signal)")
+    signal: str = field("", doc="the constrained signal (rate: an event, true above 0.5)")
+    statistic: str = field("sum", one_of(STATISTICS), "per episode: sum, mean per step, rate")
+    bound: float = field(0.0, doc="statistic <= bound")
+    step_size: float = field(0.01, POSITIVE, "dual ascent step of the multiplier")
+    init: float = field(0.0, NON_NEGATIVE, "the multiplier's start")
+
+
+@dataclasses.dataclass(frozen=True)
 class CodeConfig:
     file: str = field("", doc="a Python file with the reward function ('' : none)")
     function: str = field("reward")
@@ -131,6 +143,7 @@ class RewardConfig:
     shaping: tuple[dict, ...] = field((), doc="[{potential|bounded|clip: {...}}, ...] in order")
     schedule: dict = field({}, doc="param path -> {kind: linear|cosine|step|gated, ...}")
     code: CodeConfig = dataclasses.field(default_factory=CodeConfig)
+    constraints: tuple[dict, ...] = field((), doc="[{term|signal, statistic, bound, ...}]")
 
 
 def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> RewardConfig:
@@ -174,6 +187,7 @@ def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> 
         _resolve_shaping(i, item, signals, env_name, source, floats)
         for i, item in enumerate(reward.shaping)
     )
+    changes["constraints"] = _resolve_constraints(reward.constraints, terms, signals, source)
     changes["schedule"] = {
         str(path): _resolve_schedule(str(path), entry, terms, source)
         for path, entry in reward.schedule.items()
@@ -225,6 +239,31 @@ def _resolve_combine(reward, code, weights, terms, env_name, floats, source) -> 
             f"(the env has: {', '.join(terms)})",
         )
     return changes
+
+
+def _resolve_constraints(items, terms, signals, source: schema.Source) -> tuple[dict, ...]:
+    out, names = [], set()
+    for i, item in enumerate(items):
+        key = f"reward.constraints[{i}]"
+        if not isinstance(item, dict):
+            raise source.error(key, f"expected {{term|signal: ..., bound: ...}}, got {item!r}")
+        parsed = schema.from_dict(ConstraintConfig, item, source, key)
+        if bool(parsed.term) == bool(parsed.signal):
+            raise source.error(key, "name one term or one signal")
+        if parsed.term and parsed.term not in terms:
+            raise source.error(
+                f"{key}.term", f"unknown reward term (the env has: {', '.join(terms)})"
+            )
+        if parsed.signal and parsed.signal not in signals:
+            raise source.error(
+                f"{key}.signal", f"unknown signal (the env has: {', '.join(signals) or 'none'})"
+            )
+        name = parsed.name or parsed.term or parsed.signal
+        if name in names or "/" in name:
+            raise source.error(f"{key}.name", f"{name!r}: names must be unique, without '/'")
+        names.add(name)
+        out.append(schema.plain(dataclasses.replace(parsed, name=name)))
+    return tuple(out)
 
 
 def _resolve_code(code: CodeConfig, env, source: schema.Source) -> CodeConfig:

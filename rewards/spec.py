@@ -13,6 +13,7 @@ import numpy as np
 
 from rlx.rewards import code as code_lib
 from rlx.rewards import combine as combinations
+from rlx.rewards import constraints as constraints_lib
 from rlx.rewards import schedule as schedules
 from rlx.rewards import shaping as shaping_lib
 from rlx.rewards import weights as parameterizations
@@ -188,6 +189,19 @@ def build(spec, env) -> tuple[RewardFn, dict]:
         fn = code_lib.load_function(code.file, code.function)
         reward_fn = code_lib.with_terms(reward_fn, fn, tuple(code.terms))
         params["code"] = dict(code.params)
+    if spec.constraints:
+        specs = {
+            c["name"]: (
+                ("term", c["term"]) if c["term"] else ("signal", c["signal"]),
+                c["statistic"],
+            )
+            for c in spec.constraints
+        }
+        reward_fn = constraints_lib.constrained(reward_fn, specs)
+        keys = ("bound", "step_size", "init")
+        params["constraints"] = {
+            c["name"]: {k: float(c[k]) for k in keys} for c in spec.constraints
+        }
     if spec.schedule:
         reward_fn, params = _schedule(reward_fn, params, spec.schedule)
     return reward_fn, params

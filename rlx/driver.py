@@ -27,7 +27,7 @@ from rlx.progress import Progress
 
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
 # Metrics that are a current value, not a rate: a chunk's row keeps the last iteration's.
-LAST_VALUE_PREFIXES = ("phi/", "weights/", "meta/gamma", "schedule/")
+LAST_VALUE_PREFIXES = ("phi/", "weights/", "meta/gamma", "schedule/", "constraint/")
 TIMING_KEYS = (
     "wall_s",
     "train/steps_per_s",
@@ -50,6 +50,8 @@ GUARD_PREFIX = "guard/"
 # Metrics that are non-finite by design: a population's fitness before any member has one
 # (NaN mean, -inf best). They are written as null, never counted as divergence.
 NAN_BY_DESIGN = ("meta/fitness_mean", "meta/fitness_best")
+# ... and a constraint's statistic before any episode has ended (rlx.rewards.constraints)
+NAN_BY_DESIGN_SUFFIXES = ("/value", "/violation")
 _EPISODE_NAMES = {
     "return": "train/return",
     "primary_return": "train/primary_return",
@@ -101,10 +103,18 @@ def nonfinite_quantities(metrics: dict[str, np.ndarray]) -> list[str]:
             if float(np.min(values)) < 1.0:
                 name = key.removeprefix(GUARD_PREFIX).removesuffix("_finite")
                 bad.append(_EPISODE_NAMES.get(name, name))
-        elif key not in NAN_BY_DESIGN and not np.all(np.isfinite(values)):
+        elif _nan_by_design(key):
+            continue
+        elif not np.all(np.isfinite(values)):
             name = key.removeprefix("episode_total/")
             bad.append(_EPISODE_NAMES.get(name, name))
     return sorted(dict.fromkeys(bad), key=_cause_rank)  # each once, likely cause first
+
+
+def _nan_by_design(key: str) -> bool:
+    return key in NAN_BY_DESIGN or (
+        key.startswith("constraint/") and key.endswith(NAN_BY_DESIGN_SUFFIXES)
+    )
 
 
 def json_safe(row: dict) -> dict:

@@ -1,0 +1,138 @@
+"""``reward.constraints``: say "keep the episode's control cost under 50" instead of guessing
+a weight; a Lagrange multiplier per constraint is learned by projected dual ascent.
+
+Each constraint names a term (or a signal) ``c`` and an episode statistic with a bound:
+
+- ``sum``: the episode's sum of ``c`` <= ``bound``;
+- ``mean``: its mean per step <= ``bound``;
+- ``rate``: the share of episodes in which ``c`` exceeded 0.5 at some step <= ``bound`` (a
+  boolean signal: fell, collided).
+
+The reward becomes ``r - sum_k lambda_k c_k`` per step (for ``rate``, ``lambda_k`` on the step
+where the event first happens in the episode), after the combination and its shaping, so it
+works with any ``combine``. After each update, from the episodes that ended in it,
+``lambda_k <- max(0, lambda_k + step_size_k (statistic_k - bound_k))``; no ended episode, no
+change. The multipliers and the per-env episode accumulators live in the reward state (exact
+resume); ``bound``, ``step_size`` and the initial multiplier are traced params under
+``params['constraints'][name]``. Logged each update: ``constraint/<name>/value`` (the
+statistic over the episodes that ended in the latest update that had any; NaN before the
+first), ``/multiplier`` and ``/violation`` (value - bound).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rlx.rewards.base import PerEnv, RewardFn, check_terms
+
+STATISTICS = ("sum", "mean", "rate")
+
+
+class ConstraintState(NamedTuple):
+    inner: Any
+    multipliers: dict  # name -> []
+    values: (
+        dict  # name -> [] the statistic of the latest update with ended episodes (NaN: none yet)
+    )
+    episode: PerEnv  # {name: {"sum": [B], "length": [B], "hit": [B]}}
+
+
+def _quantity(transition, source: tuple[str, str]) -> jax.Array:
+    kind, name = source
+    values = transition.terms[name] if kind == "term" else transition.next_signals[name]
+    return values.astype(jnp.float32)
+
+
+def _ended(running: jax.Array, values: jax.Array, done: jax.Array):
+    """(running' [B], per env the summed totals of the episodes that ended in the batch [B],
+    how many ended per env [B]): episode sums of ``values`` [T, B] carried across batches."""
+    t = jnp.arange(done.shape[0])[:, None]
+    last = jnp.max(jnp.where(done, t, -1), axis=0)
+    ended = last >= 0
+    upto_last = t <= last[None]
+    total = running + jnp.sum(jnp.where(upto_last, values, 0.0), axis=0)
+    after = jnp.sum(jnp.where(upto_last, 0.0, values), axis=0)
+    running_after = jnp.where(ended, after, running + jnp.sum(values, axis=0))
+    count = jnp.sum(done.astype(jnp.float32), axis=0)
+    return running_after, jnp.where(ended, total, 0.0), count
+
+
+def constrained(inner: RewardFn, specs: dict[str, tuple[tuple[str, str], str]]) -> RewardFn:
+    """``inner`` with ``specs`` ({name: ((term|signal, what), statistic)}) as constraints; its
+    params are ``{**inner's, 'constraints': {name: {bound, step_size, init}}}``."""
+
+    def init(key, term_names, num_envs):
+        for name, ((kind, what), _) in specs.items():
+            if kind == "term":
+                check_terms([what], term_names, f"reward.constraints {name!r}")
+        zeros = jnp.zeros((num_envs,), jnp.float32)
+        return ConstraintState(
+            inner=inner.init(key, term_names, num_envs),
+            multipliers={name: jnp.asarray(jnp.nan, jnp.float32) for name in specs},
+            values={name: jnp.asarray(jnp.nan, jnp.float32) for name in specs},
+            episode=PerEnv({n: {"sum": zeros, "length": zeros, "hit": zeros} for n in specs}),
+        )
+
+    def multiplier(params, state, name):
+        current = state.multipliers[name]  # NaN until the first update: the initial value
+        return jnp.where(jnp.isnan(current), params["constraints"][name]["init"], current)
+
+    def apply(params, state, transition, *, gamma):
+        inner_params = {k: v for k, v in params.items() if k != "constraints"}
+        reward, inner_state, info = inner.apply(inner_params, state.inner, transition, gamma=gamma)
+        done = jnp.logical_or(transition.terminated, transition.truncated)
+        multipliers, values, episode = {}, {}, {}
+        for name, (source, statistic) in specs.items():
+            c = _quantity(transition, source)
+            lam = multiplier(params, state, name)
+            acc = state.episode.value[name]
+            if statistic == "rate":  # the step where the event first happens pays lambda
+                hit_now = (c > 0.5).astype(jnp.float32)
+                penalty = hit_now * (1.0 - _seen_before(acc["hit"], hit_now, done))
+                hit, events, count = _ended(acc["hit"], penalty, done)
+                value, n = jnp.sum(events) / jnp.maximum(jnp.sum(count), 1.0), jnp.sum(count)
+                new_acc = {**acc, "hit": jnp.minimum(hit, 1.0)}
+            else:
+                penalty = c
+                run_sum, total, count = _ended(acc["sum"], c, done)
+                run_len, length, _ = _ended(acc["length"], jnp.ones_like(c), done)
+                per = jnp.sum(count) if statistic == "sum" else jnp.sum(length)
+                value, n = jnp.sum(total) / jnp.maximum(per, 1.0), jnp.sum(count)
+                new_acc = {**acc, "sum": run_sum, "length": run_len}
+            lam_fixed = jax.lax.stop_gradient(lam)
+            reward = reward - lam_fixed * penalty
+            info[f"constraint/{name}"] = -lam_fixed * penalty
+            p = params["constraints"][name]
+            stepped = jnp.maximum(0.0, lam + p["step_size"] * (value - p["bound"]))
+            multipliers[name] = jnp.where(n > 0, stepped, lam)
+            values[name] = jnp.where(n > 0, value, state.values[name])  # NaN before any
+            episode[name] = new_acc
+        new_state = ConstraintState(inner_state, multipliers, values, PerEnv(episode))
+        return reward, new_state, info
+
+    def metrics(params, state) -> dict:
+        out = dict(inner.metrics(params, state.inner)) if inner.metrics is not None else {}
+        for name in specs:
+            value = state.values[name]
+            out[f"constraint/{name}/value"] = value
+            out[f"constraint/{name}/multiplier"] = multiplier(params, state, name)
+            out[f"constraint/{name}/violation"] = value - params["constraints"][name]["bound"]
+        return out
+
+    return inner._replace(init=init, apply=apply, metrics=metrics)
+
+
+def _seen_before(running_hit: jax.Array, hit: jax.Array, done: jax.Array) -> jax.Array:
+    """[T, B]: 1 where the event already happened earlier in the same episode."""
+
+    def step(seen, inputs):
+        h, d = inputs
+        before = seen
+        seen = jnp.where(d, 0.0, jnp.maximum(seen, h))
+        return seen, before
+
+    _, before = jax.lax.scan(step, jnp.minimum(running_hit, 1.0), (hit, done))
+    return before
