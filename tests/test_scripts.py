@@ -182,3 +182,25 @@ def test_bench_unroll_writes_memory_and_time_per_k(tmp_path):
     assert {(r["K"], r["variant"]) for r in rows} >= {(2, "unrolled, no remat"), (2, "ppo")}
     assert all(r["ratio_to_ppo"] > 0 for r in rows)
     assert "| 2 | unrolled, remat |" in out.with_suffix(".md").read_text()
+
+
+def test_pareto_front_keeps_the_non_dominated_points():
+    path = Path(REPO) / "scripts" / "experiments" / "pareto.py"
+    spec = importlib.util.spec_from_file_location("pareto", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # (primary, cost): higher primary and lower cost are better
+    points = [(10.0, 5.0), (8.0, 1.0), (7.0, 2.0), (10.0, 6.0), (3.0, 0.5)]
+    assert module.front(points) == [0, 1, 4]
+
+
+def test_bilevel_lure_task_learns_the_lure_terms_only():
+    bilevel = _bilevel()
+    task = bilevel.TASKS["humanoid_lure"]
+    arms = bilevel.arms(task, "bad")
+    assert arms["A"][1]["reward"]["weights"] == task["default"]
+    assert set(arms["B"][1]["reward"]["weights"]) - set(arms["A"][1]["reward"]["weights"]) == {
+        "standing",
+        "upright",
+    }
+    assert arms["E"][1]["meta"]["learn"] == ["combine/standing", "combine/upright"]
