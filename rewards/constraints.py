@@ -12,7 +12,11 @@ The reward becomes ``r - sum_k lambda_k c_k`` per step (for ``rate``, ``lambda_k
 where the event first happens in the episode), after the combination and its shaping, so it
 works with any ``combine``. After each update, from the episodes that ended in it,
 ``lambda_k <- max(0, lambda_k + step_size_k (statistic_k - bound_k))``; no ended episode, no
-change. The multipliers and the per-env episode accumulators live in the reward state (exact
+change. With ``kp`` and ``kd`` (0 by default) that integral becomes a PID controller (Stooke
+et al. 2020, "Responsive safety in RL by PID Lagrangian methods"): the multiplier used is
+``max(0, I + kp e + kd (e - e_before))`` with ``e`` the latest violation, which damps the
+overshoot of a multiplier that the policy answers only slowly. The multipliers and the per-env
+episode accumulators live in the reward state (exact
 resume); ``bound``, ``step_size`` and the initial multiplier are traced params under
 ``params['constraints'][name]``. Logged each update: ``constraint/<name>/value`` (the
 statistic over the episodes that ended in the latest update that had any; NaN before the
@@ -33,11 +37,12 @@ STATISTICS = ("sum", "mean", "rate")
 
 class ConstraintState(NamedTuple):
     inner: Any
-    multipliers: dict  # name -> []
+    multipliers: dict  # name -> [] the integral part (the whole multiplier without kp, kd)
     values: (
         dict  # name -> [] the statistic of the latest update with ended episodes (NaN: none yet)
     )
     episode: PerEnv  # {name: {"sum": [B], "length": [B], "hit": [B]}}
+    previous: dict = None  # name -> [] the statistic before ``values`` (for kd; NaN: none)
 
 
 def _quantity(transition, source: tuple[str, str]) -> jax.Array:
@@ -74,17 +79,27 @@ def constrained(inner: RewardFn, specs: dict[str, tuple[tuple[str, str], str]]) 
             multipliers={name: jnp.asarray(jnp.nan, jnp.float32) for name in specs},
             values={name: jnp.asarray(jnp.nan, jnp.float32) for name in specs},
             episode=PerEnv({n: {"sum": zeros, "length": zeros, "hit": zeros} for n in specs}),
+            previous={name: jnp.asarray(jnp.nan, jnp.float32) for name in specs},
         )
 
-    def multiplier(params, state, name):
+    def integral(params, state, name):
         current = state.multipliers[name]  # NaN until the first update: the initial value
         return jnp.where(jnp.isnan(current), params["constraints"][name]["init"], current)
+
+    def multiplier(params, state, name):
+        """PID: the integral plus kp times the latest violation plus kd times its change."""
+        p = params["constraints"][name]
+        known = lambda x: jnp.where(jnp.isnan(x), 0.0, x - p["bound"])
+        error, before = known(state.values[name]), known(state.previous[name])
+        derivative = jnp.where(jnp.isnan(state.previous[name]), 0.0, error - before)
+        pid = integral(params, state, name) + p["kp"] * error + p["kd"] * derivative
+        return jnp.maximum(0.0, pid)
 
     def apply(params, state, transition, *, gamma):
         inner_params = {k: v for k, v in params.items() if k != "constraints"}
         reward, inner_state, info = inner.apply(inner_params, state.inner, transition, gamma=gamma)
         done = jnp.logical_or(transition.terminated, transition.truncated)
-        multipliers, values, episode = {}, {}, {}
+        multipliers, values, episode, previous = {}, {}, {}, {}
         for name, (source, statistic) in specs.items():
             c = _quantity(transition, source)
             lam = multiplier(params, state, name)
@@ -106,11 +121,13 @@ def constrained(inner: RewardFn, specs: dict[str, tuple[tuple[str, str], str]]) 
             reward = reward - lam_fixed * penalty
             info[f"constraint/{name}"] = -lam_fixed * penalty
             p = params["constraints"][name]
-            stepped = jnp.maximum(0.0, lam + p["step_size"] * (value - p["bound"]))
-            multipliers[name] = jnp.where(n > 0, stepped, lam)
+            part = integral(params, state, name)
+            stepped = jnp.maximum(0.0, part + p["step_size"] * (value - p["bound"]))
+            multipliers[name] = jnp.where(n > 0, stepped, part)
             values[name] = jnp.where(n > 0, value, state.values[name])  # NaN before any
+            previous[name] = jnp.where(n > 0, state.values[name], state.previous[name])
             episode[name] = new_acc
-        new_state = ConstraintState(inner_state, multipliers, values, PerEnv(episode))
+        new_state = ConstraintState(inner_state, multipliers, values, PerEnv(episode), previous)
         return reward, new_state, info
 
     def metrics(params, state) -> dict:

@@ -114,6 +114,8 @@ class ConstraintConfig:
     bound: float = field(0.0, doc="statistic <= bound")
     step_size: float = field(0.01, POSITIVE, "dual ascent step of the multiplier")
     init: float = field(0.0, NON_NEGATIVE, "the multiplier's start")
+    kp: float = field(0.0, NON_NEGATIVE, "PID: proportional gain on the latest violation")
+    kd: float = field(0.0, NON_NEGATIVE, "PID: derivative gain on its change")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -198,7 +198,7 @@ def build(spec, env) -> tuple[RewardFn, dict]:
             for c in spec.constraints
         }
         reward_fn = constraints_lib.constrained(reward_fn, specs)
-        keys = ("bound", "step_size", "init")
+        keys = ("bound", "step_size", "init", "kp", "kd")
         params["constraints"] = {
             c["name"]: {k: float(c[k]) for k in keys} for c in spec.constraints
         }

@@ -23,10 +23,10 @@ def constrained(statistic, source=("term", "cost")):
     return constraints.constrained(inner, {"c": (source, statistic)})
 
 
-def params(bound, step=0.5, init=0.0):
+def params(bound, step=0.5, init=0.0, kp=0.0, kd=0.0):
     return {
         "combine": {"cost": 0.0},
-        "constraints": {"c": {"bound": bound, "step_size": step, "init": init}},
+        "constraints": {"c": {"bound": bound, "step_size": step, "init": init, "kp": kp, "kd": kd}},
     }
 
 
@@ -110,3 +110,17 @@ def test_a_bad_constraint_is_one_line(tmp_path, capsys, spec, message):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_pid_gains_add_the_latest_violation_and_its_change():
+    fn = constrained("mean")
+    state = fn.init(jax.random.key(0), ("cost",), 2)
+    batch = lambda c: transition(
+        terms={"cost": np.full((8, 2), c)}, terminated=EVERY_4, shape=(8, 2)
+    )
+    p = params(1.0, step=0.1, kp=2.0, kd=1.0)
+    _, state, _ = fn.apply(p, state, batch(2.0), gamma=0.99)  # e = 1: I = 0.1
+    assert float(fn.metrics(p, state)["constraint/c/multiplier"]) == pytest.approx(0.1 + 2.0 * 1.0)
+    _, state, _ = fn.apply(p, state, batch(1.5), gamma=0.99)  # e = 0.5: I = 0.15, de = -0.5
+    expected = 0.15 + 2.0 * 0.5 + 1.0 * (0.5 - 1.0)
+    assert float(fn.metrics(p, state)["constraint/c/multiplier"]) == pytest.approx(expected)

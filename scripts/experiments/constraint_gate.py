@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--term", default="ctrl_cost")
     parser.add_argument("--bound", type=float, default=0.25)
     parser.add_argument("--step-size", type=float, default=0.05)
+    parser.add_argument("--kp", type=float, default=0.0, help="PID proportional gain")
+    parser.add_argument("--kd", type=float, default=0.0, help="PID derivative gain")
+    parser.add_argument("--seed", type=int, default=0, help="the first seed (train.seed)")
     parser.add_argument("--weights", default="-0.001,-0.01,-0.03,-0.1,-0.2,-0.3,-0.5,-1,-2")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=200_000)
@@ -67,7 +70,7 @@ def main() -> None:
 
     runtime.cpu_devices_for(args.seeds * 2)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = [f"train.total_steps={args.steps}", "run.tensorboard=false"]
+    base = [f"train.total_steps={args.steps}", "run.tensorboard=false", f"train.seed={args.seed}"]
     fixed_dir = ROOT / "runs" / f"constraint-gate-fixed-{stamp}"
     start = time.perf_counter()
     sweep = [f"reward.weights.{args.term}={args.weights}"]
@@ -131,7 +134,8 @@ def main() -> None:
     lines = [
         f"# Constraint gate: mean `{args.term}` per step <= {args.bound} ({args.config})",
         "",
-        f"`{result['command']}`: {args.seeds} seeds, {args.steps:,} env steps per learner, each "
+        f"`{result['command']}`: {args.seeds} seeds from {args.seed}, {args.steps:,} env steps "
+        f"per learner, multiplier step {args.step_size}, kp {args.kp}, kd {args.kd}; each "
         f"arm one vmapped program ({fixed_s:.0f} s and {constrained_s:.0f} s). Final eval, "
         "mean over seeds.",
         "",
