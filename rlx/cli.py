@@ -79,6 +79,8 @@ def render_command(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / "video.mp4"
+    if not (run_dir / "config.yaml").is_file():
+        return _fail(f"{run_dir}: not a run directory (no config.yaml)")
     if args.episodes < 1:
         return _fail(f"--episodes {args.episodes}: must be at least 1")
     if out.is_dir() or not out.parent.is_dir():
@@ -139,6 +141,8 @@ def eval_command(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / "eval.json"
+    if not (run_dir / "config.yaml").is_file():
+        return _fail(f"{run_dir}: not a run directory (no config.yaml)")
     if args.episodes is not None and args.episodes < 1:
         return _fail(f"--episodes {args.episodes}: must be at least 1")
     if out.is_dir() or not out.parent.is_dir():

@@ -84,6 +84,8 @@ def test_render_refuses_what_it_cannot_draw(tmp_path, gl):
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "v.mp4").exists()
     done = rlx("render", str(tmp_path / "nothing"))
+    assert done.returncode == 2 and "not a run directory" in done.stderr
+    done = rlx("render", str(run_dir), "--out", str(tmp_path / "no" / "v.mp4"))
     assert done.returncode == 2 and "not a file in an existing directory" in done.stderr
 
 
