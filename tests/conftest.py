@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import os
 
-import jax
+# The suite is compile-bound (MJX programs, cold cache on CI): XLA's backend at optimisation
+# level 1 compiles CartPole's train step about 27% faster and the humanoid's 9% faster, at run
+# speeds within 3% (measured here). Set before JAX starts; subprocesses inherit it.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
+
+import jax  # noqa: E402
 import pytest
 
 from rlx import runtime
@@ -22,8 +29,14 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 #   humanoid_stand's code and physics with other constants);
 TRACE_ONLY_ENVS = {"humanoid", "humanoid_stand", "humanoid_walk", "humanoid_run", "reach", "push"}
 # - configs that under the tiny overrides build the same programs as another shipped config up
-#   to constants (humanoid.yaml: humanoid_cpu.yaml; humanoid_walk/run: humanoid_stand.yaml).
-TRACE_ONLY_CONFIGS = {"humanoid.yaml", "humanoid_walk.yaml", "humanoid_run.yaml"}
+#   to constants (humanoid.yaml: humanoid_cpu.yaml; humanoid_walk/run/stand: the same
+#   physics as humanoid_cpu.yaml, whose tasks' terms test_humanoid_tasks.py compiles and runs).
+TRACE_ONLY_CONFIGS = {
+    "humanoid.yaml",
+    "humanoid_walk.yaml",
+    "humanoid_run.yaml",
+    "humanoid_stand.yaml",  # humanoid_cpu.yaml runs the physics; test_humanoid_tasks the task
+}
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")

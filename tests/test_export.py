@@ -11,7 +11,14 @@ from rlx import build as build_lib
 from rlx import cli, driver, policy
 
 
-@pytest.mark.parametrize("name", ["cartpole.yaml", "pendulum.yaml", "reach.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cartpole.yaml",
+        "pendulum.yaml",
+        pytest.param("reach.yaml", marks=pytest.mark.slow),  # an MJX init compile (10 s cold)
+    ],
+)
 def test_onnx_and_jax_exports_match_the_policy(tmp_path, name, capsys):
     pytest.importorskip("onnxruntime")
     overrides = tiny_overrides(str(tmp_path))

@@ -160,6 +160,7 @@ def test_seeds_and_resume_flags_are_checked(tmp_path, capsys):
     assert "members.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fresh process's compiles (17 s); the in-process tests cover the rest
 def test_the_cli_splits_the_members_over_cpu_devices_and_keeps_their_numbers(tmp_path):
     """In a fresh process `rlx train --seeds 2` runs each member on its own CPU device (where
     the machine has 2 cores); member 1 still equals the single run of seed 1."""

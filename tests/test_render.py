@@ -40,6 +40,7 @@ def gl():
         pytest.skip(str(error))
 
 
+@pytest.mark.slow  # two renders of reach in fresh processes (27 s cold)
 def test_render_writes_the_episodes_frames(tmp_path, gl):
     run_dir = tmp_path / "run"
     _checkpoint_init("reach.yaml", run_dir, tmp_path)
@@ -110,6 +111,7 @@ def _tensorboard_images(tb_dir: Path) -> list[tuple[str, int, bytes]]:
     return found
 
 
+@pytest.mark.slow  # an MJX train compile in a subprocess (40 s cold); CI's fast tier skips it
 def test_training_writes_videos_and_tensorboard_videos(tmp_path, gl):
     run_dir = tmp_path / "run"
     overrides = [
