@@ -181,3 +181,17 @@ def chain(
 def zeros_like_steps(transition: Transition) -> jax.Array:
     """A float32 [T, B] zero array shaped like the transition's steps."""
     return jnp.zeros_like(transition.primary, dtype=jnp.float32)
+
+
+def episode_totals(running: jax.Array, values: jax.Array, done: jax.Array):
+    """Episode sums of ``values`` [T, B] carried across batches: (running' [B], per env the
+    summed totals of the episodes that ended in the batch [B], how many ended per env [B])."""
+    t = jnp.arange(done.shape[0])[:, None]
+    last = jnp.max(jnp.where(done, t, -1), axis=0)  # [B] the last step that ended an episode
+    ended = last >= 0
+    upto_last = t <= last[None]
+    total = running + jnp.sum(jnp.where(upto_last, values, 0.0), axis=0)
+    after = jnp.sum(jnp.where(upto_last, 0.0, values), axis=0)
+    running_after = jnp.where(ended, after, running + jnp.sum(values, axis=0))
+    count = jnp.sum(done.astype(jnp.float32), axis=0)
+    return running_after, jnp.where(ended, total, 0.0), count

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlx.rewards.base import PerEnv, RewardFn, check_terms
+from rlx.rewards.base import PerEnv, RewardFn, check_terms, episode_totals
 
 STATISTICS = ("sum", "mean", "rate")
 
@@ -49,20 +49,6 @@ def _quantity(transition, source: tuple[str, str]) -> jax.Array:
     kind, name = source
     values = transition.terms[name] if kind == "term" else transition.next_signals[name]
     return values.astype(jnp.float32)
-
-
-def _ended(running: jax.Array, values: jax.Array, done: jax.Array):
-    """(running' [B], per env the summed totals of the episodes that ended in the batch [B],
-    how many ended per env [B]): episode sums of ``values`` [T, B] carried across batches."""
-    t = jnp.arange(done.shape[0])[:, None]
-    last = jnp.max(jnp.where(done, t, -1), axis=0)
-    ended = last >= 0
-    upto_last = t <= last[None]
-    total = running + jnp.sum(jnp.where(upto_last, values, 0.0), axis=0)
-    after = jnp.sum(jnp.where(upto_last, 0.0, values), axis=0)
-    running_after = jnp.where(ended, after, running + jnp.sum(values, axis=0))
-    count = jnp.sum(done.astype(jnp.float32), axis=0)
-    return running_after, jnp.where(ended, total, 0.0), count
 
 
 def constrained(inner: RewardFn, specs: dict[str, tuple[tuple[str, str], str]]) -> RewardFn:
@@ -107,13 +93,13 @@ def constrained(inner: RewardFn, specs: dict[str, tuple[tuple[str, str], str]]) 
             if statistic == "rate":  # the step where the event first happens pays lambda
                 hit_now = (c > 0.5).astype(jnp.float32)
                 penalty = hit_now * (1.0 - _seen_before(acc["hit"], hit_now, done))
-                hit, events, count = _ended(acc["hit"], penalty, done)
+                hit, events, count = episode_totals(acc["hit"], penalty, done)
                 value, n = jnp.sum(events) / jnp.maximum(jnp.sum(count), 1.0), jnp.sum(count)
                 new_acc = {**acc, "hit": jnp.minimum(hit, 1.0)}
             else:
                 penalty = c
-                run_sum, total, count = _ended(acc["sum"], c, done)
-                run_len, length, _ = _ended(acc["length"], jnp.ones_like(c), done)
+                run_sum, total, count = episode_totals(acc["sum"], c, done)
+                run_len, length, _ = episode_totals(acc["length"], jnp.ones_like(c), done)
                 per = jnp.sum(count) if statistic == "sum" else jnp.sum(length)
                 value, n = jnp.sum(total) / jnp.maximum(per, 1.0), jnp.sum(count)
                 new_acc = {**acc, "sum": run_sum, "length": run_len}

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlx.rewards.base import PerEnv, RewardFn, check_terms
+from rlx.rewards.base import PerEnv, RewardFn, check_terms, episode_totals
 
 KINDS = ("linear", "cosine", "step", "gated")
 # The numbers each kind takes (all traced), and the static ``on`` of ``gated``.
@@ -88,18 +88,8 @@ def set_path(tree: dict, path: str, new) -> dict:
 
 def _episodes(running: jax.Array, values: jax.Array, done: jax.Array):
     """(running' [B], sum over the episodes that ended of their totals [], their count [])."""
-    steps = done.shape[0]
-    t = jnp.arange(steps)[:, None]
-    last = jnp.max(jnp.where(done, t, -1), axis=0)  # [B] the last step that ended an episode
-    upto = t <= last[None]
-    ended = last >= 0
-    finished = jnp.where(ended, running + jnp.sum(jnp.where(upto, values, 0.0), axis=0), 0.0)
-    after = jnp.where(ended, jnp.sum(jnp.where(upto, 0.0, values), axis=0), running)
-    return (
-        after + jnp.where(ended, 0.0, jnp.sum(values, axis=0)),
-        jnp.sum(finished),
-        jnp.sum(done.astype(jnp.float32)),
-    )
+    running, totals, counts = episode_totals(running, values, done)
+    return running, jnp.sum(totals), jnp.sum(counts)
 
 
 def scheduled(inner: RewardFn, specs: dict[str, tuple[str, str]]) -> RewardFn:

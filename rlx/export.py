@@ -152,19 +152,6 @@ def _obs_size(restored: policy_lib.Restored) -> int:
     return observation_size(restored.agent.env)
 
 
-def _jax_policy(restored: policy_lib.Restored):
-    from rlx import acting
-
-    actor, state = restored.agent.actor, restored.train
-    dist = actor.dist
-
-    def act(obs):
-        params = acting.policy_params(actor, state.params, state.obs_stats, obs)
-        return dist.to_env(dist.mode(params))
-
-    return act
-
-
 def check_onnx(path: Path, restored: policy_lib.Restored, samples: int = 1000, seed: int = 0):
     """Max abs difference of the ONNX file's actions from the JAX policy's on ``samples``
     random observations (normal, scaled by the run's observation spread when normalised)."""
@@ -177,7 +164,7 @@ def check_onnx(path: Path, restored: policy_lib.Restored, samples: int = 1000, s
     if restored.agent.actor.normalize_observations:
         obs = obs * np.sqrt(np.asarray(stats.var)) + np.asarray(stats.mean)
     obs = obs.astype(np.float32)
-    want = np.asarray(jax.jit(_jax_policy(restored))(obs))
+    want = np.asarray(jax.jit(policy_lib.act_fn(restored))(obs))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run([OUTPUT], {INPUT: obs})[0]
     return float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))), samples
@@ -225,7 +212,7 @@ def export(
         from jax import export as jax_export
 
         shape = jax_export.symbolic_shape(f"batch, {_obs_size(restored)}")
-        exported = jax_export.export(jax.jit(_jax_policy(restored)))(
+        exported = jax_export.export(jax.jit(policy_lib.act_fn(restored)))(
             jax.ShapeDtypeStruct(shape, jnp.float32)
         )
         path = out_dir / "policy.jax"

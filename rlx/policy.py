@@ -188,16 +188,14 @@ def evaluate(
     return out
 
 
-def load(run_dir: str | Path, checkpoint: int | None = None, member: int | None = None):
-    """A jitted deterministic policy ``obs [..., obs_size] -> action [..., action]`` (the env's
-    action, observation normalisation included) from a run's checkpoint."""
+def act_fn(restored: Restored):
+    """The restored learner's deterministic ``obs -> action`` (not jitted): normalisation, the
+    policy network, the distribution's mode and its map to the env's action space."""
     from rlx import acting
 
-    restored = restore(run_dir, checkpoint, member)
     actor, state = restored.agent.actor, restored.train
     dist = actor.dist
 
-    @jax.jit
     def act(obs):
         obs = jnp.asarray(obs, jnp.float32)
         return dist.to_env(
@@ -205,6 +203,12 @@ def load(run_dir: str | Path, checkpoint: int | None = None, member: int | None 
         )
 
     return act
+
+
+def load(run_dir: str | Path, checkpoint: int | None = None, member: int | None = None):
+    """A jitted deterministic policy ``obs [..., obs_size] -> action [..., action]`` (the env's
+    action, observation normalisation included) from a run's checkpoint."""
+    return jax.jit(act_fn(restore(run_dir, checkpoint, member)))
 
 
 def write(path: Path, restored: Restored, results: dict, settings: dict) -> None:
