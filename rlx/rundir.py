@@ -146,6 +146,16 @@ def _default_keys() -> dict[str, Any]:
 _UNLOGGED = ("chunk", "iteration", "env_steps", "nonfinite")
 
 
+def _scalars(row: dict) -> dict:
+    """A metrics row's scalars as TensorBoard and W&B log them (no bookkeeping keys, no
+    missing values)."""
+    return {
+        k: v
+        for k, v in row.items()
+        if v is not None and k not in _UNLOGGED and isinstance(v, int | float)
+    }
+
+
 class Run:
     """The files of one run directory (see the module docstring)."""
 
@@ -267,17 +277,29 @@ class Run:
         self.writer = SummaryWriter(str(tb))
 
     def _log(self, row: dict) -> None:
-        for key, value in row.items():
-            if value is not None and key not in _UNLOGGED and isinstance(value, int | float):
-                self.writer.add_scalar(key, value, row["env_steps"])
+        for key, value in _scalars(row).items():
+            self.writer.add_scalar(key, value, row["env_steps"])
+
+    def _write_wandb_summary(self, files_dir: Path) -> None:
+        """``files/wandb-summary.json`` in an offline run: each scalar's last value over
+        ``metrics.jsonl``'s rows (what W&B's summary holds), and ``_step``. wandb >= 0.18 writes
+        no such file offline (wandb/wandb#9646), and an offline run on a cluster node is where
+        a user reads it; the rows make it whole across resumes. Written once W&B has finished,
+        so it replaces the file where a later wandb writes its own."""
+        if self.config.run.wandb.mode != "offline" or not self.metrics_path.exists():
+            return
+        summary: dict = {}
+        for row in read_rows(self.metrics_path):
+            summary |= _scalars(row) | {"_step": int(row["env_steps"])}
+        path = files_dir / "wandb-summary.json"
+        try:
+            files_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        except OSError as error:
+            print(f"[rlx] warning: {path} not written ({error})", file=sys.stderr)
 
     def _log_wandb(self, row: dict) -> None:
-        scalars = {
-            k: v
-            for k, v in row.items()
-            if v is not None and k not in _UNLOGGED and isinstance(v, int | float)
-        }
-        self.wandb.log(scalars, step=int(row["env_steps"]))
+        self.wandb.log(_scalars(row), step=int(row["env_steps"]))
 
     def add_video(
         self, tag: str, video, step: int, fps: float, path=None, max_frames: int = 100
@@ -351,8 +373,10 @@ class Run:
         """Closes the writers; a failure (a save cut short by a second Ctrl-C) is one line:
         resume falls back past a checkpoint left damaged."""
         if self.wandb is not None:
+            files_dir = Path(self.wandb.dir)
             self.wandb.finish()
             self.wandb = None
+            self._write_wandb_summary(files_dir)
         for closer in (self.writer, self.checkpointer):
             if closer is None:
                 continue

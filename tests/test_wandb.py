@@ -59,6 +59,12 @@ def test_an_offline_wandb_run_logs_every_rows_scalars(tmp_path):
         assert logged["eval/return"] == pytest.approx(row["eval/return"])
         assert logged["loss/value"] == pytest.approx(row["loss/value"])
     assert (tmp_path / "run" / "wandb_id").read_text().strip() in path
+    # The summary file W&B writes online (offline only since rlx writes it: wandb/wandb#9646).
+    summary_file = Path(path).parent / "files" / "wandb-summary.json"
+    written = json.loads(summary_file.read_text())
+    assert written["_step"] == rows[-1]["env_steps"]
+    assert written["eval/return"] == pytest.approx(rows[-1]["eval/return"])
+    assert written["loss/value"] == pytest.approx(rows[-1]["loss/value"])
 
 
 def test_wandb_that_does_not_start_is_one_line(tmp_path, capsys, monkeypatch):
