@@ -14,14 +14,16 @@ from rlx import build as build_lib
 from rlx import driver, rundir
 
 
-def _checkpoint_init(name: str, run_dir: Path, root: Path) -> None:
-    """A run directory whose one checkpoint is the learner's initial state (no train compile)."""
-    config = build_lib.load(Path(CONFIGS) / name, tiny_overrides(str(root)))
+def _checkpoint_init(name: str, run_dir: Path, root: Path, extra=()):
+    """A run directory whose one checkpoint is the learner's initial state (no train compile);
+    returns its config."""
+    config = build_lib.load(Path(CONFIGS) / name, [*tiny_overrides(str(root)), *extra])
     program = driver.ppo_program(build_lib.build(config))
     files = rundir.Run(config, "train", run_dir, resume=False)
     state = jax.jit(program.init)(jax.random.key(config.train.seed))
     files.write({"chunk": 1, "iteration": 0, "env_steps": 0, "wall_s": 0.0}, state)
     files.close()
+    return config
 
 
 def rlx(*args: str) -> subprocess.CompletedProcess:
@@ -75,6 +77,32 @@ def test_render_writes_the_episodes_frames(tmp_path, gl):
     done = rlx("render", str(run_dir), "--camera", "nope", "--out", str(tmp_path / "c.mp4"))
     assert done.returncode == 2 and "--camera 'nope'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "c.mp4").exists()
+
+
+@pytest.mark.slow  # a Brax-MJX and a Playground env's init compile and render (60 s cold)
+@pytest.mark.parametrize(
+    ("name", "extra", "needs"),
+    [
+        ("meta/hopper_alive.yaml", ["env.params.backend=mjx"], "brax"),
+        ("playground_cartpole.yaml", [], "mujoco_playground"),
+    ],
+)
+def test_render_draws_brax_mjx_and_playground_envs(tmp_path, gl, name, extra, needs):
+    pytest.importorskip(needs)
+    config = _checkpoint_init(name, tmp_path / "run", tmp_path, extra)
+    out = tmp_path / "video.mp4"
+    done = rlx(
+        "render", str(tmp_path / "run"), "--width", "64", "--height", "48", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    from rlx import render
+
+    frames, _ = render.read_video(out)
+    episode = build_lib.build(config).env.episode_length
+    assert frames.shape == (episode, 48 + 16, 64, 3)  # --episodes 1
+    scene = frames[:, :48].astype(int)
+    assert scene.std() > 10  # a lit scene, not a blank frame
+    assert np.abs(scene[1:] - scene[:-1]).max() > 0  # the body moves
 
 
 def test_render_refuses_what_it_cannot_draw(tmp_path, gl):
