@@ -24,6 +24,7 @@ from rlx.envs.probes import (
 from rlx.envs.push import Push
 from rlx.envs.randomize import DomainRandomization, NotRandomizableError
 from rlx.envs.reach import Reach
+from rlx.envs.user import UserEnvError, is_user_env, load_class
 from rlx.envs.wrappers import EpisodeWrapper, VmapWrapper
 from rlx.types import Box, Discrete, Env, EnvState, observation_size
 
@@ -58,7 +59,10 @@ PLAYGROUND_PREFIX = "playground:"
 
 def env_class(name: str) -> type:
     """The typed config class of env ``name`` (``brax:<name>`` for any Brax env,
-    ``playground:<Name>`` for a MuJoCo Playground env)."""
+    ``playground:<Name>`` for a MuJoCo Playground env, ``path/to/file.py:ClassName`` for a
+    user's env: ``UserEnvError`` when that file cannot give one)."""
+    if is_user_env(name):
+        return load_class(name)
     if name.startswith(BRAX_PREFIX):
         return BraxEnv
     if name.startswith(PLAYGROUND_PREFIX):
@@ -68,7 +72,8 @@ def env_class(name: str) -> type:
     except KeyError:
         raise UnknownEnvError(
             f"unknown env {name!r} (registered: {', '.join(sorted(REGISTRY))}, "
-            f"or {BRAX_PREFIX}<brax env name>, or {PLAYGROUND_PREFIX}<Playground env name>)"
+            f"or {BRAX_PREFIX}<brax env name>, or {PLAYGROUND_PREFIX}<Playground env name>, or "
+            "path/to/file.py:ClassName for your own)"
         ) from None
 
 
@@ -130,6 +135,7 @@ __all__ = [
     "Push",
     "Reach",
     "UnknownEnvError",
+    "UserEnvError",
     "VmapWrapper",
     "env_class",
     "make",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 from rlx import envs as registry
-from rlx import schema
+from rlx import schema, usercode
+from rlx.envs import user
 from rlx.envs.mjx_base import ImplUnavailableError
 from rlx.envs.randomize import DomainRandomization, NotRandomizableError, range_problem
 from rlx.envs.wrappers import EpisodeWrapper
@@ -49,6 +50,9 @@ class EnvConfig:
         "fresh: a real reset per episode; cached: back to each env's first state (as Brax)",
     )
     params: dict = field({}, doc="the env's typed config (its dataclass fields)")
+    file_sha256: str = field(
+        "", doc="filled in when resolved for a user env's file: its hash, checked on resume"
+    )
     randomize: RandomizeConfig = schema.section(RandomizeConfig)
 
     def randomization(self) -> dict | None:
@@ -60,10 +64,13 @@ class EnvConfig:
 def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
     """(the section with every env param filled in, the raw env built from it); errors name
     the key under ``env.``."""
+    config = _resolve_user_env(config, source)
     try:
         cls = registry.env_class(config.name)
     except registry.UnknownEnvError as error:
         raise source.error("env.name", str(error.args[0])) from None
+    except registry.UserEnvError as error:
+        raise source.error("env.name", str(error)) from None
     for hidden, (kind, where) in _ADAPTER_NAMES.items():
         if hidden in config.params:
             raise source.error(f"env.params.{hidden}", f"set the {kind} env in env.name: {where}")
@@ -84,6 +91,11 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
         raise source.error("env.params.impl", str(error)) from None
     except (ValueError, ImportError) as error:
         raise source.error("env.name", str(error)) from None
+    if registry.is_user_env(config.name):
+        try:
+            user.check(env, config.name)
+        except registry.UserEnvError as error:
+            raise source.error("env.name", str(error)) from None
     ranges = config.randomization()
     if ranges:
         try:
@@ -91,6 +103,28 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
         except NotRandomizableError as error:
             raise source.error("env.randomize", str(error)) from None
     return dataclasses.replace(config, params=params), env
+
+
+def _resolve_user_env(config: EnvConfig, source: schema.Source) -> EnvConfig:
+    """A user env's ``env.name`` with its file's absolute path (next to the config file, else
+    from the working directory) and ``file_sha256`` filled in; a file changed since the run
+    started is an error."""
+    if not registry.is_user_env(config.name):
+        if config.file_sha256:
+            raise source.error("env.file_sha256", "only for a user env (path/to/file.py:Class)")
+        return config
+    text, class_name = user.split(config.name)
+    path = usercode.find(text, source.file)
+    if not path.is_file():
+        raise source.error("env.name", f"no such file {path}")
+    digest = usercode.sha256(path)
+    if config.file_sha256 and config.file_sha256 != digest:
+        raise source.error(
+            "env.name",
+            f"{path} changed since the run started (sha256 {config.file_sha256[:12]} then, "
+            f"{digest[:12]} now): restore it, or start a new run",
+        )
+    return dataclasses.replace(config, name=f"{path}:{class_name}", file_sha256=digest)
 
 
 def wrap(raw: Env, config: EnvConfig) -> EpisodeWrapper:

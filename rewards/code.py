@@ -21,15 +21,12 @@ so resuming a run whose reward file changed is an error.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import sys
-import traceback
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
+from rlx import usercode
 from rlx.rewards.base import EmptyState, RewardFn
 
 MODES = ("terms", "reward")
@@ -39,35 +36,19 @@ class RewardCodeError(ValueError):
     """A reward file that cannot be used (the message names the file and line)."""
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+sha256 = usercode.sha256
 
 
 def load_function(path: Path, name: str):
     """The function ``name`` of the Python file ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise RewardCodeError(f"reward.code.file: no such file {path}")
-    module_name = f"rlx_reward_code_{sha256(path)[:12]}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-    except Exception as error:  # noqa: BLE001 (any failure to import is the file's)
-        raise RewardCodeError(f"reward.code.file: {_where(error, path)}") from None
-    fn = getattr(module, name, None)
+        fn = usercode.load(Path(path), name)
+    except usercode.UserCodeError as error:
+        key = "file" if error.part == "file" else "function"
+        raise RewardCodeError(f"reward.code.{key}: {error}") from None
     if not callable(fn):
-        raise RewardCodeError(f"reward.code.function: {path} has no function {name!r}")
-    sys.modules.setdefault(module_name, module)
+        raise RewardCodeError(f"reward.code.function: {path}: {name!r} is not a function")
     return fn
-
-
-def _where(error: Exception, path: Path) -> str:
-    """'file:line: what' for an exception raised inside ``path``."""
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path]
-    line = f":{frames[-1].lineno}" if frames else ""
-    what = f"unknown name {error.args[0]!r}" if isinstance(error, KeyError) else str(error)
-    return f"{path}{line}: {type(error).__name__}: {what}"
 
 
 def check(fn, path: Path, mode: str, signals: dict, terms: dict, params: dict) -> tuple[str, ...]:
@@ -78,7 +59,7 @@ def check(fn, path: Path, mode: str, signals: dict, terms: dict, params: dict) -
     try:
         out = jax.eval_shape(fn, signals, signals, terms, abstract_params)
     except Exception as error:  # noqa: BLE001
-        raise RewardCodeError(f"reward.code: {_where(error, path)}") from None
+        raise RewardCodeError(f"reward.code: {usercode.where(error, path)}") from None
     if mode == "reward":
         if (
             not hasattr(out, "shape")

@@ -273,17 +273,12 @@ def _resolve_code(code: CodeConfig, env, source: schema.Source) -> CodeConfig:
     and new terms filled in (a changed file on resume is an error)."""
     if not code.file:
         return code
-    from pathlib import Path
-
     import jax
 
+    from rlx import usercode
     from rlx.rewards import code as code_lib
 
-    path = Path(code.file).expanduser()
-    if not path.is_absolute():  # next to the config file, else from the working directory
-        beside = Path(source.file).parent / path
-        path = beside if beside.is_file() else path
-    path = path.resolve()
+    path = usercode.find(code.file, source.file)
     params = {
         name: schema.coerce(value, float, f"reward.code.params.{name}", source)
         for name, value in code.params.items()

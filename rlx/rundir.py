@@ -140,6 +140,7 @@ def _default_keys() -> dict[str, Any]:
     fields = ("video_every_chunks", "video_width", "video_height")
     out = {f"eval.{name}": getattr(EvalConfig(), name) for name in fields}
     out |= {f"run.wandb.{k}": v for k, v in vars(WandbConfig()).items()}
+    out |= {"env.file_sha256": ""}  # a user env file's hash
     return out | {"env.params.impl": "jax"}  # the MJX envs' implementation
 
 

@@ -26,6 +26,7 @@ LEAF = {
     "rlx.running_stats",
     "rlx.schema",
     "rlx.runtime",
+    "rlx.usercode",
     "rlx.rewards.terms",
 }
 LEARNER = {
