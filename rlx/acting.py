@@ -152,8 +152,10 @@ def evaluate(
     gamma: jax.Array,
     key: jax.Array,
     num_envs: int,
+    deterministic: bool = True,
 ) -> dict[str, jax.Array]:
-    """Deterministic evaluation (mode action) of ``num_envs`` full episodes.
+    """Evaluation of ``num_envs`` full episodes, the mode action (or, not ``deterministic``,
+    actions sampled from the policy).
 
     ``reward_state``: the training run's (its running statistics carry over; its per-env
     episode accumulators are replaced by fresh ones for these envs). Returns means over envs of
@@ -162,7 +164,16 @@ def evaluate(
     ``eval/terms/<name>``.
     """
     episodes = evaluate_episodes(
-        actor, reward_fn, params, obs_stats, reward_state, reward_params, gamma, key, num_envs
+        actor,
+        reward_fn,
+        params,
+        obs_stats,
+        reward_state,
+        reward_params,
+        gamma,
+        key,
+        num_envs,
+        deterministic=deterministic,
     )
     return {k: jnp.mean(v) for k, v in episodes.items()}
 

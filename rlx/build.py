@@ -77,7 +77,10 @@ def ppo_static(config: config_lib.Config, total_iterations: int) -> ppo.PPOStati
         if f.name in ppo.PPOStatic.__dataclass_fields__
     }
     return ppo.PPOStatic(
-        **values, total_iterations=total_iterations, num_eval_envs=config.eval.num_envs
+        **values,
+        total_iterations=total_iterations,
+        num_eval_envs=config.eval.num_envs,
+        deterministic_eval=config.eval.deterministic,
     )
 
 

@@ -49,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--checkpoint", type=int, metavar="N", help="chunk N (default: newest)")
     sub.add_argument("--episodes", type=int, metavar="K", help="default eval.num_envs")
     sub.add_argument("--seed", type=int, metavar="S", help="eval key (default eval.seed)")
-    sub.add_argument("--stochastic", action="store_true", help="sample actions (default: mode)")
+    sub.add_argument(
+        "--stochastic",
+        action=argparse.BooleanOptionalAction,
+        help="sample actions; --no-stochastic: the mode (default: the run's eval.deterministic)",
+    )
     sub.add_argument("--member", type=int, metavar="I", help="population member (default: best)")
     sub.add_argument("--out", metavar="FILE", help="default RUN_DIR/eval.json")
     sub = commands.add_parser("export", help="write a run's policy as ONNX or jax.export")
@@ -156,19 +160,20 @@ def eval_command(args: argparse.Namespace) -> int:
         restored = policy.restore(run_dir, args.checkpoint, args.member)
     except policy.PolicyError as error:
         return _fail(str(error))
-    results = policy.evaluate(restored, args.episodes, args.seed, args.stochastic)
     config = restored.config
+    stochastic = not config.eval.deterministic if args.stochastic is None else args.stochastic
+    results = policy.evaluate(restored, args.episodes, args.seed, stochastic)
     settings = {
         "run_dir": run_dir,
         "episodes_run": args.episodes or config.eval.num_envs,
         "seed": config.eval.seed if args.seed is None else args.seed,
-        "stochastic": args.stochastic,
+        "stochastic": stochastic,
     }
     policy.write(out, restored, results, settings)
     who = f", member {restored.member}" if restored.member is not None else ""
     print(
         f"[rlx] eval of {run_dir} at chunk {restored.chunk}{who}: {settings['episodes_run']} "
-        f"episodes, seed {settings['seed']}, {'sampled' if args.stochastic else 'mode'} actions",
+        f"episodes, seed {settings['seed']}, {'sampled' if stochastic else 'mode'} actions",
         flush=True,
     )
     print("| quantity | mean | std | min | max |\n|---|---|---|---|---|", flush=True)

@@ -75,6 +75,9 @@ class EvalConfig:
     num_envs: int = field(16, POSITIVE)
     every_chunks: int = field(1, POSITIVE)
     seed: int = field(12345, SEED, wide=True)
+    deterministic: bool = field(
+        True, doc="the policy's mode action (as Brax's deterministic_eval); false samples it"
+    )
     video_every_chunks: int = field(
         0, NON_NEGATIVE, "videos/step-<N>.mp4 every this many chunks (0: off; MuJoCo envs)"
     )

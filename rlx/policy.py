@@ -145,10 +145,11 @@ def restore(
 
 
 def evaluate(
-    restored: Restored, episodes: int | None = None, seed: int | None = None, stochastic=False
+    restored: Restored, episodes: int | None = None, seed: int | None = None, stochastic=None
 ) -> dict[str, dict[str, float]]:
     """``episodes`` episodes (default ``eval.num_envs``) from eval key ``seed`` (default
-    ``eval.seed``), the mode action unless ``stochastic``: for each quantity (``return``,
+    ``eval.seed``), the mode action unless ``stochastic`` (default: as the run's
+    ``eval.deterministic``): for each quantity (``return``,
     ``primary_return``, ``length``, ``terms/<name>``) its mean, std, min and max over episodes.
     The defaults reproduce the run's own evaluation."""
     from rlx import acting
@@ -156,6 +157,7 @@ def evaluate(
     agent, config = restored.agent, restored.config
     episodes = config.eval.num_envs if episodes is None else episodes
     seed = config.eval.seed if seed is None else seed
+    stochastic = not config.eval.deterministic if stochastic is None else stochastic
     state, hparams = restored.train, restored.hparams
 
     @jax.jit

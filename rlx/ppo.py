@@ -48,6 +48,7 @@ class PPOStatic:
     normalize_advantages: bool = True
     anneal_learning_rate: bool = True
     num_eval_envs: int = 16
+    deterministic_eval: bool = True
     # The numerical guard's flags (``guard/*`` metrics, read by the driver once per chunk);
     # off only to measure what they cost (scripts/bench_guard.py).
     guard: bool = True
@@ -477,7 +478,8 @@ def train_chunk(agent: PPO, state: TrainState, hparams: Hparams, num_iterations:
 
 
 def evaluate(agent: PPO, state: TrainState, hparams: Hparams, key: jax.Array) -> dict:
-    """Deterministic evaluation of ``num_eval_envs`` full episodes (see ``acting.evaluate``)."""
+    """Evaluation of ``num_eval_envs`` full episodes, the policy's mode action unless
+    ``deterministic_eval`` is off (see ``acting.evaluate``)."""
     return acting.evaluate(
         agent.actor,
         agent.reward_fn,
@@ -488,4 +490,5 @@ def evaluate(agent: PPO, state: TrainState, hparams: Hparams, key: jax.Array) ->
         hparams.gamma,
         key,
         agent.static.num_eval_envs,
+        deterministic=agent.static.deterministic_eval,
     )

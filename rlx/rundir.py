@@ -137,7 +137,7 @@ def _default_keys() -> dict[str, Any]:
     (``eval.video_*``, ``run.wandb.*``, the MJX envs' ``env.params.impl``)."""
     from rlx.config import EvalConfig, WandbConfig
 
-    fields = ("video_every_chunks", "video_width", "video_height")
+    fields = ("deterministic", "video_every_chunks", "video_width", "video_height")
     out = {f"eval.{name}": getattr(EvalConfig(), name) for name in fields}
     out |= {f"run.wandb.{k}": v for k, v in vars(WandbConfig()).items()}
     out |= {"env.file_sha256": ""}  # a user env file's hash

@@ -124,3 +124,39 @@ def test_pid_gains_add_the_latest_violation_and_its_change():
     _, state, _ = fn.apply(p, state, batch(1.5), gamma=0.99)  # e = 0.5: I = 0.15, de = -0.5
     expected = 0.15 + 2.0 * 0.5 + 1.0 * (0.5 - 1.0)
     assert float(fn.metrics(p, state)["constraint/c/multiplier"]) == pytest.approx(expected)
+
+
+def test_ppo_reaches_the_constrained_optimum_of_a_bandit(tmp_path):
+    """probe/lure: action 1 pays primary 1. "Take it in at most 30% of steps" (the mean of the
+    term ``reward`` <= 0.3) has the exact optimum P(action 1) = 0.3, with multiplier 1 (where
+    1 - lambda makes the two actions equal). PID dual ascent gets there and stays."""
+    spec = [{"name": "c", "term": "reward", "statistic": "mean", "bound": 0.3, "step_size": 0.5}]
+    spec[0]["kp"] = 2.0
+    overrides = [
+        "env.name=probe/lure",
+        'reward.weights={"reward": 1.0, "lure": 0.0}',
+        f"reward.constraints={json.dumps(spec)}",
+        "train.total_steps=81920",
+        "train.num_envs=64",
+        "train.unroll_length=16",
+        "train.num_minibatches=4",
+        "train.num_epochs=4",
+        "train.normalize_observations=false",
+        "network.policy_hidden=[16]",
+        "network.value_hidden=[16]",
+        "ppo.learning_rate=3e-3",
+        "ppo.entropy_cost=0.01",
+        "eval.num_envs=2",
+        "run.chunk_iterations=4",
+        "run.tensorboard=false",
+        f"run.root={tmp_path}",
+    ]
+    config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", overrides)
+    driver.train(config, tmp_path / "run", show_progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    first, last = rows[0], rows[-4:]
+    assert first["constraint/c/value"] > 0.6  # unconstrained at first: action 1 mostly
+    share = np.mean([r["constraint/c/value"] for r in last])
+    multiplier = np.mean([r["constraint/c/multiplier"] for r in last])
+    assert abs(share - 0.3) < 0.04, share  # the bound holds, and is not over-satisfied
+    assert abs(multiplier - 1.0) < 0.15, multiplier

@@ -84,3 +84,14 @@ def test_bad_eval_input_is_one_line(cartpole_run, tmp_path, capsys, make, args, 
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in Path(run_dir).iterdir()) == before  # nothing written
+
+
+def test_a_stochastic_eval_run_is_reproduced_and_differs_from_the_mode(tmp_path):
+    overrides = [*tiny_overrides(str(tmp_path)), "eval.deterministic=false"]
+    config = build_lib.load(Path(CONFIGS) / "pendulum.yaml", overrides)
+    driver.train(config, tmp_path / "run", show_progress=False)
+    last = rows(tmp_path / "run")[-1]
+    sampled = policy.evaluate(policy.restore(tmp_path / "run"))  # the run's own: sampled
+    assert sampled["return"]["mean"] == last["eval/return"]
+    mode = policy.evaluate(policy.restore(tmp_path / "run"), stochastic=False)
+    assert mode["return"]["mean"] != last["eval/return"]
