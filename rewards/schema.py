@@ -119,6 +119,18 @@ class ConstraintConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DynamicConfig:
+    """``parameterization: dynamic``: weights adapted from each objective's improvement rate
+    (``rlx.rewards.dynamic``)."""
+
+    objectives: tuple[str, ...] = field((), doc="terms whose weights adapt (empty: all weighted)")
+    temperature: float = field(2.0, POSITIVE, "softmax temperature (large: the fixed weights)")
+    momentum: float = field(0.9, UNIT, "moving average of each objective's episode sums")
+    period: int = field(10, POSITIVE, "updates between weight changes")
+    eps: float = field(1e-3, POSITIVE, "added to |J| in the relative improvement")
+
+
+@dataclasses.dataclass(frozen=True)
 class CodeConfig:
     file: str = field("", doc="a Python file with the reward function ('' : none)")
     function: str = field("reward")
@@ -146,6 +158,7 @@ class RewardConfig:
     schedule: dict = field({}, doc="param path -> {kind: linear|cosine|step|gated, ...}")
     code: CodeConfig = dataclasses.field(default_factory=CodeConfig)
     constraints: tuple[dict, ...] = field((), doc="[{term|signal, statistic, bound, ...}]")
+    dynamic: DynamicConfig = dataclasses.field(default_factory=DynamicConfig)
 
 
 def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> RewardConfig:
@@ -190,11 +203,37 @@ def resolve(reward: RewardConfig, env_name: str, env, source: schema.Source) -> 
         for i, item in enumerate(reward.shaping)
     )
     changes["constraints"] = _resolve_constraints(reward.constraints, terms, signals, source)
+    changes["dynamic"] = _resolve_dynamic(reward, weights, source)
     changes["schedule"] = {
         str(path): _resolve_schedule(str(path), entry, terms, source)
         for path, entry in reward.schedule.items()
     }
     return dataclasses.replace(reward, **changes)
+
+
+def _resolve_dynamic(reward: RewardConfig, weights: dict, source: schema.Source) -> DynamicConfig:
+    """``reward.dynamic`` with its objectives filled in (every nonzero weight by default);
+    only with ``parameterization: dynamic`` and ``combine: sum``."""
+    dynamic = reward.dynamic
+    if reward.parameterization != "dynamic":
+        if dynamic != DynamicConfig():
+            raise source.error("reward.dynamic", "set reward.parameterization: dynamic to use it")
+        return dynamic
+    if reward.combine != "sum":
+        raise source.error("reward.parameterization", "dynamic weights need combine: sum")
+    objectives = tuple(dynamic.objectives) or tuple(n for n, w in weights.items() if w != 0)
+    for name in objectives:
+        if weights.get(name, 0.0) == 0.0:
+            raise source.error(
+                "reward.dynamic.objectives", f"{name!r} needs a nonzero weight in reward.weights"
+            )
+    if len(set(objectives)) < 2 or len(set(objectives)) != len(objectives):
+        raise source.error(
+            "reward.dynamic.objectives", f"needs two or more distinct terms, got {list(objectives)}"
+        )
+    if dynamic.momentum >= 1:
+        raise source.error("reward.dynamic.momentum", "must be < 1")
+    return dataclasses.replace(dynamic, objectives=objectives)
 
 
 def _resolve_combine(reward, code, weights, terms, env_name, floats, source) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 from rlx.rewards import code as code_lib
 from rlx.rewards import combine as combinations
 from rlx.rewards import constraints as constraints_lib
+from rlx.rewards import dynamic as dynamic_lib
 from rlx.rewards import schedule as schedules
 from rlx.rewards import shaping as shaping_lib
 from rlx.rewards import weights as parameterizations
@@ -52,9 +53,11 @@ def _linear_head(spec, names, obs_size):
     )
 
 
-# ``reward.parameterization``: how the weights of the terms are encoded as params.
+# ``reward.parameterization``: how the weights of the terms are encoded as params (``dynamic``:
+# the free weights, multiplied during training by rlx.rewards.dynamic's rule).
 PARAMETERIZATIONS = {
     "free": _free,
+    "dynamic": _free,
     "fixed_sign": _fixed_sign,
     "log_scale": _log_scale,
     "simplex": _simplex,
@@ -189,6 +192,12 @@ def build(spec, env) -> tuple[RewardFn, dict]:
         fn = code_lib.load_function(code.file, code.function)
         reward_fn = code_lib.with_terms(reward_fn, fn, tuple(code.terms))
         params["code"] = dict(code.params)
+    if spec.parameterization == "dynamic":
+        objectives = tuple(spec.dynamic.objectives)
+        signs = {name: float(np.sign(spec.weights[name])) for name in objectives}
+        reward_fn = dynamic_lib.dynamic(reward_fn, objectives, signs)
+        keys = ("temperature", "momentum", "period", "eps")
+        params["dynamic"] = {k: float(getattr(spec.dynamic, k)) for k in keys}
     if spec.constraints:
         specs = {
             c["name"]: (
