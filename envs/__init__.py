@@ -10,6 +10,7 @@ from rlx.envs.cartpole import CartPole
 from rlx.envs.gridworld import GridWorld
 from rlx.envs.humanoid import Humanoid
 from rlx.envs.humanoid_tasks import HumanoidRun, HumanoidStand, HumanoidWalk
+from rlx.envs.lift import Lift
 from rlx.envs.pendulum import Pendulum
 from rlx.envs.playground_adapter import PlaygroundEnv
 from rlx.envs.probes import (
@@ -39,6 +40,7 @@ REGISTRY: dict[str, type] = {
     "humanoid_run": HumanoidRun,
     "reach": Reach,
     "push": Push,
+    "lift": Lift,
     "probe/constant": ProbeConstant,
     "probe/observed": ProbeObserved,
     "probe/two_step": ProbeTwoStep,
@@ -130,6 +132,7 @@ __all__ = [
     "HumanoidRun",
     "HumanoidStand",
     "HumanoidWalk",
+    "Lift",
     "Pendulum",
     "PlaygroundEnv",
     "Push",

@@ -27,7 +27,15 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 # instead of compiling it again:
 # - envs whose shipped config runs a full tiny chunk in test_driver (and humanoid_walk/run,
 #   humanoid_stand's code and physics with other constants);
-TRACE_ONLY_ENVS = {"humanoid", "humanoid_stand", "humanoid_walk", "humanoid_run", "reach", "push"}
+TRACE_ONLY_ENVS = {
+    "humanoid",
+    "humanoid_stand",
+    "humanoid_walk",
+    "humanoid_run",
+    "reach",
+    "push",
+    "lift",  # test_lift's slow scripted grasp compiles and runs its physics
+}
 # - configs that under the tiny overrides build the same programs as another shipped config up
 #   to constants (humanoid.yaml: humanoid_cpu.yaml; humanoid_walk/run/stand: the same
 #   physics as humanoid_cpu.yaml, whose tasks' terms test_humanoid_tasks.py compiles and runs).
@@ -36,6 +44,7 @@ TRACE_ONLY_CONFIGS = {
     "humanoid_walk.yaml",
     "humanoid_run.yaml",
     "humanoid_stand.yaml",  # humanoid_cpu.yaml runs the physics; test_humanoid_tasks the task
+    "lift.yaml",  # test_lift.py's slow scripted grasp runs the physics
 }
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

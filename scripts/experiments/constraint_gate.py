@@ -61,7 +61,9 @@ def main() -> None:
     parser.add_argument("--kp", type=float, default=0.0, help="PID proportional gain")
     parser.add_argument("--kd", type=float, default=0.0, help="PID derivative gain")
     parser.add_argument("--seed", type=int, default=0, help="the first seed (train.seed)")
-    parser.add_argument("--weights", default="-0.001,-0.01,-0.03,-0.1,-0.2,-0.3,-0.5,-1,-2")
+    parser.add_argument(
+        "--weights", default="-0.001,-0.01,-0.03,-0.1,-0.2,-0.3,-0.5,-0.6,-0.7,-0.8,-1,-2"
+    )
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument(
         "--stochastic-eval",
