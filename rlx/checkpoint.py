@@ -44,12 +44,17 @@ def _to_storable(tree: Any) -> Any:
 
 
 def _abstract_storable(abstract: Any) -> Any:
+    """The stored tree's shapes and dtypes, each with the abstract leaf's sharding (where it
+    has one: orbax then reads each process's shards straight into place)."""
+
     def convert(x):
+        sharding = getattr(x, "sharding", None)
         if _is_key(x):
-            return jax.eval_shape(jax.random.key_data, x)
+            data = jax.eval_shape(jax.random.key_data, x)
+            return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=sharding)
         if _is_empty(x):
             return jax.ShapeDtypeStruct(_EMPTY.shape, _EMPTY.dtype)
-        return jax.ShapeDtypeStruct(x.shape, x.dtype)
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
     return jax.tree.map(convert, abstract)
 
@@ -78,15 +83,24 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose record says it belongs to another kind of run than the caller's."""
 
 
+class CheckpointTopologyError(CheckpointFormatError):
+    """A sound checkpoint that this device topology cannot read (orbax could not reshard it)."""
+
+
 class CheckpointDamagedError(ValueError):
     """A checkpoint whose files do not restore, or whose arrays fail their checksum."""
 
 
 def checksum(storable: Any) -> str:
-    """CRC-32 over the stored arrays' dtypes, shapes and bytes, in tree order (hex)."""
+    """CRC-32 over the stored arrays' dtypes, shapes and bytes, in tree order (hex). An array
+    split over several processes is gathered first (a collective: every process calls this)."""
     crc = 0
-    for leaf in jax.tree.leaves(jax.device_get(storable)):
-        array = np.ascontiguousarray(leaf)
+    for leaf in jax.tree.leaves(storable):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            leaf = multihost_utils.process_allgather(leaf, tiled=True)
+        array = np.ascontiguousarray(jax.device_get(leaf))
         crc = zlib.crc32(f"{array.dtype}{array.shape}".encode(), crc)
         crc = zlib.crc32(array.tobytes(), crc)
     return f"{crc:08x}"
@@ -132,10 +146,22 @@ class Checkpointer:
             except (CheckpointFormatError, CheckpointMismatchError):
                 raise
             except Exception as error:  # noqa: BLE001 (any failure to read is damage)
+                if "opology mismatch" in str(error):  # sound, written on other devices
+                    raise CheckpointTopologyError(
+                        f"{self.directory / str(step)}: written on another device topology "
+                        "and not restorable on this one (resume with the process and device "
+                        "count it was written with)"
+                    ) from None
                 self._quarantine(step, error)
         return None
 
     def _quarantine(self, step: int, error: Exception) -> None:
+        if jax.process_index() != 0:  # process 0 moves it; the others wait for that
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"rlx-quarantine-{step}")
+            self._manager.reload()
+            return
         target = self.directory / "damaged" / str(step)
         n = 1
         while target.exists():
@@ -150,6 +176,10 @@ class Checkpointer:
             file=sys.stderr,
             flush=True,
         )
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"rlx-quarantine-{step}")
         self._manager.reload()
 
     def restore(

@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
             action="store_true",
             help="with --resume: accept an edited config.yaml (the change is recorded)",
         )
+        several = sub.add_argument_group(
+            "several processes (jax.distributed; or from JAX_COORDINATOR_ADDRESS, SLURM, TPU pods)"
+        )
+        several.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+        several.add_argument("--num-processes", type=int, metavar="N")
+        several.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
         if name == "train":
             sub.add_argument(
                 "--seeds",
@@ -201,6 +207,15 @@ def train_command(args: argparse.Namespace) -> int:
         _split_cpu(args, members)
     except config_lib.ConfigError as error:
         return _fail(str(error))
+    from rlx import runtime
+
+    try:
+        processes = runtime.distributed(args.coordinator, args.num_processes, args.process_id)
+    except runtime.DistributedError as error:
+        return _fail(str(error))
+    if processes > 1 and not (args.resume or args.run_dir):
+        return _fail(f"a run of {processes} processes needs --run-dir (the same in every process)")
+    primary = processes == 1 or runtime.is_primary()  # the one that checks and writes files
     try:
         if args.resume:
             if members:
@@ -226,7 +241,9 @@ def train_command(args: argparse.Namespace) -> int:
                 return _fail("--allow-config-change goes with --resume RUN_DIR")
             config = config_lib.load(args.config, args.overrides)
             run_dir = Path(args.run_dir or rundir.default_run_dir(config, Path(args.config).stem))
-            problem = rundir.problem(run_dir, resume=False)
+            problem = rundir.problem(run_dir, resume=False) if primary else None
+            if processes > 1 and runtime.any_process(problem is not None) and problem is None:
+                return _fail(f"process 0 refused the run directory {run_dir}")
             if problem is not None:
                 return _fail(problem)
     except config_lib.ConfigError as error:

@@ -223,14 +223,16 @@ def _compile(program: Program, state, hparams, mesh, chunk_iterations: int):
     return compiled, trace_s, time.perf_counter() - start  # tracing + XLA compilation
 
 
-def _mesh_for(config: config_lib.Config, members: int = 0):
+def _mesh_for(config: config_lib.Config, members: int = 0, population: bool = False):
     mesh = sharding.make_mesh()
     if members and members % mesh.size == 0:
         return mesh  # a members run splits its members over the devices (rlx.members)
+    if population:
+        return mesh  # its members are split, or it is replicated whole (rlx.meta.run)
     if config.train.num_envs % mesh.size:
         raise config_lib.ConfigError(
             f"key 'train.num_envs': {config.train.num_envs} must be a multiple of the "
-            f"{mesh.size} local devices (the env batch is split evenly over them)"
+            f"{mesh.size} devices (the env batch is split evenly over them)"
         )
     return mesh
 
@@ -256,11 +258,14 @@ def run(
     with interrupts.handling() as stop:
         if stop.signum is not None:
             raise interrupts.Interrupted(stop.signum)
-        problem = rundir.problem(run_dir, resume)
-        if problem is not None:
-            raise rundir.RunDirError(problem)
+        primary = runtime.is_primary()
+        problem = rundir.problem(run_dir, resume) if primary else None
+        if runtime.any_process(problem is not None):  # every process stops, not only process 0
+            raise rundir.RunDirError(problem or f"process 0 refused the run directory {run_dir}")
+        show_progress = show_progress and primary
         runtime.configure()
-        mesh = _mesh_for(config, len(program.members))
+        population = program.kind == "meta" and config.meta.method == "population"
+        mesh = _mesh_for(config, len(program.members), population)
         if config.run.wandb.mode != "off":
             import importlib.util
 
@@ -285,12 +290,21 @@ def run(
             files.close()
 
 
-def _start(program: Program, files: rundir.Run, resume: bool):
+def _start(program: Program, files: rundir.Run, resume: bool, mesh):
     """(state, start chunk, wall offset, rows): from the newest valid checkpoint on a resume
-    that has one, else a fresh state."""
+    that has one, else a fresh state. A checkpoint is read straight into this run's shardings
+    (orbax reshards one written on another device or process count); with several processes
+    the fresh state is made in place too, each process holding its shards."""
     init_fn = jax.jit(program.init)
     init_key = jax.random.key(program.config.train.seed)
-    restored = files.restore(jax.eval_shape(init_fn, init_key)) if resume else None
+    abstract = jax.eval_shape(init_fn, init_key)
+    shardings = program.shardings(abstract, mesh)
+    if jax.process_count() > 1:
+        init_fn = jax.jit(program.init, out_shardings=shardings)
+    abstract = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+    )
+    restored = files.restore(abstract) if resume else None
     if restored is None:
         if resume:
             print(f"[rlx] no checkpoint in {files.dir}: starting it from scratch", flush=True)
@@ -300,13 +314,19 @@ def _start(program: Program, files: rundir.Run, resume: bool):
 
 def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[str, Any]:
     config = program.config
-    state, start_chunk, wall_offset, rows = _start(program, files, resume)
+    state, start_chunk, wall_offset, rows = _start(program, files, resume, mesh)
     files.open_tensorboard(rows)
     if hasattr(files, "open_wandb"):
         files.open_wandb()
-    # The env batch axis is split over all local devices; the rest is replicated.
+    # The env batch axis is split over all devices; the rest is replicated.
     state = jax.device_put(state, program.shardings(state, mesh))
-    hparams = jax.device_put(program.hparams, sharding.replicated(mesh))
+    hparams = program.hparams
+    if jax.process_count() > 1:
+        hparams = jax.device_get(hparams)  # host values, the same in every process
+        if program.video is not None:
+            print("[rlx] note: no training videos in a multi-process run", flush=True)
+            program = dataclasses.replace(program, video=None)
+    hparams = jax.device_put(hparams, sharding.replicated(mesh))
     start, compile_s, status = time.perf_counter(), None, "interrupted"
     loop = None
     try:
@@ -345,7 +365,9 @@ def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[
     if changes:
         summary["config_changes"] = changes
     summary = json_safe(summary)
-    (files.dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    if runtime.is_primary():
+        text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        (files.dir / "summary.json").write_text(text)
     summary["signal"] = stop.signum
     return summary
 
@@ -442,7 +464,8 @@ class _Loop:
         )
         with progress:
             for chunk in range(start_chunk, self.num_chunks):
-                if stop.signum is not None:  # also a signal that came during compile
+                # also a signal that came during compile; any process's stops them all
+                if runtime.any_process(stop.signum is not None):
                     status = "interrupted"
                     break
                 chunk_start = time.perf_counter()

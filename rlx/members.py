@@ -39,7 +39,7 @@ import numpy as np
 
 from rlx import build as build_lib
 from rlx import config as config_lib
-from rlx import rundir, sharding
+from rlx import rundir, runtime, sharding
 from rlx.schema import ConfigError
 
 MEMBERS_FILE = "members.json"
@@ -290,14 +290,15 @@ class MembersRun:
         self.members, self.member_configs = program.members, program.member_configs
         self.metrics_path = run_dir / "metrics.jsonl"
         self.allow_config_change = allow_config_change
-        if not resume:
+        self.primary = runtime.is_primary()  # in a multi-process run, process 0 writes files
+        if not resume and self.primary:
             if run_dir.exists() and any(run_dir.iterdir()) and not rundir.unstarted(run_dir):
                 raise rundir.RunDirError(f"run directory {run_dir} exists and is not empty")
             run_dir.mkdir(parents=True, exist_ok=True)
             self.metrics_path.unlink(missing_ok=True)
             (run_dir / "config.yaml").write_text(config_lib.dump(self.config))
             write_plan(run_dir, self.members)
-        else:
+        elif resume:
             detached = [
                 m.directory for m in self.members if (run_dir / m.directory / DETACHED).exists()
             ]
@@ -307,6 +308,7 @@ class MembersRun:
                     f"{run_dir / detached[0]}) and no longer matches this run's checkpoint: "
                     "resume the members alone, or start the run again"
                 )
+        runtime.barrier("rlx-members-dir")
         self.checkpointer = None
         if self.config.run.checkpoint or resume:
             from rlx.checkpoint import Checkpointer
@@ -344,10 +346,12 @@ class MembersRun:
                     "--allow-config-change)"
                 )
         rows = [r for r in rundir.read_rows(self.metrics_path) if r["chunk"] <= step]
-        rundir.write_rows(self.metrics_path, rows)
+        if self.primary:
+            rundir.write_rows(self.metrics_path, rows)
         for i, run in enumerate(self.runs):
             kept = [r for r in rundir.read_rows(run.metrics_path) if r["chunk"] <= step]
-            rundir.write_rows(run.metrics_path, kept)
+            if self.primary:
+                rundir.write_rows(run.metrics_path, kept)
             self.member_rows[i] = kept
         return None if found is None else (state, step, wall, rows)
 
@@ -358,8 +362,9 @@ class MembersRun:
     def write(self, row: dict, state: Any, checkpoint: bool = True, member_rows=None) -> None:
         """The top row, each member's row, then one checkpoint of the stacked state (none for
         a diverged one)."""
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(row, allow_nan=False) + "\n")
+        if self.primary:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(row, allow_nan=False) + "\n")
         for i, (run, member_row) in enumerate(zip(self.runs, member_rows, strict=True)):
             run.write(member_row, None, checkpoint=False)
             self.member_rows[i].append(member_row)
@@ -391,9 +396,12 @@ class MembersRun:
         finals = []
         for run, rows in zip(self.runs, self.member_rows, strict=True):
             summary = summary_of(rows, run.dir)
-            (run.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if self.primary:
+                (run.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             finals.append(summary)
         table = settings_table(self.members, finals)
+        if not self.primary:
+            return table
         (self.dir / "sweep.json").write_text(json.dumps(table, indent=1) + "\n")
         (self.dir / "sweep.md").write_text(settings_markdown(table))
         plot_settings(table, self.dir / "sweep.png")

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from rlx import config as config_lib
-from rlx import interrupts
+from rlx import interrupts, runtime
 from rlx.checkpoint import Checkpointer
 
 
@@ -158,7 +158,9 @@ def _scalars(row: dict) -> dict:
 
 
 class Run:
-    """The files of one run directory (see the module docstring)."""
+    """The files of one run directory (see the module docstring). In a multi-process run only
+    process 0 writes them; every process takes part in the checkpoints (orbax writes each
+    process's shards) and reads them back."""
 
     def __init__(
         self,
@@ -172,13 +174,15 @@ class Run:
         self.dir, self.config, self.kind = run_dir, config, kind
         self.allow_config_change = allow_config_change
         self.metrics_path = run_dir / "metrics.jsonl"
-        if not resume:
+        self.primary = runtime.is_primary()
+        if not resume and self.primary:
             if run_dir.exists() and any(run_dir.iterdir()) and not unstarted(run_dir):
                 raise RunDirError(f"run directory {run_dir} exists and is not empty")
             run_dir.mkdir(parents=True, exist_ok=True)
             for stale in ("tb", "metrics.jsonl"):  # left by a start that was stopped
                 shutil.rmtree(run_dir / stale, ignore_errors=True)
             (run_dir / "config.yaml").write_text(config_lib.dump(config))
+        runtime.barrier("rlx-run-dir")  # the directory exists before the others use it
         self.checkpointer = None
         if checkpoints and (config.run.checkpoint or resume):
             self.checkpointer = Checkpointer(run_dir / "checkpoints", config.run.max_checkpoints)
@@ -190,7 +194,7 @@ class Run:
         """Starts (or, on resume, continues: the id is kept in ``wandb_id``) the W&B run of
         ``run.wandb`` when its mode is not off; its files go under the run directory."""
         settings = self.config.run.wandb
-        if settings.mode == "off":
+        if settings.mode == "off" or not self.primary:
             return
         import time
 
@@ -242,7 +246,8 @@ class Run:
             start_chunk, wall_offset = int(record["chunk"]), float(record["wall_s"])
             self._check_config(record, start_chunk)
         rows = [r for r in read_rows(self.metrics_path) if r["chunk"] <= start_chunk]
-        write_rows(self.metrics_path, rows)  # Drop rows written after the last checkpoint.
+        if self.primary:
+            write_rows(self.metrics_path, rows)  # Drop rows written after the last checkpoint.
         return None if found is None else (state, start_chunk, wall_offset, rows)
 
     def _check_config(self, record: dict, chunk: int) -> None:
@@ -255,13 +260,14 @@ class Run:
                 f"{self.dir / 'config.yaml'} differs from the config checkpoint {chunk} was "
                 f"written with, in {keys} (undo the edit, or pass --allow-config-change)"
             )
-        with (self.dir / "config_changes.jsonl").open("a") as f:
-            f.write(json.dumps({"chunk": chunk, "changed": changed}) + "\n")
+        if self.primary:
+            with (self.dir / "config_changes.jsonl").open("a") as f:
+                f.write(json.dumps({"chunk": chunk, "changed": changed}) + "\n")
 
     def open_tensorboard(self, rows: list[dict]) -> None:
         """Starts ``tb/`` afresh with ``rows`` (the kept ones on a resume): events of chunks
         dropped after the last checkpoint never appear next to their re-run."""
-        if not self.config.run.tensorboard:
+        if not self.config.run.tensorboard or not self.primary:
             return
         from tensorboardX import SummaryWriter
 
@@ -339,7 +345,19 @@ class Run:
     def write(self, row: dict, state: Any, checkpoint: bool = True) -> None:
         """Appends ``row`` (JSON-safe) to metrics.jsonl and TensorBoard, then checkpoints
         ``state`` (unless ``checkpoint`` is false: a diverged state never replaces a finite
-        checkpoint)."""
+        checkpoint). Only process 0 writes files; every process takes part in the checkpoint."""
+        if self.primary:
+            self._append(row)
+        if self.checkpointer is not None and checkpoint:
+            record = {
+                "chunk": row["chunk"],
+                "wall_s": row["wall_s"],
+                "config": config_lib.dump(self.config),
+                "kind": self.kind,
+            }
+            self.checkpointer.save(row["chunk"], state, record)
+
+    def _append(self, row: dict) -> None:
         line = json.dumps(row, allow_nan=False) + "\n"
         with self.metrics_path.open("a") as f:
             half = len(line) // 2
@@ -353,14 +371,6 @@ class Run:
             self.writer.flush()
         if self.wandb is not None:
             self._log_wandb(row)
-        if self.checkpointer is not None and checkpoint:
-            record = {
-                "chunk": row["chunk"],
-                "wall_s": row["wall_s"],
-                "config": config_lib.dump(self.config),
-                "kind": self.kind,
-            }
-            self.checkpointer.save(row["chunk"], state, record)
 
     def last_checkpoint(self) -> int | None:
         """The newest checkpoint's step (its chunk), None when there is none."""

@@ -61,3 +61,106 @@ def cpu_devices_for(members: int) -> int:
         return 1
     jax.config.update("jax_num_cpu_devices", count)
     return count
+
+
+class DistributedError(ValueError):
+    """Multi-process settings that cannot start (the message says which and why)."""
+
+
+def cluster_from_env() -> dict | None:
+    """The multi-process settings the environment gives, None for a single process:
+    ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or a
+    cluster JAX detects itself (a SLURM job of several tasks, a TPU pod slice of several
+    hosts): then ``{}``, and ``jax.distributed.initialize`` finds the rest."""
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if address:
+        out = {"coordinator": address}
+        for key, name in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
+            if os.environ.get(name):
+                out[key] = int(os.environ[name])
+        return out
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
+        return {}
+    if len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1:
+        return {}
+    return None
+
+
+def distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    heartbeat_s: int = 20,
+) -> int:
+    """Starts JAX's distributed runtime when asked (the arguments) or when the environment
+    says so (``cluster_from_env``); the number of processes (1: nothing started). Before any
+    JAX computation. On the CPU the collectives go over gloo. A process that dies is noticed by
+    the others within about ``heartbeat_s`` seconds (they exit non-zero rather than hang)."""
+    import jax
+
+    settings = None
+    if coordinator is not None or num_processes is not None or process_id is not None:
+        if coordinator is None or num_processes is None or process_id is None:
+            raise DistributedError(
+                "--coordinator, --num-processes and --process-id go together (or set none: "
+                "JAX_COORDINATOR_ADDRESS, SLURM and TPU pods are picked up from the environment)"
+            )
+        if not 0 <= process_id < num_processes:
+            raise DistributedError(
+                f"--process-id {process_id}: must be in 0..{num_processes - 1} (--num-processes)"
+            )
+        settings = {
+            "coordinator": coordinator,
+            "num_processes": num_processes,
+            "process_id": process_id,
+        }
+    else:
+        settings = cluster_from_env()
+    if settings is None or settings.get("num_processes") == 1:
+        return 1
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=settings.get("coordinator"),
+            num_processes=settings.get("num_processes"),
+            process_id=settings.get("process_id"),
+            heartbeat_timeout_seconds=heartbeat_s,
+            initialization_timeout=int(os.environ.get("RLX_DISTRIBUTED_TIMEOUT_S", "120")),
+        )
+    except Exception as error:  # noqa: BLE001 (a bad address, a peer that never came, ...)
+        reason = " ".join(str(error).split())[:200]
+        raise DistributedError(
+            f"jax.distributed did not start ({type(error).__name__}: {reason})"
+        ) from None
+    return jax.process_count()
+
+
+def is_primary() -> bool:
+    """Whether this is the process that writes the run's files (process 0; the only one of a
+    single-process run)."""
+    import jax
+
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Waits until every process got here (a no-op for one process)."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+    """``flag`` or'ed over the processes (itself for one process): a collective, so every
+    process must call it at the same point."""
+    import jax
+
+    if jax.process_count() == 1:
+        return flag
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.asarray([flag]))))

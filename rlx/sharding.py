@@ -1,9 +1,10 @@
 """Data parallelism over the environment batch axis with ``jax.sharding`` (no pmap).
 
-The env states and per-env episode sums (leading axis ``[B]``) are split over a 1-D mesh of the
-local devices; parameters, optimizer state and the rest are replicated. XLA's partitioner
-(GSPMD) then runs the rollout where the envs live and inserts the collectives the update needs,
-so the same program runs on one CPU, a GPU or a TPU slice.
+The env states and per-env episode sums (leading axis ``[B]``) are split over a 1-D mesh of
+every process's devices (``jax.devices()``: the local ones in a single process); parameters,
+optimizer state and the rest are replicated. XLA's partitioner (GSPMD) then runs the rollout
+where the envs live and inserts the collectives the update needs, so the same program runs on
+one CPU, a GPU, a TPU slice or several hosts (``rlx.runtime.distributed``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ BATCH_AXIS = "batch"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh named ``batch`` over ``devices`` (default: all local devices)."""
-    devices = list(devices) if devices is not None else jax.local_devices()
+    """A 1-D mesh named ``batch`` over ``devices`` (default: every device of every process)."""
+    devices = list(devices) if devices is not None else jax.devices()
     return Mesh(np.asarray(devices), (BATCH_AXIS,))
 
 

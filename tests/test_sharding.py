@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import functools, json, sys
@@ -135,3 +137,59 @@ def test_four_devices_give_the_same_meta_update_as_one(repo_configs):
     assert out["devices"] == [1, 4]
     assert out["phi"] != [1.0, 1.0]  # phi moved (alive stays 1 only if it is not learned)
     assert out["phi_diff"] < 1e-4 and out["param_diff"] < 1e-4, out
+
+
+POPULATION = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from rlx import build as build_lib, sharding
+    from rlx.meta.run import _shardings, meta_program, train
+
+    config = build_lib.load(sys.argv[1], sys.argv[3:])
+    program = meta_program(build_lib.build(config, meta=True))
+    abstract = jax.eval_shape(program.init, jax.random.key(0))
+    split = _shardings(abstract, sharding.make_mesh()).fitness.spec
+    summary = train(config, sys.argv[2], show_progress=False)
+    print(json.dumps({"devices": summary["devices"], "fitness_spec": str(split)}))
+    """
+)
+
+
+def test_a_population_splits_its_members_over_the_devices(tmp_path, repo_configs):
+    """8 members on 4 faked devices run 2 on each, with the rows of 1 device (the same
+    programs per member; only where they live changes)."""
+    from conftest import tiny_overrides
+    from rlx import driver
+
+    overrides = [
+        *tiny_overrides(str(tmp_path)),
+        "meta.method=population",
+        "meta.population_size=8",
+        "meta.inner_iterations=1",
+        "run.chunk_iterations=1",
+    ]
+    config = os.path.join(repo_configs, "meta", "cartpole_anti_pd.yaml")
+    four = _run(POPULATION, config, str(tmp_path / "four"), *overrides)
+    assert four.returncode == 0, four.stderr[-3000:]
+    out = json.loads(four.stdout.strip().splitlines()[-1])
+    assert out["devices"].startswith("4 x") and "batch" in out["fitness_spec"], out
+    one = subprocess.run(
+        [sys.executable, "-c", POPULATION, config, str(tmp_path / "one"), *overrides],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert json.loads(one.stdout.strip().splitlines()[-1])["devices"].startswith("1 x")
+    rows = lambda d: [
+        json.loads(r) for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()
+    ]
+    # To 1e-5: reductions over the split member axis may add in another order.
+    for a, b in zip(rows("one"), rows("four"), strict=True):
+        for key in set(a) - set(driver.TIMING_KEYS):
+            if isinstance(a[key], float):
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+            else:
+                assert b[key] == a[key], key

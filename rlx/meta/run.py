@@ -16,10 +16,17 @@ from rlx import meta as meta_lib
 
 def _shardings(state: Any, mesh) -> Any:
     """Gradient meta-learners: the inner run's env batch and the pending batch ([T, B]) split
-    over the devices, the rest replicated. A population is replicated whole."""
+    over the devices, the rest replicated. A population: its members split over the devices
+    (8 members on 4 devices run 2 on each) where their count divides evenly, every leaf with
+    the member axis first; the exploit step's gather across members is then a collective."""
     whole = sharding.replicated(mesh)
     if isinstance(state, (meta_lib.PopulationState, meta_lib.HybridState)):
-        return jax.tree.map(lambda _: whole, state)
+        size = state.fitness.shape[0]
+        if mesh.size == 1 or size % mesh.size:
+            return jax.tree.map(lambda _: whole, state)
+        members = NamedSharding(mesh, PartitionSpec(sharding.BATCH_AXIS))
+        per_member = lambda x: getattr(x, "ndim", 0) >= 1 and x.shape[0] == size
+        return jax.tree.map(lambda x: members if per_member(x) else whole, state)
     over_envs = NamedSharding(mesh, PartitionSpec(None, sharding.BATCH_AXIS))
     batch = state.batch
     return jax.tree.map(lambda _: whole, state).replace(
