@@ -22,7 +22,8 @@ weights used are ``w_k * m_k``. Until two periods have passed the multipliers ar
 
 ``temperature``, ``momentum``, ``period`` and ``eps`` are traced params under
 ``params['dynamic']``; the multipliers, the averages and the per-env episode sums live in the
-reward state (exact resume). Logged each update: ``dynamic/<term>`` (its multiplier).
+reward state (exact resume); a period in which no episode ended changes nothing (its end moves
+to the next update that has one). Logged each update: ``dynamic/<term>`` (its multiplier).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class DynamicState(NamedTuple):
     average: jax.Array  # [K] EMA of the objectives' signed episode sums (NaN: no episode yet)
     before: jax.Array  # [K] the average at the last period's end (NaN: none yet)
     episode: PerEnv  # [B, K] running episode sums
+    ended: jax.Array  # [] episodes ended since the last period's end
 
 
 def multipliers(improvement: jax.Array, temperature: jax.Array) -> jax.Array:
@@ -68,6 +70,7 @@ def dynamic(inner: RewardFn, objectives: tuple[str, ...], signs: dict[str, float
             average=nan,
             before=nan,
             episode=PerEnv(jnp.zeros((num_envs, k), jnp.float32)),
+            ended=jnp.zeros((), jnp.float32),
         )
 
     def apply(params, state, transition, *, gamma):
@@ -91,14 +94,19 @@ def dynamic(inner: RewardFn, objectives: tuple[str, ...], signs: dict[str, float
         )
         average = jnp.where(count > 0, smoothed, state.average)
         updates = state.updates + 1
+        ended = state.ended + count[0]
+        # A period boundary with no episode ended in the period keeps everything: its
+        # improvement would read as 0 and reset the multipliers to 1.
         boundary = jnp.mod(updates.astype(jnp.float32), jnp.maximum(p["period"], 1.0)) == 0
+        boundary = boundary & (ended > 0)
         improvement = (average - state.before) / (jnp.abs(state.before) + p["eps"])
         known = ~jnp.any(jnp.isnan(improvement))
         new = jnp.where(
             boundary & known, multipliers(improvement, p["temperature"]), state.multipliers
         )
         before = jnp.where(boundary, average, state.before)
-        new_state = DynamicState(inner_state, updates, new, average, before, PerEnv(running))
+        ended = jnp.where(boundary, 0.0, ended)
+        new_state = DynamicState(inner_state, updates, new, average, before, PerEnv(running), ended)
         return reward, new_state, info
 
     def metrics(params, state) -> dict:

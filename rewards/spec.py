@@ -188,16 +188,17 @@ def build(spec, env) -> tuple[RewardFn, dict]:
         stages.append((name, fn))
         params[name] = stage_params
     reward_fn = chain(combine, shaping=stages, terms=terms)
-    if code.file and code.mode == "terms":
-        fn = code_lib.load_function(code.file, code.function)
-        reward_fn = code_lib.with_terms(reward_fn, fn, tuple(code.terms))
-        params["code"] = dict(code.params)
+    # inside the code terms' wrapper, so that they can be objectives too
     if spec.parameterization == "dynamic":
         objectives = tuple(spec.dynamic.objectives)
         signs = {name: float(np.sign(spec.weights[name])) for name in objectives}
         reward_fn = dynamic_lib.dynamic(reward_fn, objectives, signs)
         keys = ("temperature", "momentum", "period", "eps")
         params["dynamic"] = {k: float(getattr(spec.dynamic, k)) for k in keys}
+    if code.file and code.mode == "terms":
+        fn = code_lib.load_function(code.file, code.function)
+        reward_fn = code_lib.with_terms(reward_fn, fn, tuple(code.terms))
+        params["code"] = dict(code.params)
     if spec.constraints:
         specs = {
             c["name"]: (

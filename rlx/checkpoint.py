@@ -48,7 +48,10 @@ def _abstract_storable(abstract: Any) -> Any:
     has one: orbax then reads each process's shards straight into place)."""
 
     def convert(x):
-        sharding = getattr(x, "sharding", None)
+        # none given: this process's first device (not the topology the checkpoint was written on)
+        sharding = getattr(x, "sharding", None) or jax.sharding.SingleDeviceSharding(
+            jax.local_devices()[0]
+        )
         if _is_key(x):
             data = jax.eval_shape(jax.random.key_data, x)
             return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=sharding)

@@ -258,7 +258,27 @@ def train_command(args: argparse.Namespace) -> int:
     from rlx import interrupts
 
     interrupts.check()  # a signal while the config loaded: stop before anything is built
-    return _run(args, config, run_dir)
+    if processes == 1:
+        return _run(args, config, run_dir)
+    return _run_one_of_several(args, config, run_dir)
+
+
+def _run_one_of_several(args: argparse.Namespace, config, run_dir: Path) -> int:
+    """``_run`` in one process of several. A process that fails alone (a file only process 0
+    writes, say) exits at once, past JAX's shutdown barrier, where the others would wait for it:
+    they notice the missing heartbeat and exit non-zero too, instead of waiting forever."""
+    import traceback
+
+    try:
+        code = _run(args, config, run_dir)
+    except BaseException:  # noqa: BLE001 (anything, even a second Ctrl-C)
+        traceback.print_exc()
+        code = 1
+    if code != 0:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _split_cpu(args: argparse.Namespace, members: bool) -> None:

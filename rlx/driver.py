@@ -334,7 +334,8 @@ def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[
         compiled, trace_s, compile_s = _compile(
             program, state, hparams, mesh, config.run.chunk_iterations
         )
-        loop = _Loop(program, files, compiled, jax.jit(program.evaluate), start, wall_offset)
+        evaluate = jax.jit(program.evaluate, out_shardings=sharding.replicated(mesh))
+        loop = _Loop(program, files, compiled, evaluate, start, wall_offset)
         with interrupts.abortable():
             status = loop.run(
                 state,

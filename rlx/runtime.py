@@ -70,8 +70,9 @@ class DistributedError(ValueError):
 def cluster_from_env() -> dict | None:
     """The multi-process settings the environment gives, None for a single process:
     ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or a
-    cluster JAX detects itself (a SLURM job of several tasks, a TPU pod slice of several
-    hosts): then ``{}``, and ``jax.distributed.initialize`` finds the rest."""
+    cluster JAX detects itself (a SLURM step of several tasks, i.e. ``srun``, not a batch
+    script's own process; a TPU pod slice of several hosts): then ``{}``, and
+    ``jax.distributed.initialize`` finds the rest."""
     address = os.environ.get("JAX_COORDINATOR_ADDRESS")
     if address:
         out = {"coordinator": address}
@@ -79,7 +80,7 @@ def cluster_from_env() -> dict | None:
             if os.environ.get(name):
                 out[key] = int(os.environ[name])
         return out
-    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
+    if int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1:  # srun of several tasks
         return {}
     if len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1:
         return {}

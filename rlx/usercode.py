@@ -50,11 +50,12 @@ def load(path: Path, name: str, what: str = "function"):
     if module is None:
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # before it runs: dataclasses look it up meanwhile
         try:
             spec.loader.exec_module(module)
         except Exception as error:  # noqa: BLE001 (any failure to import is the file's)
+            del sys.modules[module_name]
             raise UserCodeError("file", where(error, path)) from None
-        sys.modules[module_name] = module
     if not hasattr(module, name):
         raise UserCodeError("name", f"{path} has no {what} {name!r}")
     return getattr(module, name)

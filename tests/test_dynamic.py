@@ -52,6 +52,31 @@ def test_the_objective_that_improves_least_gets_more_weight():
     np.testing.assert_allclose(np.asarray(reward), expected[0] * 2.0 - expected[1] * 2.0, rtol=1e-5)
 
 
+def test_a_period_without_an_ended_episode_changes_nothing():
+    fn = reward_fn()
+    state = fn.init(jax.random.key(0), ("gain", "cost"), 2)
+    for gain in (1.0, 2.0):
+        _, state, _ = fn.apply(params(), state, batch(gain, 2.0), gamma=0.99)
+    moved = np.asarray(state.multipliers)
+    assert not np.allclose(moved, 1.0)
+    quiet = transition(
+        terms={"gain": np.full((8, 2), 9.0), "cost": np.full((8, 2), 9.0)}, shape=(8, 2)
+    )
+    for _ in range(3):  # three period ends, no episode ended: not a reset to 1
+        _, state, _ = fn.apply(params(), state, quiet, gamma=0.99)
+    np.testing.assert_allclose(state.multipliers, moved)
+
+
+def test_code_terms_can_be_objectives():
+    overrides = [*tiny_overrides("/tmp"), "reward.parameterization=dynamic"]
+    built = build_lib.build(build_lib.load(Path(CONFIGS) / "cartpole_code.yaml", overrides))
+    assert "upright" in built.config.reward.dynamic.objectives
+    agent, hparams = built.agent, built.hparams
+    state = jax.eval_shape(agent.init, jax.random.key(0), hparams.reward_params)
+    _, metrics = jax.eval_shape(agent.train_step, state, hparams)
+    assert "dynamic/upright" in metrics
+
+
 def test_a_high_temperature_gives_back_the_fixed_weights_and_no_change_recompiles():
     fn = reward_fn()
     chex.clear_trace_counter()
@@ -91,6 +116,7 @@ def test_a_dynamic_run_logs_its_multipliers_and_resumes_exactly(tmp_path):
     last = rows("whole")[-1]
     total = sum(last[f"dynamic/{n}"] for n in config.reward.dynamic.objectives)
     assert total == pytest.approx(3.0, rel=1e-5)  # multipliers average 1
+    assert any(abs(last[f"dynamic/{n}"] - 1.0) > 1e-4 for n in config.reward.dynamic.objectives)
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,8 @@ def test_a_scripted_grasp_lifts_the_ball():
     x, y = float(state.signals["object_x"]), float(state.signals["object_y"])
     plan = [  # targets: gantry x, y, z, then each finger's closing
         ([x, y, 0.0, 0, 0], 15),  # above the ball
-        ([x, y, -0.085, 0, 0], 15),  # down around it
-        ([x, y, -0.085, 0.03, 0.03], 10),  # close
+        ([x, y, -0.065, 0, 0], 15),  # down around it: the grasp point at the ball's centre
+        ([x, y, -0.065, 0.03, 0.03], 10),  # close
         ([x, y, 0.05, 0.03, 0.03], 20),  # up
     ]
     seen = []

@@ -56,7 +56,12 @@ def _run(code: str, *args: str) -> subprocess.CompletedProcess:
         "JAX_PLATFORMS": "cpu",
     }
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd="/"
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=300,  # a wedged run fails the test instead of holding the suite
     )
 
 
@@ -149,9 +154,17 @@ POPULATION = textwrap.dedent(
     config = build_lib.load(sys.argv[1], sys.argv[3:])
     program = meta_program(build_lib.build(config, meta=True))
     abstract = jax.eval_shape(program.init, jax.random.key(0))
-    split = _shardings(abstract, sharding.make_mesh()).fitness.spec
+    shardings = _shardings(abstract, sharding.make_mesh())
+    # members per device, from the shardings the run's state is given (every per-member leaf)
+    per_device = sorted({
+        s.shard_shape(a.shape)[0]
+        for a, s in zip(jax.tree.leaves((abstract.train, abstract.phi, abstract.fitness)),
+                        jax.tree.leaves((shardings.train, shardings.phi, shardings.fitness)))
+    })
+    devices = len(shardings.fitness.device_set)
     summary = train(config, sys.argv[2], show_progress=False)
-    print(json.dumps({"devices": summary["devices"], "fitness_spec": str(split)}))
+    print(json.dumps({"devices": summary["devices"], "per_device": per_device,
+                      "fitness_devices": devices}))
     """
 )
 
@@ -173,21 +186,25 @@ def test_a_population_splits_its_members_over_the_devices(tmp_path, repo_configs
     four = _run(POPULATION, config, str(tmp_path / "four"), *overrides)
     assert four.returncode == 0, four.stderr[-3000:]
     out = json.loads(four.stdout.strip().splitlines()[-1])
-    assert out["devices"].startswith("4 x") and "batch" in out["fitness_spec"], out
+    assert out["devices"].startswith("4 x") and out["fitness_devices"] == 4, out
+    assert out["per_device"] == [2], out  # 8 members, 2 on each of the 4 devices
     one = subprocess.run(
         [sys.executable, "-c", POPULATION, config, str(tmp_path / "one"), *overrides],
         capture_output=True,
         text=True,
         cwd="/",
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        timeout=300,
     )
     assert one.returncode == 0, one.stderr[-3000:]
-    assert json.loads(one.stdout.strip().splitlines()[-1])["devices"].startswith("1 x")
+    single = json.loads(one.stdout.strip().splitlines()[-1])
+    assert single["devices"].startswith("1 x") and single["per_device"] == [8], single
     rows = lambda d: [
         json.loads(r) for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()
     ]
     # To 1e-5: reductions over the split member axis may add in another order.
     for a, b in zip(rows("one"), rows("four"), strict=True):
+        assert set(a) == set(b)
         for key in set(a) - set(driver.TIMING_KEYS):
             if isinstance(a[key], float):
                 assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key

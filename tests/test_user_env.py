@@ -43,7 +43,7 @@ def test_the_example_env_trains_and_its_run_restores(tmp_path):
         (
             "key, start_key, goal_key = jax.random.split(key, 3)",
             "key, start_key, goal_key = jax.random.split(key, 2)",
-            "reset: " + "{path}:46: ValueError: not enough values to unpack",
+            "reset: {path}:{split_line}: ValueError: not enough values to unpack",
         ),
         ('"at_goal": (', '"at_goals": (', "its terms ['at_goals', 'ctrl_cost', 'distance']"),
         ('"speed": jnp.linalg.norm(velocity)', '"speed": velocity', "signal 'speed' must be one"),
@@ -55,7 +55,7 @@ def test_the_example_env_trains_and_its_run_restores(tmp_path):
         (
             "import dataclasses\n",
             "import dataclasses\nraise ImportError('x')\n",
-            "{path}:10: ImportError: x",
+            "{path}:{import_line}: ImportError: x",
         ),
     ],
 )
@@ -65,7 +65,13 @@ def test_a_bad_user_env_is_one_line(tmp_path, capsys, old, new, message):
     args = ["train", str(CONFIG), f"env.name={path}:PointMass", "--run-dir", str(run_dir)]
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
-    message = message.format(path=path)
+    lines = EXAMPLE.read_text().splitlines()
+    line_of = lambda text: next(i for i, line in enumerate(lines, 1) if text in line)
+    message = message.format(
+        path=path,
+        split_line=line_of("jax.random.split(key, 3)"),
+        import_line=line_of("import dataclasses") + 1,  # the raise added after it
+    )
     assert message in err and "key 'env.name'" in err and len(err.splitlines()) == 1, err
     assert not run_dir.exists()
 
