@@ -71,11 +71,15 @@ def _metric_names(brax_name: str, backend: str) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class BraxEnv:
-    """A Brax env by name. ``backend``: mjx, generalized, positional or spring."""
+    """A Brax env by name. ``backend``: mjx, generalized, positional or spring. ``impl``: MJX's
+    implementation, ``jax`` only: Brax builds its ``mjx.Model`` itself (``brax.io.mjcf``, with
+    MJX's default), so MuJoCo Warp is not reachable through it (a one-line error says so; rlx's
+    MJX envs and ``playground:`` envs take ``impl: warp``)."""
 
     brax_name: str = "inverted_pendulum"
     backend: str = "mjx"
     episode_length: int = 1000
+    impl: str = "jax"
 
     def __post_init__(self):
         known = _brax_envs()._envs
@@ -85,6 +89,14 @@ class BraxEnv:
             )
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown Brax backend {self.backend!r} (one of {BACKENDS})")
+        if self.impl != "jax":
+            from rlx.envs.mjx_base import ImplUnavailableError
+
+            raise ImplUnavailableError(
+                f"impl {self.impl!r}: brax: envs run MJX's JAX implementation only (Brax 0.14 "
+                "builds its mjx.Model itself); for MuJoCo Warp use rlx's MJX envs or a "
+                "playground: env"
+            )
 
     @property
     def name(self) -> str:

@@ -65,3 +65,18 @@ def test_brax_env_in_a_config_is_checked(tmp_path):
         build_lib.load(path)
     path.write_text("env: {name: 'brax:reacher'}\nreward: {weights: {reward_dist: 1.0}}\n")
     assert build_lib.load(path).env.params["backend"] == "mjx"
+
+
+def test_a_brax_env_with_impl_warp_is_one_line(tmp_path, capsys):
+    pytest.importorskip("brax")
+    from pathlib import Path
+
+    from conftest import CONFIGS
+    from rlx import cli
+
+    config = Path(CONFIGS) / "meta" / "hopper_alive.yaml"
+    args = ["train", str(config), "env.params.impl=warp", "--run-dir", str(tmp_path / "r")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "env.params.impl" in err and "JAX implementation only" in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "r").exists()

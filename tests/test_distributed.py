@@ -99,6 +99,7 @@ def test_a_gradient_meta_learner_on_two_processes_equals_one(tmp_path):
     assert_same_rows(rows(tmp_path / "one"), rows(tmp_path / "two"), 1e-5)
 
 
+@pytest.mark.slow  # two more process pairs (18-28 s); parity and the kill stay in the fast tier
 def test_resuming_both_processes_equals_an_uninterrupted_run(train_runs, tmp_path):
     finish(launch("train", tmp_path / "cut", 2, "2"))  # stopped after 2 of 4 chunks
     assert len(rows(tmp_path / "cut")) == 2

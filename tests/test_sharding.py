@@ -169,6 +169,7 @@ POPULATION = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two population runs in subprocesses (13 s alone, 43 s in a busy suite)
 def test_a_population_splits_its_members_over_the_devices(tmp_path, repo_configs):
     """8 members on 4 faked devices run 2 on each, with the rows of 1 device (the same
     programs per member; only where they live changes)."""
