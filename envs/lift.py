@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from rlx.envs.base import make_state, transition_state
 from rlx.envs.mjx_base import MjxEnv, forward_at, load_model, scale_action
-from rlx.envs.reach import physics_step
+from rlx.envs.reach import check_primary_objective, on_last_step, physics_step
 from rlx.rewards.terms import control_cost
 from rlx.rewards.terms import distance as distance_between
 from rlx.types import EnvState
@@ -134,11 +134,7 @@ class Lift(MjxEnv):
     )
 
     def __post_init__(self):
-        if self.primary_objective not in PRIMARY_OBJECTIVES:
-            raise ValueError(
-                f"primary_objective must be one of {PRIMARY_OBJECTIVES}, got "
-                f"{self.primary_objective!r}"
-            )
+        check_primary_objective(self.primary_objective, PRIMARY_OBJECTIVES)
         if not 0 <= self.ball_range <= 0.12:
             raise ValueError("ball_range must be in [0, 0.12] (the gantry reaches 0.15 m)")
         super().__post_init__()
@@ -220,8 +216,7 @@ class Lift(MjxEnv):
         if self.primary_objective == "height":
             primary = jnp.minimum(height, self.lift_height)
         else:
-            last_step = state.step_count + 1 == self.episode_length
-            primary = jnp.where(last_step, lifted, 0.0)
+            primary = on_last_step(state, self.episode_length, lifted)
         return transition_state(
             state,
             physics=data,

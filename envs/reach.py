@@ -88,9 +88,15 @@ def arm_observation(data) -> jax.Array:
 PRIMARY_OBJECTIVES = ("negative_distance", "final_success")
 
 
-def check_primary_objective(value: str) -> None:
-    if value not in PRIMARY_OBJECTIVES:
-        raise ValueError(f"primary_objective must be one of {PRIMARY_OBJECTIVES}, got {value!r}")
+def check_primary_objective(value: str, options: tuple[str, ...] = PRIMARY_OBJECTIVES) -> None:
+    if value not in options:
+        raise ValueError(f"primary_objective must be one of {options}, got {value!r}")
+
+
+def on_last_step(state: EnvState, episode_length: int, value: jax.Array) -> jax.Array:
+    """``value`` on the episode's last step (step ``episode_length``), 0 before it: the
+    ``final_success`` primary of the manipulation envs."""
+    return jnp.where(state.step_count + 1 == episode_length, value, 0.0)
 
 
 class ArmTask(MjxEnv):
@@ -140,8 +146,7 @@ class ArmTask(MjxEnv):
         if self.primary_objective == "negative_distance":
             primary = -distance
         else:
-            last_step = state.step_count + 1 == self.episode_length
-            primary = jnp.where(last_step, reached, 0.0)
+            primary = on_last_step(state, self.episode_length, reached)
         return transition_state(
             state,
             physics=data,

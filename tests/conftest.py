@@ -71,5 +71,22 @@ def repo_configs() -> str:
     return CONFIGS
 
 
+def whole_and_resumed_rows(config, tmp_path) -> tuple[list[dict], list[dict]]:
+    """The non-timing metrics rows of ``config`` run whole, and run for 2 chunks then resumed
+    (an exact resume makes them equal)."""
+    import json
+
+    from rlx import driver
+
+    driver.train(config, tmp_path / "whole", show_progress=False)
+    driver.train(config, tmp_path / "cut", show_progress=False, max_chunks=2)
+    driver.train(config, tmp_path / "cut", resume=True, show_progress=False)
+    untimed = lambda r: {k: v for k, v in r.items() if k not in driver.TIMING_KEYS}
+    read = lambda d: [
+        untimed(json.loads(r)) for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()
+    ]
+    return read("whole"), read("cut")
+
+
 def tiny_overrides(run_root: str) -> list[str]:
     return [*TINY, f"run.root={run_root}", f"run.compilation_cache={CACHE}"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_rewards import transition
 
-from conftest import CONFIGS, tiny_overrides
+from conftest import CONFIGS, tiny_overrides, whole_and_resumed_rows
 from rlx import build as build_lib
 from rlx import cli, driver
 from rlx.rewards import combine, constraints, weights
@@ -77,15 +77,9 @@ def test_a_constrained_run_logs_and_resumes_exactly(tmp_path):
         f"reward.constraints={spec}",
     ]
     config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", overrides)
-    driver.train(config, tmp_path / "whole", show_progress=False)
-    driver.train(config, tmp_path / "cut", show_progress=False, max_chunks=2)
-    driver.train(config, tmp_path / "cut", resume=True, show_progress=False)
-    rows = lambda d: [
-        json.loads(r) for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()
-    ]
-    untimed = lambda r: {k: v for k, v in r.items() if k not in driver.TIMING_KEYS}
-    assert [untimed(r) for r in rows("whole")] == [untimed(r) for r in rows("cut")]
-    assert "constraint/pd_anti/multiplier" in rows("whole")[-1]
+    whole, cut = whole_and_resumed_rows(config, tmp_path)
+    assert whole == cut
+    assert "constraint/pd_anti/multiplier" in whole[-1]
 
 
 @pytest.mark.parametrize(

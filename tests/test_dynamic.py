@@ -1,6 +1,5 @@
 """``parameterization: dynamic``: weights adapted from each objective's improvement rate."""
 
-import json
 from pathlib import Path
 
 import chex
@@ -9,9 +8,9 @@ import numpy as np
 import pytest
 from test_rewards import transition
 
-from conftest import CONFIGS, tiny_overrides
+from conftest import CONFIGS, tiny_overrides, whole_and_resumed_rows
 from rlx import build as build_lib
-from rlx import cli, driver
+from rlx import cli
 from rlx.rewards import combine, dynamic, weights
 from rlx.rewards.base import chain
 
@@ -105,15 +104,9 @@ def test_a_dynamic_run_logs_its_multipliers_and_resumes_exactly(tmp_path):
     ]
     config = build_lib.load(PENDULUM, overrides)
     assert config.reward.dynamic.objectives == ("angle_cost", "velocity_cost", "ctrl_cost")
-    driver.train(config, tmp_path / "whole", show_progress=False)
-    driver.train(config, tmp_path / "cut", show_progress=False, max_chunks=2)
-    driver.train(config, tmp_path / "cut", resume=True, show_progress=False)
-    rows = lambda d: [
-        json.loads(r) for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()
-    ]
-    untimed = lambda r: {k: v for k, v in r.items() if k not in driver.TIMING_KEYS}
-    assert [untimed(r) for r in rows("whole")] == [untimed(r) for r in rows("cut")]
-    last = rows("whole")[-1]
+    whole, cut = whole_and_resumed_rows(config, tmp_path)
+    assert whole == cut
+    last = whole[-1]
     total = sum(last[f"dynamic/{n}"] for n in config.reward.dynamic.objectives)
     assert total == pytest.approx(3.0, rel=1e-5)  # multipliers average 1
     assert any(abs(last[f"dynamic/{n}"] - 1.0) > 1e-4 for n in config.reward.dynamic.objectives)

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, tiny_overrides
+from conftest import CONFIGS, tiny_overrides, whole_and_resumed_rows
 from rlx import build as build_lib
-from rlx import cli, driver
+from rlx import cli
 from rlx.rewards import schedule as schedules
 
 CARTPOLE = Path(CONFIGS) / "cartpole.yaml"
@@ -58,12 +58,8 @@ def rows(run_dir: Path) -> list[dict]:
 def test_a_curriculum_resumes_exactly_mid_way(tmp_path):
     overrides = [*tiny_overrides(str(tmp_path)), "run.chunk_iterations=1", WEIGHTS, SCHEDULE]
     config = build_lib.load(CARTPOLE, overrides)
-    driver.train(config, tmp_path / "whole", show_progress=False)
-    driver.train(config, tmp_path / "cut", show_progress=False, max_chunks=2)
-    driver.train(config, tmp_path / "cut", resume=True, show_progress=False)
-    untimed = lambda r: {k: v for k, v in r.items() if k not in driver.TIMING_KEYS}
-    whole = [untimed(r) for r in rows(tmp_path / "whole")]
-    assert whole == [untimed(r) for r in rows(tmp_path / "cut")]
+    whole, cut = whole_and_resumed_rows(config, tmp_path)
+    assert whole == cut
     alive = [r["schedule/combine/alive"] for r in whole]
     np.testing.assert_allclose(alive, [0.4, 0.7, 1.0, 1.0][: len(alive)], rtol=1e-6)
     assert whole[-1]["schedule/combine/pd_agree/level"] >= 1.0  # episodes of length >= 2 ended
