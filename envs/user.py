@@ -77,6 +77,7 @@ def check(env, name: str) -> None:
         raise UserEnvError(f"{prefix}.action_space must be a Box or Discrete, got {space!r}")
     state = _traced(env.reset, path, "reset", jax.random.key(0))
     _check_state(state, env, prefix, "reset")
+    _check_new_key(env, prefix)
     action = (
         jax.ShapeDtypeStruct((), jnp.int32)
         if isinstance(space, Discrete)
@@ -91,6 +92,22 @@ def check(env, name: str) -> None:
         raise UserEnvError(
             f"{prefix}.step must return a state shaped as reset's (same fields, shapes and "
             "dtypes: start from the state passed in, with rlx.envs.base.transition_state)"
+        )
+
+
+def _check_new_key(env, prefix: str) -> None:
+    """The state reset returns must hold a new key, not reset's own argument: the wrapper
+    resets the next episode with that key, so a passed-through key would start every episode
+    of an env from the same draw."""
+    key = jax.random.key(0)
+    closed, shape = jax.make_jaxpr(env.reset, return_shape=True)(key)
+    marker = object()
+    leaves = jax.tree.leaves(shape.replace(key=marker), is_leaf=lambda leaf: leaf is marker)
+    if marker in leaves and closed.jaxpr.outvars[leaves.index(marker)] is closed.jaxpr.invars[0]:
+        raise UserEnvError(
+            f"{prefix}.reset keeps the key it was given in the state it returns: split it and "
+            "keep a new one (key, init_key = jax.random.split(key)), or every episode starts "
+            "from the same draw"
         )
 
 

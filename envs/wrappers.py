@@ -21,10 +21,13 @@ class EpisodeWrapper:
     ``terminated`` and ``truncated`` still describe the ended step. A step that both
     terminates and hits the limit counts as terminated, not truncated.
 
-    ``reset_mode``: ``'fresh'`` (default) runs a real reset with a new key for every episode;
-    ``'cached'`` returns each env to the first state it was reset to, as Brax's
-    AutoResetWrapper does: no reset in the step (cheaper for MJX, where a reset is a forward
-    pass), but no new initial-state noise after the first episode.
+    ``reset_mode``: ``'fresh'`` (default) runs a real reset for every episode, with the key the
+    ended episode's state holds; the env's reset splits it and keeps a new one in the state it
+    returns (the Env protocol's ``key``), so each episode gets new keys without the wrapper
+    splitting any: a split of the batch's keys is a threefry kernel in the compiled step,
+    hundreds of ms of compile on a CPU. ``'cached'`` returns each env to the first state it was
+    reset to, as Brax's AutoResetWrapper does: no reset in the step (cheaper for MJX, where a
+    reset is a forward pass), but no new initial-state noise after the first episode.
     """
 
     env: Env
@@ -72,22 +75,27 @@ class EpisodeWrapper:
         return stepped.replace(truncated=truncated)
 
     def advance_key(self, stepped: EnvState) -> EnvState:
-        """What ``reset_done`` does to a state whose episode goes on (keys advance the same)."""
-        return stepped.replace(key=jax.random.split(stepped.key)[0])
+        """What ``reset_done`` does to a state whose episode goes on: nothing with fresh
+        resets; with cached ones its key advances as on a reset (the env's step may draw from
+        it)."""
+        if self.reset_mode == "cached":
+            return stepped.replace(key=jax.random.split(stepped.key)[0])
+        return stepped
 
     def reset_done(self, stepped: EnvState) -> EnvState:
         """Replaces the current state by the next episode's first state where ``done``."""
-        key, reset_key = jax.random.split(stepped.key)
-        if self.reset_mode == "cached":
-            physics, obs, signals = stepped.reset_cache
-        else:
-            fresh = self.env.reset(reset_key)
-            physics, obs, signals = fresh.physics, fresh.obs, fresh.signals
         done = stepped.done
 
         def pick(new, old):
             return jnp.where(done, new, old)
 
+        if self.reset_mode == "cached":
+            key = jax.random.split(stepped.key)[0]
+            physics, obs, signals = stepped.reset_cache
+        else:
+            fresh = self.env.reset(stepped.key)
+            physics, obs, signals = fresh.physics, fresh.obs, fresh.signals
+            key = pick(fresh.key, stepped.key)
         return stepped.replace(
             physics=jax.tree.map(pick, physics, stepped.physics),
             obs=pick(obs, stepped.obs),

@@ -146,3 +146,19 @@ def test_cached_reset_returns_to_the_first_state():
     for _ in range(3):
         state = fresh.step(state, jnp.ones((1,)))
     assert not np.allclose(state.obs, first.obs)
+
+
+def test_a_fresh_reset_starts_the_next_episode_from_the_ended_states_key():
+    # The wrapper splits no key: the next episode is reset(key of the ended state), and that
+    # reset's own new key goes on; an episode that goes on keeps its key.
+    env = envs.make("cartpole", episode_length=2)
+    batched = VmapWrapper(env)
+    state = batched.reset(jax.random.split(jax.random.key(0), 2))
+    once = batched.step(state, jnp.zeros((2,), jnp.int32))  # step 1 of 2: nobody done
+    np.testing.assert_array_equal(jax.random.key_data(once.key), jax.random.key_data(state.key))
+    twice = batched.step(once, jnp.zeros((2,), jnp.int32))  # the time limit: both reset
+    assert bool(jnp.all(twice.truncated))
+    expected = jax.vmap(env.env.reset)(once.key)
+    np.testing.assert_array_equal(twice.obs, expected.obs)
+    np.testing.assert_array_equal(jax.random.key_data(twice.key), jax.random.key_data(expected.key))
+    assert not np.array_equal(jax.random.key_data(twice.key), jax.random.key_data(once.key))

@@ -45,6 +45,11 @@ def test_the_example_env_trains_and_its_run_restores(tmp_path):
             "key, start_key, goal_key = jax.random.split(key, 2)",
             "reset: {path}:{split_line}: ValueError: not enough values to unpack",
         ),
+        (
+            "key, start_key, goal_key = jax.random.split(key, 3)",
+            "start_key, goal_key = jax.random.split(key, 2)",
+            "PointMass.reset keeps the key it was given",
+        ),
         ('"at_goal": (', '"at_goals": (', "its terms ['at_goals', 'ctrl_cost', 'distance']"),
         ('"speed": jnp.linalg.norm(velocity)', '"speed": velocity', "signal 'speed' must be one"),
         (
