@@ -217,7 +217,26 @@ class Checkpointer:
             _STATE: ocp.args.StandardRestore(_abstract_storable(abstract_state)),
             _RECORD: ocp.args.JsonRestore(),
         }
-        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        # With several processes each reads its own shards, and what one read may be unusable
+        # where the others' is fine; they agree before the checksum (a collective) or the
+        # quarantine (a barrier), so all of them take the same path. (A read that fails inside
+        # orbax's own collective restore ends in orbax's barrier timeout instead.)
+        failure = None
+        try:
+            from rlx import interrupts
+
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+            interrupts.read_fault("restore")
+        except Exception as error:  # noqa: BLE001 (re-raised below, on every process)
+            failure = error
+        from rlx import runtime
+
+        if runtime.any_process(failure is not None):
+            if failure is not None:
+                raise failure
+            raise CheckpointDamagedError(
+                f"{self.directory / str(step)}: unreadable on another process"
+            )
         expected = record.get("checksum")
         if expected is not None and checksum(restored[_STATE]) != expected:
             raise CheckpointDamagedError(f"checksum {checksum(restored[_STATE])} != {expected}")

@@ -12,7 +12,10 @@ handler.
 ``fault(point)``: with ``RLX_FAULT=<point>[:<n>]`` in the environment, the process kills
 itself (SIGKILL) at the n-th time (default the first) it reaches ``point``: ``compile``,
 ``chunk``, ``eval``, ``metrics`` (half a row written), ``checkpoint`` (mid-write). Used by
-``scripts/fault_matrix.py``; a no-op otherwise.
+``scripts/fault_matrix.py``; a no-op otherwise. ``read_fault(point)``: with
+``RLX_READ_FAULT=<point>@<process index>``, raises an OSError the first time that process (only
+it) reaches ``point`` (``restore``: just after orbax read a checkpoint's arrays), as arrays
+unusable on one host would.
 """
 
 from __future__ import annotations
@@ -141,3 +144,16 @@ def fault(point: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_fault(point: str) -> None:
+    """Raises OSError at ``point`` in the process ``RLX_READ_FAULT`` names (see above)."""
+    wanted = os.environ.get("RLX_READ_FAULT")
+    if not wanted:
+        return
+    name, _, index = wanted.partition("@")
+    import jax
+
+    if name == point and int(index or 0) == jax.process_index() and not _reached[f"read:{point}"]:
+        _reached[f"read:{point}"] += 1
+        raise OSError(f"injected read fault at {point} (RLX_READ_FAULT)")

@@ -121,6 +121,32 @@ def test_a_two_process_checkpoint_resumes_in_one_process(train_runs, tmp_path):
     assert_same_rows(rows(train_runs / "two"), rows(tmp_path / "cut"), 1e-4)
 
 
+@pytest.mark.slow  # three more launches (30 s)
+def test_a_checkpoint_unreadable_on_one_process_only_is_set_aside_by_both(
+    train_runs, tmp_path, monkeypatch
+):
+    """Process 1 fails to read the newest checkpoint's arrays, process 0 reads them: both agree
+    it is damaged (no collective mismatch: a checksum on one side, the quarantine barrier on the
+    other, would hang), move it aside once and resume from the one before, ending with the
+    uninterrupted run's rows."""
+    run_dir = tmp_path / "cut"
+    finish(launch("train", run_dir, 2, "3"))  # checkpoints after chunks 2 and 3 kept
+    monkeypatch.setenv("RLX_READ_FAULT", "restore@1")  # its first read only
+    processes = launch("train", run_dir, 2, "--resume")
+    outs = []
+    for p in processes:
+        try:
+            outs.append(p.communicate(timeout=TIMEOUT)[0])
+        except subprocess.TimeoutExpired:
+            for q in processes:
+                q.kill()
+            raise
+    assert [p.returncode for p in processes] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    assert "checkpoint 3 is damaged" in outs[0] and "unreadable on another process" in outs[0]
+    assert (run_dir / "checkpoints" / "damaged" / "3").is_dir()
+    assert_same_rows(rows(train_runs / "two"), rows(run_dir), 0.0)
+
+
 def test_killing_one_process_ends_the_other_within_60_s(tmp_path):
     run_dir = tmp_path / "run"
     first, second = launch("train", run_dir, 2, "--steps", "1000000")
