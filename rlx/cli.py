@@ -209,6 +209,8 @@ def train_command(args: argparse.Namespace) -> int:
         return _fail(str(error))
     from rlx import runtime
 
+    runtime.configure()  # before anything starts JAX's CPU backend (the config's checks do)
+
     try:
         processes = runtime.distributed(args.coordinator, args.num_processes, args.process_id)
     except runtime.DistributedError as error:

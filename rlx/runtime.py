@@ -37,6 +37,8 @@ def configure() -> None:
     process with async dispatch on (3 hangs in 5 multi-program runs of
     ``scripts/bench_cartpole.py``; none in 5 runs with it off). The driver waits for each
     chunk anyway, so little overlap is lost. Set ``RLX_CPU_ASYNC_DISPATCH=1`` to keep JAX's default.
+    Only before the CPU backend starts (the client reads the flag when it is made): ``rlx
+    train``/``meta`` call it first thing; in Python, call it before any other JAX work.
     """
     import jax  # here, not at import: `import rlx` stays light (the CLI's signal handler first)
 

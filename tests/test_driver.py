@@ -136,3 +136,23 @@ def test_plain_progress_prints_primary_and_reward_parts(capsys):
     out = capsys.readouterr().out
     assert "primary      5.0" in out
     assert "reward parts per episode: factor/upright 0.5  progress 3" in out
+
+
+def test_rlx_train_turns_off_cpu_async_dispatch_before_the_backend_starts(tmp_path, repo_configs):
+    # The CPU client reads the flag when it is made: set later, it would change nothing.
+    probe = f"""
+import jax
+from jax._src import xla_bridge
+from rlx import cli, runtime
+seen = []
+configure = runtime.configure
+runtime.configure = lambda: (seen.append(xla_bridge.backends_are_initialized()), configure())
+code = cli.main(["train", {str(Path(repo_configs) / "cartpole.yaml")!r}, "--no-progress",
+                 "--run-dir", {str(tmp_path / "run")!r}, *{tiny_overrides(str(tmp_path))!r}])
+print("PROBE", code, seen[0], jax.config.read("jax_cpu_enable_async_dispatch"))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RLX_CPU_ASYNC_DISPATCH"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert "PROBE 0 False False" in out.stdout, out.stdout[-1500:] + out.stderr[-1500:]
