@@ -96,14 +96,17 @@ def check(env, name: str) -> None:
 
 
 def _check_new_key(env, prefix: str) -> None:
-    """The state reset returns must hold a new key, not reset's own argument: the wrapper
-    resets the next episode with that key, so a passed-through key would start every episode
-    of an env from the same draw."""
-    key = jax.random.key(0)
-    closed, shape = jax.make_jaxpr(env.reset, return_shape=True)(key)
+    """A reset that draws from its key must keep a new one in the state it returns: the
+    wrapper resets the next episode with that key, so a passed-through key it also drew from
+    would start every episode of an env from the same draw. (A reset that draws nothing may
+    pass its key through: the step's own splits keep the stream going.)"""
+    closed, shape = jax.make_jaxpr(env.reset, return_shape=True)(jax.random.key(0))
+    jaxpr, given = closed.jaxpr, closed.jaxpr.invars[0]
     marker = object()
     leaves = jax.tree.leaves(shape.replace(key=marker), is_leaf=lambda leaf: leaf is marker)
-    if marker in leaves and closed.jaxpr.outvars[leaves.index(marker)] is closed.jaxpr.invars[0]:
+    kept = marker in leaves and jaxpr.outvars[leaves.index(marker)] is given
+    drawn = any(var is given for eqn in jaxpr.eqns for var in eqn.invars)
+    if kept and drawn:
         raise UserEnvError(
             f"{prefix}.reset keeps the key it was given in the state it returns: split it and "
             "keep a new one (key, init_key = jax.random.split(key)), or every episode starts "

@@ -38,8 +38,9 @@ class EnvState:
       step_count: [] int32 steps taken in the current episode (0 right after a reset).
       metrics: dict of [] env diagnostics.
       key: PRNG key the env consumes on reset (and in its step, where it draws noise).
-        ``reset(key)`` must keep a new key here, not the one it was given (``key, init_key =
-        jax.random.split(key)``): the ``EpisodeWrapper`` resets the next episode with it.
+        A ``reset(key)`` that draws from its key must keep a new one here, not the one it was
+        given (``key, init_key = jax.random.split(key)``): the ``EpisodeWrapper`` resets the
+        next episode with it.
       reset_cache: (physics, obs, signals) of the episode's first state when the
         ``EpisodeWrapper`` resets to a cached state (``reset_mode='cached'``), else None.
     """

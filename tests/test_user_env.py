@@ -90,3 +90,19 @@ def test_resuming_after_the_env_file_changed_is_an_error(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "changed since the run started" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_reset_that_draws_nothing_may_pass_its_key_through(tmp_path):
+    # As GridWorld does: the start is fixed and the step's own splits keep the key stream going.
+    text = EXAMPLE.read_text()
+    draws = [
+        "        key, start_key, goal_key = jax.random.split(key, 3)\n",
+        "        position = jax.random.uniform(start_key, (2,), minval=-1.0, maxval=1.0)\n",
+        "        goal = jax.random.uniform(goal_key, (2,), minval=-1.0, maxval=1.0)\n",
+    ]
+    assert all(line in text for line in draws)
+    text = text.replace(draws[0], "").replace(draws[1], "        position = jnp.zeros(2)\n")
+    path = tmp_path / "my_env.py"
+    path.write_text(text.replace(draws[2], "        goal = jnp.ones(2) * 0.5\n"))
+    config = build_lib.load(CONFIG, [f"env.name={path}:PointMass", *tiny_overrides(str(tmp_path))])
+    assert config.env.name == f"{path}:PointMass"
