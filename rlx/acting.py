@@ -161,7 +161,8 @@ def evaluate(
     episode accumulators are replaced by fresh ones for these envs). Returns means over envs of
     the first episode's return (the RewardFn's reward), primary return, length and unweighted
     term sums, each a [] scalar: ``eval/return``, ``eval/primary_return``, ``eval/length``,
-    ``eval/terms/<name>``.
+    ``eval/terms/<name>``; for an env with a ``success`` term (reach, push) also
+    ``eval/success``, the fraction of envs whose episode ended with it (its last step's value).
     """
     episodes = evaluate_episodes(
         actor,
@@ -220,4 +221,6 @@ def evaluate_episodes(
         "eval/length": total(jnp.ones_like(rewards)),
     }
     out |= {f"eval/terms/{k}": total(v) for k, v in traj.terms.items()}
+    if "success" in traj.terms:  # manipulation: success on the first episode's last step
+        out["eval/success"] = jnp.sum(traj.terms["success"] * done * mask, axis=0)
     return out

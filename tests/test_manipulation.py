@@ -221,3 +221,40 @@ def test_pushing_moves_the_puck_and_sweeping_away_does_not(push):
         away = push.advance(away, jnp.array([-1.0, 0.0]))
     assert np.all(np.asarray(toward.physics.qpos[:, 3]) > 0.05)
     np.testing.assert_allclose(away.physics.qpos[:, 2:4], qpos[:, 2:4], atol=1e-7)
+
+
+def test_eval_success_is_the_share_of_episodes_ending_within_the_threshold(tmp_path):
+    # eval/success reads the success term on each episode's last step; with the final_success
+    # primary, the primary return is that same indicator, summed over the episode.
+    from conftest import CONFIGS, tiny_overrides
+    from rlx import acting
+    from rlx import build as build_lib
+
+    overrides = [
+        *tiny_overrides(str(tmp_path)),
+        "env.params.primary_objective=final_success",
+        "env.params.success_threshold=0.12",  # wide: a random policy ends inside it at times
+    ]
+    built = build_lib.build(build_lib.load(f"{CONFIGS}/reach.yaml", overrides))
+    agent, hp = built.agent, built.hparams
+    state = agent.init(jax.random.key(0), hp.reward_params)
+
+    def episodes(state, hp, key):
+        return acting.evaluate_episodes(
+            agent.actor,
+            agent.reward_fn,
+            state.params,
+            state.obs_stats,
+            state.reward_state,
+            hp.reward_params,
+            hp.gamma,
+            key,
+            64,
+            deterministic=False,  # sampled actions: some episodes end near the target
+        )
+
+    out = jax.jit(episodes)(state, hp, jax.random.key(3))
+    np.testing.assert_array_equal(out["eval/success"], out["eval/primary_return"])
+    assert set(np.unique(out["eval/success"])) == {0.0, 1.0}  # some episodes end in, some out
+    # the last step's indicator, not the episode's count of steps inside
+    assert not np.array_equal(out["eval/success"], out["eval/terms/success"])
