@@ -67,19 +67,16 @@ class EpisodeWrapper:
         return self.reset_done(self.step_no_reset(state, action))
 
     def step_no_reset(self, state: EnvState, action: jax.Array) -> EnvState:
-        """The env's step with the time limit applied; no reset yet."""
+        """The env's step with the time limit applied; no reset yet. With cached resets the
+        key advances here, every step (the env's step may draw from it, and a cached reset
+        draws nothing); with fresh ones the env's own reset gives the next key."""
         stepped = self.env.step(state, action)
         truncated = jnp.logical_and(
             stepped.step_count >= self.env.episode_length, jnp.logical_not(stepped.terminated)
         )
-        return stepped.replace(truncated=truncated)
-
-    def advance_key(self, stepped: EnvState) -> EnvState:
-        """What ``reset_done`` does to a state whose episode goes on: nothing with fresh
-        resets; with cached ones its key advances as on a reset (the env's step may draw from
-        it)."""
+        stepped = stepped.replace(truncated=truncated)
         if self.reset_mode == "cached":
-            return stepped.replace(key=jax.random.split(stepped.key)[0])
+            stepped = stepped.replace(key=jax.random.split(stepped.key)[0])
         return stepped
 
     def reset_done(self, stepped: EnvState) -> EnvState:
@@ -89,8 +86,8 @@ class EpisodeWrapper:
         def pick(new, old):
             return jnp.where(done, new, old)
 
+        key = stepped.key
         if self.reset_mode == "cached":
-            key = jax.random.split(stepped.key)[0]
             physics, obs, signals = stepped.reset_cache
         else:
             fresh = self.env.reset(stepped.key)
@@ -121,12 +118,9 @@ class VmapWrapper:
         if not isinstance(self.env, EpisodeWrapper):
             return jax.vmap(self.env.step)(state, action)
         # Reset only in steps where some env's episode ended: a reset can cost as much as a
-        # physics step (MJX), and with long episodes most steps need none. Both branches
-        # advance the keys alike, so results do not depend on which one runs.
+        # physics step (MJX), and with long episodes most steps need none. The reset changes
+        # only the envs that are done, so results do not depend on which branch runs.
         stepped = jax.vmap(self.env.step_no_reset)(state, action)
         return jax.lax.cond(
-            jnp.any(stepped.done),
-            jax.vmap(self.env.reset_done),
-            jax.vmap(self.env.advance_key),
-            stepped,
+            jnp.any(stepped.done), jax.vmap(self.env.reset_done), lambda s: s, stepped
         )

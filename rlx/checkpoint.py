@@ -221,16 +221,14 @@ class Checkpointer:
         # where the others' is fine; they agree before the checksum (a collective) or the
         # quarantine (a barrier), so all of them take the same path. (A read that fails inside
         # orbax's own collective restore ends in orbax's barrier timeout instead.)
+        from rlx import interrupts, runtime
+
         failure = None
         try:
-            from rlx import interrupts
-
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
             interrupts.read_fault("restore")
         except Exception as error:  # noqa: BLE001 (re-raised below, on every process)
             failure = error
-        from rlx import runtime
-
         if runtime.any_process(failure is not None):
             if failure is not None:
                 raise failure
