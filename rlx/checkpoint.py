@@ -159,10 +159,10 @@ class Checkpointer:
         return None
 
     def _quarantine(self, step: int, error: Exception) -> None:
-        if jax.process_index() != 0:  # process 0 moves it; the others wait for that
-            from jax.experimental import multihost_utils
+        from rlx import runtime
 
-            multihost_utils.sync_global_devices(f"rlx-quarantine-{step}")
+        if not runtime.is_primary():  # process 0 moves it; the others wait for that
+            runtime.barrier(f"rlx-quarantine-{step}")
             self._manager.reload()
             return
         target = self.directory / "damaged" / str(step)
@@ -179,10 +179,7 @@ class Checkpointer:
             file=sys.stderr,
             flush=True,
         )
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices(f"rlx-quarantine-{step}")
+        runtime.barrier(f"rlx-quarantine-{step}")
         self._manager.reload()
 
     def restore(
