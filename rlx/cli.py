@@ -217,7 +217,6 @@ def train_command(args: argparse.Namespace) -> int:
         return _fail(str(error))
     if processes > 1 and not (args.resume or args.run_dir):
         return _fail(f"a run of {processes} processes needs --run-dir (the same in every process)")
-    primary = processes == 1 or runtime.is_primary()  # the one that checks and writes files
     try:
         if args.resume:
             if members:
@@ -243,9 +242,7 @@ def train_command(args: argparse.Namespace) -> int:
                 return _fail("--allow-config-change goes with --resume RUN_DIR")
             config = config_lib.load(args.config, args.overrides)
             run_dir = Path(args.run_dir or rundir.default_run_dir(config, Path(args.config).stem))
-            problem = rundir.problem(run_dir, resume=False) if primary else None
-            if processes > 1 and runtime.any_process(problem is not None) and problem is None:
-                return _fail(f"process 0 refused the run directory {run_dir}")
+            problem = rundir.problem_everywhere(run_dir, resume=False)
             if problem is not None:
                 return _fail(problem)
     except config_lib.ConfigError as error:

@@ -258,11 +258,10 @@ def run(
     with interrupts.handling() as stop:
         if stop.signum is not None:
             raise interrupts.Interrupted(stop.signum)
-        primary = runtime.is_primary()
-        problem = rundir.problem(run_dir, resume) if primary else None
-        if runtime.any_process(problem is not None):  # every process stops, not only process 0
-            raise rundir.RunDirError(problem or f"process 0 refused the run directory {run_dir}")
-        show_progress = show_progress and primary
+        problem = rundir.problem_everywhere(run_dir, resume)  # every process stops, or none
+        if problem is not None:
+            raise rundir.RunDirError(problem)
+        show_progress = show_progress and runtime.is_primary()
         runtime.configure()
         population = program.kind == "meta" and config.meta.method == "population"
         mesh = _mesh_for(config, len(program.members), population)

@@ -82,6 +82,15 @@ def problem(path: Path, resume: bool) -> str | None:
     return None
 
 
+def problem_everywhere(path: Path, resume: bool) -> str | None:
+    """``problem`` as process 0 finds it, the same answer in every process of a multi-process
+    run (a collective: all call it at the same point; only process 0 looks at the files)."""
+    found = problem(path, resume) if runtime.is_primary() else None
+    if runtime.any_process(found is not None):
+        return found or f"process 0 refused the run directory {path}"
+    return None
+
+
 def read_rows(path: Path) -> list[dict]:
     """metrics.jsonl's rows; a truncated last line (the process was killed writing it) is
     dropped with a warning, any other unreadable line is a RunDirError."""
