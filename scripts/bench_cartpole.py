@@ -38,9 +38,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # rlx from this checkout, in the peer venv too
 
-from rlx import build as build_lib  # noqa: E402
-from rlx import config as config_lib  # noqa: E402
-from rlx import runtime  # noqa: E402
+from rlx import runtime  # noqa: E402  (light: XLA's CPU flags; the engines import later)
+
+# Set by the parent for each measurement: time.time() just before it starts the process.
+LAUNCHED = "RLX_BENCH_LAUNCHED"
 
 PUREJAXRL = [
     "train.total_steps=499712",  # PureJaxRL: 5e5 // (4 * 128) = 976 updates
@@ -59,6 +60,12 @@ PUREJAXRL = [
     # rejax has no learning-rate annealing: matched by turning it off here
     "train.anneal_learning_rate=false",
 ]
+CLOCKS = {
+    "after_imports": "from once the engine's modules are imported (rlx.build; rejax, gymnax "
+    "and what they import) to the trained result: config, build, trace, compile, run",
+    "from_launch": "from the parent starting the process to the trained result: the "
+    "interpreter, every import (JAX's included) and the above",
+}
 # What still differs between the two programs (rejax 0.1.3's PPO against rlx's).
 DIFFERENCES = [
     "optimisers: rejax steps the actor and the critic with two Adams, each clipping every "
@@ -76,13 +83,42 @@ DIFFERENCES = [
 ]
 
 
-def load(chunk_iterations: int) -> config_lib.Config:
+def load(chunk_iterations: int):
+    from rlx import build as build_lib
+
     overrides = [*PUREJAXRL, f"run.chunk_iterations={chunk_iterations}"]
     return build_lib.load(REPO / "configs" / "cartpole.yaml", overrides)
 
 
-def whole_run(num_seeds: int) -> float:
-    """Wall seconds for the full run of ``num_seeds`` vmapped seeds, compile included."""
+def _run_in_phases(train, keys, start: float):
+    """Runs the jitted ``train(keys)`` as ``lower``, ``compile``, call (what calling it does in
+    one go), timing each: (its result, ``_timed`` seconds with the phases)."""
+    phases = {"setup": time.perf_counter() - start}
+    lowered = train.lower(keys)
+    phases["trace_lower"] = time.perf_counter() - start - sum(phases.values())
+    compiled = lowered.compile()
+    phases["compile"] = time.perf_counter() - start - sum(phases.values())
+    out = jax.block_until_ready(compiled(keys))
+    phases["run"] = time.perf_counter() - start - sum(phases.values())
+    return out, {**_timed(start), "phases": phases}
+
+
+def _timed(start: float) -> dict:
+    """The two clocks of one measurement, read when its result is ready: ``after_imports``
+    (seconds since ``start``, taken once the engine's modules are imported) and ``from_launch``
+    (seconds since the parent started this process: interpreter start and every import
+    included; None when run by hand)."""
+    launched = os.environ.get(LAUNCHED)
+    return {
+        "after_imports": time.perf_counter() - start,
+        "from_launch": time.time() - float(launched) if launched else None,
+    }
+
+
+def whole_run(num_seeds: int) -> dict:
+    """Seconds (``_timed``) for the full run of ``num_seeds`` vmapped seeds, compile included."""
+    from rlx import build as build_lib
+
     start = time.perf_counter()
     config = load(chunk_iterations=976)
     built = build_lib.build(config)
@@ -96,10 +132,9 @@ def whole_run(num_seeds: int) -> float:
         states, metrics = jax.vmap(run, in_axes=(0, None))(states, hparams)
         return metrics["episode_total/return"].sum(-1) / metrics["episode_total/episodes"].sum(-1)
 
-    mean_train_return = jax.block_until_ready(train(keys))
-    elapsed = time.perf_counter() - start
+    mean_train_return, elapsed = _run_in_phases(train, keys, start)
     print(
-        f"whole run, {num_seeds} seed(s): {elapsed:.1f} s "
+        f"whole run, {num_seeds} seed(s): {elapsed['after_imports']:.1f} s after imports "
         f"(mean train return over the run {float(np.mean(mean_train_return)):.1f})",
         flush=True,
     )
@@ -108,6 +143,8 @@ def whole_run(num_seeds: int) -> float:
 
 def curve(num_seeds: int, chunk_iterations: int = 10) -> dict:
     """Eval return after every chunk, for ``num_seeds`` vmapped seeds."""
+    from rlx import build as build_lib
+
     config = load(chunk_iterations)
     built = build_lib.build(config)
     agent, hparams = built.agent, built.hparams
@@ -149,9 +186,9 @@ def curve(num_seeds: int, chunk_iterations: int = 10) -> dict:
     }
 
 
-def rejax_whole_run(num_seeds: int) -> float:
-    """Wall seconds for rejax's PPO on gymnax CartPole-v1, ``num_seeds`` vmapped, compile
-    included, its eval callback a no-op (run in the peer venv, see --setup-peer)."""
+def rejax_whole_run(num_seeds: int) -> dict:
+    """Seconds (``_timed``) for rejax's PPO on gymnax CartPole-v1, ``num_seeds`` vmapped,
+    compile included, its eval callback a no-op (run in the peer venv, see --setup-peer)."""
     import jax.numpy as jnp
     from rejax import PPO
 
@@ -179,8 +216,7 @@ def rejax_whole_run(num_seeds: int) -> float:
     algo = algo.replace(eval_callback=lambda algo, ts, rng: jnp.zeros(()))
     keys = jax.random.split(jax.random.key(0), num_seeds)
     train = jax.jit(jax.vmap(algo.train))
-    states, _ = jax.block_until_ready(train(keys))
-    elapsed = time.perf_counter() - start
+    (states, _), elapsed = _run_in_phases(train, keys, start)
     # Outside the timing: rejax's own evaluation of the trained policies (128 episodes each).
     from rejax.evaluate import evaluate
 
@@ -191,7 +227,8 @@ def rejax_whole_run(num_seeds: int) -> float:
 
     returns = jax.vmap(score)(states, keys)
     print(
-        f"rejax whole run, {num_seeds} seed(s): {elapsed:.1f} s (mean eval return of the "
+        f"rejax whole run, {num_seeds} seed(s): {elapsed['after_imports']:.1f} s after imports "
+        f"(mean eval return of the "
         f"trained policies {float(np.mean(returns)):.1f})",
         flush=True,
     )
@@ -207,8 +244,11 @@ def _part(part: str, seeds: int, timeout_s: float, python: str = sys.executable)
     """
     command = [python, __file__, "--part", part, "--seeds", str(seeds)]
     for attempt in range(1, 4):
+        env = {**os.environ, LAUNCHED: repr(time.time())}
         try:
-            out = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+            out = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout_s, env=env
+            )
         except subprocess.TimeoutExpired:
             print(f"{part} with {seeds} seed(s): no result in {timeout_s:.0f} s, retrying")
             continue
@@ -286,9 +326,16 @@ def main() -> None:
                 seconds, attempt = _part(part, n, 120 if n == 1 else 600, python)
                 times[f"{engine}_{n}"].append(seconds)
                 tries[f"{engine}_{n}"].append(attempt)
+    clocks = ("after_imports", "from_launch")
+    seconds = {
+        clock: {key: [t[clock] for t in runs] for key, runs in times.items()} for clock in clocks
+    }
     ratios = {
-        str(n): [p / o for p, o in zip(times[f"rejax_{n}"], times[f"rlx_{n}"], strict=True)]
-        for n in (1, args.seeds)
+        clock: {
+            str(n): [p / o for p, o in zip(by[f"rejax_{n}"], by[f"rlx_{n}"], strict=True)]
+            for n in (1, args.seeds)
+        }
+        for clock, by in seconds.items()
     }
     curve_n, tries_curve = (None, 0) if args.no_curve else _part("curve", args.seeds, 900)
     result = {
@@ -299,23 +346,36 @@ def main() -> None:
         "settings": PUREJAXRL,
         "peer": "rejax " + PEER_PACKAGES[0].split("==")[1],
         "differences": DIFFERENCES,
-        "seconds": times,
+        "clocks": CLOCKS,
+        "seconds": seconds,
+        "phases_mean_s": {
+            key: {
+                phase: float(np.mean([t["phases"][phase] for t in runs]))
+                for phase in runs[0]["phases"]
+            }
+            for key, runs in times.items()
+        },
         "speed_ratio_rlx_over_rejax_per_round": ratios,
         "speed_ratio_of_means": {
-            str(n): float(np.mean(times[f"rejax_{n}"]) / np.mean(times[f"rlx_{n}"]))
-            for n in (1, args.seeds)
+            clock: {
+                str(n): float(np.mean(by[f"rejax_{n}"]) / np.mean(by[f"rlx_{n}"]))
+                for n in (1, args.seeds)
+            }
+            for clock, by in seconds.items()
         },
         "tries": {**tries, "curve": tries_curve},
         "curve": curve_n,
     }
-    for n in (1, args.seeds):
-        print(
-            f"{n} seed(s): rlx {np.mean(times[f'rlx_{n}']):.1f} s, rejax "
-            f"{np.mean(times[f'rejax_{n}']):.1f} s: rlx at "
-            f"{result['speed_ratio_of_means'][str(n)]:.2f}x rejax's speed "
-            f"(rounds: {', '.join(f'{x:.2f}' for x in ratios[str(n)])})",
-            flush=True,
-        )
+    for clock in clocks:
+        for n in (1, args.seeds):
+            by = seconds[clock]
+            print(
+                f"{clock}, {n} seed(s): rlx {np.mean(by[f'rlx_{n}']):.1f} s, rejax "
+                f"{np.mean(by[f'rejax_{n}']):.1f} s: rlx at "
+                f"{result['speed_ratio_of_means'][clock][str(n)]:.2f}x rejax's speed "
+                f"(rounds: {', '.join(f'{x:.2f}' for x in ratios[clock][str(n)])})",
+                flush=True,
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     markdown = Path(args.out).with_suffix(".md")
@@ -323,13 +383,20 @@ def main() -> None:
     print(f"wrote {args.out} and {markdown}")
 
 
+def _joined(values: list) -> str:
+    return ", ".join(f"{x:.1f}" for x in values)
+
+
 def _markdown(result: dict, seeds: int) -> str:
-    t, ratio = result["seconds"], result["speed_ratio_of_means"]
-    rows = "".join(
-        f"| {n} | {', '.join(f'{x:.1f}' for x in t[f'rlx_{n}'])} | "
-        f"{', '.join(f'{x:.1f}' for x in t[f'rejax_{n}'])} | **{ratio[str(n)]:.2f}x** |\n"
-        for n in (1, seeds)
-    )
+    phases = next(iter(result["phases_mean_s"].values()))
+    rows = ""
+    for clock, by in result["seconds"].items():
+        ratio = result["speed_ratio_of_means"][clock]
+        rows += "".join(
+            f"| {n} | {clock.replace('_', ' ')} | {_joined(by[f'rlx_{n}'])} | "
+            f"{_joined(by[f'rejax_{n}'])} | **{ratio[str(n)]:.2f}x** |\n"
+            for n in (1, seeds)
+        )
     text = (
         "# CartPole-v1: rlx PPO against rejax's PPO, side by side\n\n"
         f"Machine: {result['machine']}, {result['cpu_count']} CPU cores, JAX {result['jax']}, "
@@ -340,10 +407,24 @@ def _markdown(result: dict, seeds: int) -> str:
         "Both processes start through this script, so both run with rlx's CPU runtime "
         "settings (`rlx.runtime`: XLA's concurrency-optimised scheduler off, synchronous "
         "dispatch); measured for rejax, 1 seed: 7.1 and 6.9 s with them, 7.1 and 7.1 s "
-        "without.\n\n"
-        "| seeds (vmapped) | rlx wall s, per round | rejax wall s, per round "
-        "| rlx speed / rejax's (ratio of means) |\n|---|---|---|---|\n"
+        "without. Each measurement is read on two clocks:\n\n"
+        + "".join(f"- **{clock.replace('_', ' ')}**: {text}\n" for clock, text in CLOCKS.items())
+        + "\n| seeds (vmapped) | clock | rlx wall s, per round | rejax wall s, per round "
+        "| rlx speed / rejax's (ratio of means) |\n|---|---|---|---|---|\n"
         + rows
+        + "\nWhere the after-imports time goes, mean over rounds (s; the jitted program run as "
+        "`lower`, `compile`, call, timed apart; setup: config, env and agent for rlx, "
+        "`PPO.create` for rejax):\n\n| part | "
+        + " | ".join(phases)
+        + " |\n|---|"
+        + "---|" * len(phases)
+        + "\n"
+        + "".join(
+            f"| {key.replace('_', ', ')} seed(s) | "
+            + " | ".join(f"{by[p]:.2f}" for p in phases)
+            + " |\n"
+            for key, by in result["phases_mean_s"].items()
+        )
         + "\nDifferences that remain between the two programs:\n\n"
         + "".join(f"- {d}\n" for d in result["differences"])
     )

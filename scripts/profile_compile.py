@@ -87,7 +87,7 @@ def profile(engine: str, seeds: int, timeout_s: float = 600) -> dict:
     return {
         "engine": engine,
         "seeds": seeds,
-        "wall_s": json.loads(out.stdout.strip().splitlines()[-1]),
+        "wall_s": json.loads(out.stdout.strip().splitlines()[-1])["after_imports"],
         **totals,
         "kernel_llvm_s": sum(g["llvm_s"] for g in groups.values()),
         "kernel_mlir_s": sum(g["mlir_s"] for g in groups.values()),
