@@ -148,3 +148,30 @@ def test_value_pass_equals_a_value_pass_over_every_next_observation(unroll_lengt
         np.testing.assert_allclose(next_values, expected, rtol=1e-5, atol=1e-6)
         seen = {k: seen[k] + int(jnp.sum(getattr(traj, k))) for k in seen}
     assert seen["terminated"] > 0 and seen["truncated"] > 0, seen
+
+
+def test_accumulate_episodes_matches_a_step_by_step_loop():
+    # Episode sums carried across batches: every episode that ends inside the batch is
+    # totalled (with what it had gathered in earlier batches), the rest carried on.
+    from rlx.ppo import accumulate_episodes
+
+    rng = np.random.default_rng(0)
+    T, B = 7, 5
+    done = rng.random((T, B)) < 0.3
+    done[:, 0] = False  # one env with no episode end in the batch
+    done[[1, 4], 1] = True  # one with two
+    values = {"a": rng.normal(size=(T, B)), "b": rng.normal(size=(T, B))}
+    running = {"a": rng.normal(size=B), "b": rng.normal(size=B)}
+    carry = {k: v.copy() for k, v in running.items()}
+    want = {k: 0.0 for k in values}
+    for t in range(T):
+        for k in values:
+            carry[k] = carry[k] + values[k][t]
+            want[k] += float(np.sum(np.where(done[t], carry[k], 0.0)))
+            carry[k] = np.where(done[t], 0.0, carry[k])
+    as_jax = lambda tree: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
+    got_running, completed = accumulate_episodes(as_jax(running), as_jax(values), jnp.asarray(done))
+    for k in values:
+        np.testing.assert_allclose(completed[k], want[k], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_running[k], carry[k], rtol=1e-5, atol=1e-5)
+    assert completed["episodes"] == done.sum()
