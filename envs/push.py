@@ -16,20 +16,38 @@ import jax
 import jax.numpy as jnp
 
 from rlx.envs.mjx_base import load_model
-from rlx.envs.reach import ARM_ACTUATORS, ARM_XML, ArmTask, arm_observation, sample_in_annulus
+from rlx.envs.reach import (
+    ARM_ACTUATORS_GEARED,
+    ARM_XML,
+    ArmTask,
+    arm_observation,
+    sample_in_annulus,
+)
 from rlx.rewards.terms import distance as distance_between
 from rlx.types import EnvState
 
 PUCK_RADIUS = 0.02
+CONTACTS = ("arm", "fingertip")
+FINGER_RADIUS = 0.01
+CONTACT_RADIUS = PUCK_RADIUS + FINGER_RADIUS  # puck centre to fingertip when they touch
 
 
-def _push_xml(solver_iterations: int, ls_iterations: int) -> str:
+# contact="fingertip": a sphere at the fingertip (the capsule's end), the only geom that touches
+# the puck; the links pass over it, as an arm above a table with a finger reaching down to it.
+FINGER = f"""
+        <geom name="finger" type="sphere" pos="0.1 0 0" size="{FINGER_RADIUS}" mass="0.001"
+              contype="1" conaffinity="0" condim="1" rgba="0.9 0.9 0.2 1"/>"""
+
+
+def _push_xml(solver_iterations: int, ls_iterations: int, gear: float, contact: str) -> str:
+    links = 1 if contact == "arm" else 0
+    finger = FINGER if contact == "fingertip" else ""
     return f"""
 <mujoco model="rlx_push">
   <option timestep="0.01" solver="Newton" iterations="{solver_iterations}"
           ls_iterations="{ls_iterations}"/>
   <worldbody>
-    {ARM_XML.format(arm_contype=1)}
+    {ARM_XML.format(arm_contype=links, finger=finger)}
     <body name="puck" pos="0 0 0.02">
       <joint name="puck_x" type="slide" axis="1 0 0" damping="1"/>
       <joint name="puck_y" type="slide" axis="0 1 0" damping="1"/>
@@ -41,7 +59,7 @@ def _push_xml(solver_iterations: int, ls_iterations: int) -> str:
             rgba="0.9 0.2 0.2 0.4"/>
     </body>
   </worldbody>
-  {ARM_ACTUATORS}
+  {ARM_ACTUATORS_GEARED.format(gear=gear)}
 </mujoco>
 """
 
@@ -50,22 +68,29 @@ def _push_xml(solver_iterations: int, ls_iterations: int) -> str:
 class Push(ArmTask):
     """Planar 2-link arm (2 motors, actions in [-1, 1]) pushing a puck to a goal; never terminates.
 
-    Each reset draws the puck and the goal independently and uniformly (by area) in the annulus
-    ``radius_min`` .. ``radius_max`` around the shoulder (the arm reaches 0.2 m; the puck's
-    radius is 0.02 m), and points the arm away from the puck (shoulder angle opposite the puck,
-    both joints perturbed by up to +-``reset_angle_noise``), so the two never start overlapping.
+    Each reset draws the puck uniformly (by area) in the annulus ``radius_min`` .. ``radius_max``
+    around the shoulder (the arm reaches 0.2 m; the puck's radius is 0.02 m) and the goal in the
+    same annulus: independently of the puck (``goal_offset_max`` 0, the default), or
+    ``goal_offset_min`` .. ``goal_offset_max`` m from it (as FetchPush draws its target near
+    the object). It points the arm away from the puck (shoulder angle opposite the puck, both
+    joints perturbed by up to +-``reset_angle_noise``), so the two never start overlapping.
+    ``gear``: the motors' torque (N m) at |action| 1. ``contact``: what touches the puck,
+    ``'arm'`` (both links, the default) or ``'fingertip'`` (a 0.01 m sphere at the fingertip;
+    the links pass over the puck).
     Observation [16]: cos and sin of the joint angles, joint velocities, puck x, y, puck
     velocity x, y, goal x, y, fingertip minus puck x, y, puck minus goal x, y.
 
     Terms (unweighted, at the state after the step): ``object_goal_distance`` (puck centre to
     goal, m), ``hand_object_distance`` (fingertip to puck centre, m), ``ctrl_cost`` (sum of
     squared actions), ``success`` (1 when ``object_goal_distance < success_threshold``),
-    ``progress`` (decrease of the object-goal distance during this step).
+    ``progress`` (decrease of the object-goal distance during this step),
+    ``pre_push_distance`` (fingertip to the point 0.03 m behind the puck on the goal's line,
+    where the fingertip touches the puck to push it straight at the goal, m).
     Primary (``primary_objective``): ``'negative_distance'`` (default), -object_goal_distance
     every step; ``'final_success'``, the success indicator on the episode's last step and 0
     before it. ``success`` is a term either way.
     Signals: ``object_goal_distance``, ``hand_object_distance``, ``object_x``, ``object_y``,
-    ``goal_x``, ``goal_y``, ``fingertip_x``, ``fingertip_y``.
+    ``goal_x``, ``goal_y``, ``fingertip_x``, ``fingertip_y``, ``pre_push_distance``.
     """
 
     episode_length: int = 100
@@ -74,6 +99,10 @@ class Push(ArmTask):
     radius_min: float = 0.08
     radius_max: float = 0.16
     reset_angle_noise: float = 0.5
+    goal_offset_min: float = 0.0
+    goal_offset_max: float = 0.0
+    gear: float = 1.0
+    contact: str = "arm"
     primary_objective: str = "negative_distance"
     solver_iterations: int = 1
     ls_iterations: int = 4
@@ -86,6 +115,7 @@ class Push(ArmTask):
         "ctrl_cost",
         "success",
         "progress",
+        "pre_push_distance",
     )
     signal_names = (
         "object_goal_distance",
@@ -96,6 +126,7 @@ class Push(ArmTask):
         "goal_y",
         "fingertip_x",
         "fingertip_y",
+        "pre_push_distance",
     )
 
     distance_signal: ClassVar[str] = "object_goal_distance"
@@ -103,10 +134,36 @@ class Push(ArmTask):
     def __post_init__(self):
         if not 0 <= self.radius_min <= self.radius_max:
             raise ValueError("need 0 <= radius_min <= radius_max")
+        if not 0 <= self.goal_offset_min <= self.goal_offset_max:
+            raise ValueError("need 0 <= goal_offset_min <= goal_offset_max")
+        if self.contact not in CONTACTS:
+            raise ValueError(f"contact must be one of {CONTACTS}, got {self.contact!r}")
+        if not self.gear > 0:
+            raise ValueError(f"gear must be > 0 (N m at |action| = 1), got {self.gear}")
         super().__post_init__()
 
     def _models(self):
-        return load_model(_push_xml(self.solver_iterations, self.ls_iterations), self.impl)
+        xml = _push_xml(self.solver_iterations, self.ls_iterations, self.gear, self.contact)
+        return load_model(xml, self.impl)
+
+    def _goal(self, key: jax.Array, puck: jax.Array) -> jax.Array:
+        """[2] the goal: in the annulus, independent of the puck (``goal_offset_max`` 0), or
+        ``goal_offset_min`` .. ``goal_offset_max`` from it (uniform in distance and direction)
+        and in the annulus: the first of 16 such draws that lands there (else the last, moved
+        radially onto the annulus)."""
+        if self.goal_offset_max == 0:
+            return sample_in_annulus(key, self.radius_min, self.radius_max)
+        distance_key, angle_key = jax.random.split(key)
+        draws = 16
+        distance = jax.random.uniform(
+            distance_key, (draws,), minval=self.goal_offset_min, maxval=self.goal_offset_max
+        )
+        angle = jax.random.uniform(angle_key, (draws,), minval=-jnp.pi, maxval=jnp.pi)
+        goals = puck + distance[:, None] * jnp.stack([jnp.cos(angle), jnp.sin(angle)], -1)
+        radius = jnp.linalg.norm(goals, axis=-1)
+        inside = (radius >= self.radius_min) & (radius <= self.radius_max)
+        last = goals[-1] * jnp.clip(radius[-1], self.radius_min, self.radius_max) / radius[-1]
+        return jnp.where(jnp.any(inside), goals[jnp.argmax(inside)], last)
 
     @functools.cached_property
     def _ids(self) -> tuple[int, int]:
@@ -127,6 +184,9 @@ class Push(ArmTask):
                 puck_pos - goal,
             ]
         )
+        # where the fingertip touches the puck's far side from the goal (the push's start)
+        away = puck_pos - goal
+        behind = puck_pos + away / jnp.maximum(jnp.linalg.norm(away), 1e-6) * CONTACT_RADIUS
         signals = {
             "object_goal_distance": distance_between(puck_pos, goal),
             "hand_object_distance": distance_between(fingertip, puck_pos),
@@ -136,17 +196,21 @@ class Push(ArmTask):
             "goal_y": goal[1],
             "fingertip_x": fingertip[0],
             "fingertip_y": fingertip[1],
+            "pre_push_distance": distance_between(fingertip, behind),
         }
         return obs, signals
 
     def _extra_terms(self, signals: dict, action: jax.Array) -> dict[str, jax.Array]:
-        return {"hand_object_distance": signals["hand_object_distance"]}
+        return {
+            "hand_object_distance": signals["hand_object_distance"],
+            "pre_push_distance": signals["pre_push_distance"],
+        }
 
     def reset_with_model(self, model, key: jax.Array) -> EnvState:
         """``reset`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
         key, puck_key, goal_key, angle_key = jax.random.split(key, 4)
         puck = sample_in_annulus(puck_key, self.radius_min, self.radius_max)
-        goal = sample_in_annulus(goal_key, self.radius_min, self.radius_max)
+        goal = self._goal(goal_key, puck)
         noise = self.reset_angle_noise
         angles = jax.random.uniform(angle_key, (2,), minval=-noise, maxval=noise)
         away = jnp.arctan2(puck[1], puck[0]) + jnp.pi

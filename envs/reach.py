@@ -34,22 +34,23 @@ ARM_XML = """
         <joint name="elbow" type="hinge" axis="0 0 1" damping="0.1" armature="0.01"/>
         <geom name="forearm" type="capsule" fromto="0 0 0 0.1 0 0" size="0.01"
               contype="{arm_contype}" conaffinity="0" condim="1" rgba="0.3 0.5 0.8 1"/>
-        <site name="fingertip" pos="0.1 0 0" size="0.012" rgba="0.9 0.9 0.2 1"/>
+        <site name="fingertip" pos="0.1 0 0" size="0.012" rgba="0.9 0.9 0.2 1"/>{finger}
       </body>
     </body>
 """
-ARM_ACTUATORS = """
+ARM_ACTUATORS_GEARED = """
   <actuator>
-    <motor name="shoulder" joint="shoulder" gear="1" ctrllimited="true" ctrlrange="-1 1"/>
-    <motor name="elbow" joint="elbow" gear="1" ctrllimited="true" ctrlrange="-1 1"/>
+    <motor name="shoulder" joint="shoulder" gear="{gear}" ctrllimited="true" ctrlrange="-1 1"/>
+    <motor name="elbow" joint="elbow" gear="{gear}" ctrllimited="true" ctrlrange="-1 1"/>
   </actuator>
 """
+ARM_ACTUATORS = ARM_ACTUATORS_GEARED.format(gear=1)  # 1 N m at |action| = 1
 
 REACH_XML = f"""
 <mujoco model="rlx_reach">
   <option timestep="0.01" iterations="1" ls_iterations="1"/>
   <worldbody>
-    {ARM_XML.format(arm_contype=0)}
+    {ARM_XML.format(arm_contype=0, finger="")}
     <body name="target" mocap="true" pos="0.1 0.1 0.02">
       <geom type="sphere" size="0.012" contype="0" conaffinity="0" rgba="0.9 0.2 0.2 0.6"/>
     </body>

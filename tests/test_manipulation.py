@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rlx import envs
+from rlx.envs.reach import sample_in_annulus
 
 BATCH = 4
 LINK = 0.1  # each arm link's length (m), see envs/reach.py
@@ -171,6 +172,12 @@ def test_push_terms_signals_and_primary_follow_the_geometry(push):
         np.testing.assert_allclose(
             new.terms["hand_object_distance"], np.linalg.norm(tip - puck, axis=-1), atol=1e-5
         )
+        away = (puck - goal) / np.linalg.norm(puck - goal, axis=-1, keepdims=True)
+        np.testing.assert_allclose(  # the fingertip's start of a straight push: 0.03 m behind
+            new.terms["pre_push_distance"],
+            np.linalg.norm(tip - (puck + 0.03 * away), axis=-1),
+            atol=1e-5,
+        )
         np.testing.assert_allclose(new.next_signals["object_x"], puck[:, 0], atol=1e-6)
         np.testing.assert_allclose(new.next_signals["goal_y"], goal[:, 1], atol=1e-6)
         np.testing.assert_array_equal(
@@ -258,3 +265,26 @@ def test_eval_success_is_the_share_of_episodes_ending_within_the_threshold(tmp_p
     assert set(np.unique(out["eval/success"])) == {0.0, 1.0}  # some episodes end in, some out
     # the last step's indicator, not the episode's count of steps inside
     assert not np.array_equal(out["eval/success"], out["eval/terms/success"])
+
+
+def test_push_goals_near_the_puck_keep_their_distance_and_the_annulus():
+    # goal_offset_*: the goal is drawn at that distance from the puck, inside the annulus
+    # (pure jnp, no physics: nothing to compile but this small vmap).
+    env = envs.Push(goal_offset_min=0.04, goal_offset_max=0.1)
+    keys = jax.random.split(jax.random.key(0), 512)
+    pucks = jax.vmap(lambda k: sample_in_annulus(k, env.radius_min, env.radius_max))(keys)
+    goals = np.asarray(jax.jit(jax.vmap(env._goal))(jax.random.split(keys[0], 512), pucks))
+    radius = np.linalg.norm(goals, axis=-1)
+    assert np.all((radius >= env.radius_min - 1e-6) & (radius <= env.radius_max + 1e-6))
+    offset = np.linalg.norm(goals - np.asarray(pucks), axis=-1)
+    assert np.all((offset >= 0.04 - 1e-6) & (offset <= 0.1 + 1e-6))
+    assert offset.std() > 0.01  # spread over the range, not one distance
+    with pytest.raises(ValueError, match="goal_offset_min"):
+        envs.Push(goal_offset_min=0.1, goal_offset_max=0.05)
+
+
+def test_push_gear_sets_the_motor_torque():
+    assert np.all(envs.Push().mj_model.actuator_gear[:, 0] == 1.0)
+    assert np.all(envs.Push(gear=0.3).mj_model.actuator_gear[:, 0] == pytest.approx(0.3))
+    with pytest.raises(ValueError, match="gear"):
+        envs.Push(gear=0.0)
