@@ -45,6 +45,7 @@ TRACE_ONLY_CONFIGS = {
     "humanoid_run.yaml",
     "humanoid_stand.yaml",  # humanoid_cpu.yaml runs the physics; test_humanoid_tasks the task
     "lift.yaml",  # test_lift.py's slow scripted grasp runs the physics
+    "push_near.yaml",  # push.yaml runs push's physics; this one changes params and the reward
 }
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -288,3 +288,29 @@ def test_push_gear_sets_the_motor_torque():
     assert np.all(envs.Push(gear=0.3).mj_model.actuator_gear[:, 0] == pytest.approx(0.3))
     with pytest.raises(ValueError, match="gear"):
         envs.Push(gear=0.0)
+
+
+@pytest.mark.parametrize("contact", ["arm", "fingertip"])
+def test_push_contact_decides_what_touches_the_puck(contact):
+    # MuJoCo's C engine on the env's MJCF (no XLA compile). The arm straight along -0.6 rad,
+    # the shoulder turning counter-clockwise: the forearm sweeps over a puck at 0.15 m (the
+    # fingertip passes 0.05 m outside it), and the fingertip itself into a puck at 0.2 m.
+    import mujoco
+
+    model = envs.Push(contact=contact).mj_model
+
+    def moved(puck_xy) -> float:
+        data = mujoco.MjData(model)
+        data.qpos[:] = [-0.6, 0.0, *puck_xy]
+        data.ctrl[:] = [1.0, 0.0]
+        for _ in range(40):
+            mujoco.mj_step(model, data)
+        return float(np.linalg.norm(data.qpos[2:4] - np.asarray(puck_xy)))
+
+    swept = moved([0.15, 0.0])
+    tipped = moved([0.2 * np.cos(0.2), 0.2 * np.sin(0.2)])
+    assert tipped > 0.02  # the fingertip pushes in both modes
+    if contact == "arm":
+        assert swept > 0.02
+    else:
+        assert swept < 1e-6  # the links pass over the puck
