@@ -64,6 +64,18 @@ def _push_xml(solver_iterations: int, ls_iterations: int, gear: float, contact: 
 """
 
 
+def around_disc(p: jax.Array, q: jax.Array, centre: jax.Array, radius: float) -> jax.Array:
+    """[] the shortest path from ``p`` [2] to ``q`` [2] (a point on the circle of ``radius``
+    around ``centre``) that does not cross the disc: the straight line where it is clear, else
+    the tangent from ``p`` and the arc to ``q``. ``p`` inside the disc counts as on its edge."""
+    r = jnp.maximum(jnp.linalg.norm(p - centre), radius)
+    cos_theta = jnp.dot(p - centre, q - centre) / (r * radius)
+    theta = jnp.arccos(jnp.clip(cos_theta, -1.0, 1.0))  # p's and q's angle about the centre
+    alpha = jnp.arccos(jnp.clip(radius / r, -1.0, 1.0))  # p's and its tangent point's
+    tangent = jnp.sqrt(jnp.maximum(r**2 - radius**2, 0.0))
+    return jnp.where(theta <= alpha, distance_between(p, q), tangent + radius * (theta - alpha))
+
+
 @dataclasses.dataclass(frozen=True)
 class Push(ArmTask):
     """Planar 2-link arm (2 motors, actions in [-1, 1]) pushing a puck to a goal; never terminates.
@@ -84,8 +96,9 @@ class Push(ArmTask):
     goal, m), ``hand_object_distance`` (fingertip to puck centre, m), ``ctrl_cost`` (sum of
     squared actions), ``success`` (1 when ``object_goal_distance < success_threshold``),
     ``progress`` (decrease of the object-goal distance during this step),
-    ``pre_push_distance`` (fingertip to the point 0.03 m behind the puck on the goal's line,
-    where the fingertip touches the puck to push it straight at the goal, m).
+    ``pre_push_distance`` (how far the fingertip has to travel, going around the puck, to the
+    point 0.03 m behind it on the goal's line, where it touches the puck to push it straight at
+    the goal, m: ``around_disc``).
     Primary (``primary_objective``): ``'negative_distance'`` (default), -object_goal_distance
     every step; ``'final_success'``, the success indicator on the episode's last step and 0
     before it. ``success`` is a term either way.
@@ -196,7 +209,7 @@ class Push(ArmTask):
             "goal_y": goal[1],
             "fingertip_x": fingertip[0],
             "fingertip_y": fingertip[1],
-            "pre_push_distance": distance_between(fingertip, behind),
+            "pre_push_distance": around_disc(fingertip, behind, puck_pos, CONTACT_RADIUS),
         }
         return obs, signals
 

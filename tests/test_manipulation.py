@@ -173,11 +173,9 @@ def test_push_terms_signals_and_primary_follow_the_geometry(push):
             new.terms["hand_object_distance"], np.linalg.norm(tip - puck, axis=-1), atol=1e-5
         )
         away = (puck - goal) / np.linalg.norm(puck - goal, axis=-1, keepdims=True)
-        np.testing.assert_allclose(  # the fingertip's start of a straight push: 0.03 m behind
-            new.terms["pre_push_distance"],
-            np.linalg.norm(tip - (puck + 0.03 * away), axis=-1),
-            atol=1e-5,
-        )
+        behind = puck + 0.03 * away  # where a straight push at the goal starts
+        want = [around_disc(*p, 0.03) for p in zip(tip, behind, puck, strict=True)]
+        np.testing.assert_allclose(new.terms["pre_push_distance"], want, atol=1e-5)
         np.testing.assert_allclose(new.next_signals["object_x"], puck[:, 0], atol=1e-6)
         np.testing.assert_allclose(new.next_signals["goal_y"], goal[:, 1], atol=1e-6)
         np.testing.assert_array_equal(
@@ -265,6 +263,43 @@ def test_eval_success_is_the_share_of_episodes_ending_within_the_threshold(tmp_p
     assert set(np.unique(out["eval/success"])) == {0.0, 1.0}  # some episodes end in, some out
     # the last step's indicator, not the episode's count of steps inside
     assert not np.array_equal(out["eval/success"], out["eval/terms/success"])
+
+
+def around_disc(p, q, centre, radius):
+    """The shortest path from p to q (on the circle) around the disc, by sampling: the straight
+    line if clear, else the best of the tangent-then-arc routes either way round."""
+    if np.linalg.norm(p - centre) < radius:
+        p = centre + (p - centre) / np.linalg.norm(p - centre) * radius
+    segment = p + np.linspace(0, 1, 2001)[:, None] * (q - p)
+    if np.all(np.linalg.norm(segment - centre, axis=-1) >= radius - 1e-4):
+        return np.linalg.norm(q - p)
+    angles = np.linspace(-np.pi, np.pi, 20001)
+    rim = centre + radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+    q_angle = np.arctan2(*(q - centre)[::-1])
+    best = np.inf
+    for angle, point in zip(angles, rim, strict=True):  # leave the line at a visible rim point
+        if np.dot(point - centre, p - point) < -1e-9:
+            continue  # not visible from p: the chord to it crosses the disc
+        arc = abs((angle - q_angle + np.pi) % (2 * np.pi) - np.pi) * radius
+        best = min(best, np.linalg.norm(point - p) + arc)
+    return best
+
+
+def test_around_disc_goes_round_the_puck():
+    from rlx.envs.push import around_disc as jax_around_disc
+
+    rng = np.random.default_rng(0)
+    centre, radius = np.array([0.1, -0.05]), 0.03
+    for _ in range(20):
+        p = centre + rng.uniform(-0.12, 0.12, 2)
+        angle = rng.uniform(-np.pi, np.pi)
+        q = centre + radius * np.array([np.cos(angle), np.sin(angle)])
+        got = float(jax_around_disc(jnp.asarray(p), jnp.asarray(q), jnp.asarray(centre), radius))
+        np.testing.assert_allclose(got, around_disc(p, q, centre, radius), atol=2e-4)
+    # straight through would be 0.06; round the rim it is half the circumference
+    p, q = centre + [0.0, 0.03], centre - [0.0, 0.03]
+    got = float(jax_around_disc(jnp.asarray(p), jnp.asarray(q), jnp.asarray(centre), radius))
+    np.testing.assert_allclose(got, np.pi * radius, atol=1e-4)  # float32 arccos near 1
 
 
 def test_push_goals_near_the_puck_keep_their_distance_and_the_annulus():
