@@ -8,8 +8,9 @@ Trains the config with ``rlx train`` (``--seeds N`` vmapped in one program when 
 ``--run-dir``; a run directory left by a stopped invocation is resumed (``rlx train --resume``),
 so the experiment survives an interrupted session. Then reads every eval row of each seed's
 ``metrics.jsonl``: ``eval/success`` is the share of the ``eval.num_envs`` eval episodes whose
-last step has the puck within ``env.params.success_threshold`` of the goal. Gate: the final
-eval's success >= 0.8 (mean over seeds) within 30 minutes of wall time on the 2-core CPU.
+last step has the puck within ``env.params.success_threshold`` of the goal. Gate: success >=
+0.8 (mean over seeds) at the last eval within 30 minutes of the run's wall time (each row's
+``wall_s``) on the 2-core CPU.
 Writes <out>.json and <out>.md.
 """
 
@@ -44,6 +45,10 @@ def seed_dirs(run_dir: Path) -> list[Path]:
     return [run_dir]
 
 
+def _fmt(value: float | None) -> str:
+    return "none (no eval that early)" if value is None else f"{value:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/push.yaml")
@@ -76,11 +81,19 @@ def main() -> None:
                 "object_goal_distance_per_step": [
                     r["eval/terms/object_goal_distance"] / max(r["eval/length"], 1) for r in rows
                 ],
+                "wall_s": [r["wall_s"] for r in rows],
                 "final_success": rows[-1]["eval/success"],
+                # the last eval inside the gate's budget (wall_s: since the run's start)
+                "success_within_30_min": next(
+                    (r["eval/success"] for r in reversed(rows) if r["wall_s"] <= GATE_WALL_S),
+                    None,
+                ),
                 "summary": summary,
             }
         )
     final = float(np.mean([s["final_success"] for s in seeds]))
+    within = [s["success_within_30_min"] for s in seeds]
+    within = float(np.mean(within)) if None not in within else None
     config_text = (run_dir / "config.yaml").read_text()
     result = {
         "command": " ".join(["python", "scripts/experiments/push_learning.py", *sys.argv[1:]]),
@@ -89,9 +102,9 @@ def main() -> None:
         "resumed": resumed,
         "wall_s_this_invocation": wall_s,
         "final_success_mean": final,
+        "success_within_30_min_mean": within,
         "gate": {
-            "success_at_least_0.8": final >= GATE_SUCCESS,
-            "wall_within_30_min": (not resumed) and wall_s <= GATE_WALL_S,
+            "success_at_least_0.8_within_30_min": within is not None and within >= GATE_SUCCESS
         },
         "seeds": seeds,
         "run_config": config_text,
@@ -113,17 +126,19 @@ def main() -> None:
         + f". Success: the share of the eval episodes ({eval_envs} per eval) whose last step has "
         "the puck within the success threshold of its goal.",
         "",
-        "| env steps | " + " | ".join(f"seed dir `{s['dir']}`" for s in seeds) + " |",
-        "|---|" + "---|" * len(seeds),
+        "| env steps | wall s (first seed dir) | "
+        + " | ".join(f"success, `{s['dir']}`" for s in seeds)
+        + " |",
+        "|---|---|" + "---|" * len(seeds),
     ]
     for i, steps in enumerate(first["env_steps"]):
         cells = " | ".join(f"{s['success'][i]:.3f}" for s in seeds if i < len(s["success"]))
-        lines.append(f"| {steps:,} | {cells} |")
+        lines.append(f"| {steps:,} | {first['wall_s'][i]:.0f} | {cells} |")
     lines += [
         "",
-        f"Final eval success, mean over seeds: **{final:.3f}** (gate >= {GATE_SUCCESS}: "
-        f"{result['gate']['success_at_least_0.8']}; within 30 min: "
-        f"{result['gate']['wall_within_30_min']}).",
+        f"Final eval success, mean over seeds: **{final:.3f}**; at the last eval within 30 "
+        f"minutes of the run's wall time: **{_fmt(within)}** (gate >= {GATE_SUCCESS} there: "
+        f"{result['gate']['success_at_least_0.8_within_30_min']}).",
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
