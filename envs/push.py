@@ -175,7 +175,8 @@ class Push(ArmTask):
         goals = puck + distance[:, None] * jnp.stack([jnp.cos(angle), jnp.sin(angle)], -1)
         radius = jnp.linalg.norm(goals, axis=-1)
         inside = (radius >= self.radius_min) & (radius <= self.radius_max)
-        last = goals[-1] * jnp.clip(radius[-1], self.radius_min, self.radius_max) / radius[-1]
+        scale = jnp.clip(radius[-1], self.radius_min, self.radius_max)
+        last = goals[-1] * scale / jnp.maximum(radius[-1], 1e-6)
         return jnp.where(jnp.any(inside), goals[jnp.argmax(inside)], last)
 
     @functools.cached_property
