@@ -26,23 +26,32 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 GATE_SUCCESS = 0.8
 GATE_WALL_S = 30 * 60
 
 
 def eval_rows(seed_dir: Path) -> list[dict]:
     """The eval rows of one run directory's metrics.jsonl, in order."""
-    lines = (seed_dir / "metrics.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
+    from rlx import rundir
+
+    rows = rundir.read_rows(seed_dir / "metrics.jsonl")
     return [r for r in rows if r.get("eval/success") is not None]
 
 
 def seed_dirs(run_dir: Path) -> list[Path]:
     """One directory per seed: the members' (``--seeds`` > 1) or the run's own."""
-    plan = run_dir / "members.json"
-    if plan.is_file():
-        return [run_dir / m["dir"] for m in json.loads(plan.read_text())["members"]]
+    from rlx import members
+
+    if members.is_members_run(run_dir):
+        return [run_dir / m.directory for m in members.read_plan(run_dir)[2]]
     return [run_dir]
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the repo when it is inside it (no checkout's absolute path)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _fmt(value: float | None) -> str:
@@ -88,7 +97,8 @@ def main() -> None:
                     (r["eval/success"] for r in reversed(rows) if r["wall_s"] <= GATE_WALL_S),
                     None,
                 ),
-                "summary": summary,
+                # the summary without its absolute run_dir (the seed's dir is above)
+                "summary": {k: v for k, v in summary.items() if k != "run_dir"},
             }
         )
     final = float(np.mean([s["final_success"] for s in seeds]))
@@ -99,6 +109,7 @@ def main() -> None:
         "command": " ".join(["python", "scripts/experiments/push_learning.py", *sys.argv[1:]]),
         "config": args.config,
         "overrides": args.overrides,
+        "run_dir": _relative(run_dir),
         "resumed": resumed,
         "wall_s_this_invocation": wall_s,
         "final_success_mean": final,
@@ -113,7 +124,6 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     first = seeds[0]
-    sys.path.insert(0, str(ROOT))
     from rlx import build as build_lib
 
     eval_envs = build_lib.load(run_dir / "config.yaml").eval.num_envs
