@@ -28,6 +28,7 @@ from rlx.types import EnvState
 
 PUCK_RADIUS = 0.02
 CONTACTS = ("arm", "fingertip")
+EFFECTORS = ("arm", "pusher")
 FINGER_RADIUS = 0.01
 CONTACT_RADIUS = PUCK_RADIUS + FINGER_RADIUS  # puck centre to fingertip when they touch
 
@@ -39,15 +40,51 @@ FINGER = f"""
               contype="1" conaffinity="0" condim="1" rgba="0.9 0.9 0.2 1"/>"""
 
 
-def _push_xml(solver_iterations: int, ls_iterations: int, gear: float, contact: str) -> str:
-    links = 1 if contact == "arm" else 0
-    finger = FINGER if contact == "fingertip" else ""
+# effector="pusher": the fingertip alone, on two slide joints in the plane, driven by velocity
+# servos (an action is the fingertip's velocity, as FetchPush's mocap gripper is moved in
+# Cartesian space); it starts near the origin, where the arm's shoulder is.
+PUSHER_XML = f"""
+    <body name="pusher" pos="0 0 0.02">
+      <joint name="pusher_x" type="slide" axis="1 0 0"/>
+      <joint name="pusher_y" type="slide" axis="0 1 0"/>
+      <geom name="finger" type="sphere" size="{FINGER_RADIUS}" mass="0.1" contype="1"
+            conaffinity="0" condim="1" rgba="0.9 0.9 0.2 1"/>
+      <site name="fingertip" pos="0 0 0" size="0.012" rgba="0.9 0.9 0.2 1"/>
+    </body>
+"""
+PUSHER_ACTUATORS = """
+  <actuator>
+    <velocity name="pusher_x" joint="pusher_x" kv="{kv}" ctrllimited="true"
+              ctrlrange="-{speed} {speed}"/>
+    <velocity name="pusher_y" joint="pusher_y" kv="{kv}" ctrllimited="true"
+              ctrlrange="-{speed} {speed}"/>
+  </actuator>
+"""
+PUSHER_KV = 5.0  # N s/m: with the 0.1 kg finger, a 0.02 s velocity time constant
+
+
+def _push_xml(
+    solver_iterations: int,
+    ls_iterations: int,
+    gear: float,
+    contact: str,
+    effector: str = "arm",
+    pusher_speed: float = 0.5,
+) -> str:
+    if effector == "pusher":
+        body = PUSHER_XML
+        actuators = PUSHER_ACTUATORS.format(kv=PUSHER_KV, speed=pusher_speed)
+    else:
+        links = 1 if contact == "arm" else 0
+        finger = FINGER if contact == "fingertip" else ""
+        body = ARM_XML.format(arm_contype=links, finger=finger)
+        actuators = ARM_ACTUATORS_GEARED.format(gear=gear)
     return f"""
 <mujoco model="rlx_push">
   <option timestep="0.01" solver="Newton" iterations="{solver_iterations}"
           ls_iterations="{ls_iterations}"/>
   <worldbody>
-    {ARM_XML.format(arm_contype=links, finger=finger)}
+    {body}
     <body name="puck" pos="0 0 0.02">
       <joint name="puck_x" type="slide" axis="1 0 0" damping="1"/>
       <joint name="puck_y" type="slide" axis="0 1 0" damping="1"/>
@@ -59,7 +96,7 @@ def _push_xml(solver_iterations: int, ls_iterations: int, gear: float, contact: 
             rgba="0.9 0.2 0.2 0.4"/>
     </body>
   </worldbody>
-  {ARM_ACTUATORS_GEARED.format(gear=gear)}
+  {actuators}
 </mujoco>
 """
 
@@ -89,8 +126,14 @@ class Push(ArmTask):
     ``gear``: the motors' torque (N m) at |action| 1. ``contact``: what touches the puck,
     ``'arm'`` (both links, the default) or ``'fingertip'`` (a 0.01 m sphere at the fingertip;
     the links pass over the puck).
-    Observation [16]: cos and sin of the joint angles, joint velocities, puck x, y, puck
-    velocity x, y, goal x, y, fingertip minus puck x, y, puck minus goal x, y.
+    ``effector``: what moves, ``'arm'`` (the 2-link arm, joint torques; the default) or
+    ``'pusher'`` (the fingertip alone on x, y slide joints, an action its velocity in the
+    plane up to ``pusher_speed`` m/s, as FetchPush moves its gripper in Cartesian space; it
+    starts uniform in the disc of ``pusher_start_radius`` around the origin; needs ``contact:
+    fingertip`` and the default ``gear``).
+    Observation [16] (arm): cos and sin of the joint angles, joint velocities, puck x, y, puck
+    velocity x, y, goal x, y, fingertip minus puck x, y, puck minus goal x, y. With the
+    pusher [14]: its x, y and velocity x, y in place of the arm's six.
 
     Terms (unweighted, at the state after the step): ``object_goal_distance`` (puck centre to
     goal, m), ``hand_object_distance`` (fingertip to puck centre, m), ``ctrl_cost`` (sum of
@@ -116,6 +159,9 @@ class Push(ArmTask):
     goal_offset_max: float = 0.0
     gear: float = 1.0
     contact: str = "arm"
+    effector: str = "arm"
+    pusher_speed: float = 0.5
+    pusher_start_radius: float = 0.03
     primary_objective: str = "negative_distance"
     solver_iterations: int = 1
     ls_iterations: int = 4
@@ -153,10 +199,34 @@ class Push(ArmTask):
             raise ValueError(f"contact must be one of {CONTACTS}, got {self.contact!r}")
         if not self.gear > 0:
             raise ValueError(f"gear must be > 0 (N m at |action| = 1), got {self.gear}")
+        if self.effector not in EFFECTORS:
+            raise ValueError(f"effector must be one of {EFFECTORS}, got {self.effector!r}")
+        if self.effector == "pusher":
+            if self.contact != "fingertip" or self.gear != 1.0:
+                raise ValueError(
+                    "effector 'pusher' is the fingertip alone: it needs contact: fingertip and "
+                    f"no gear (got contact {self.contact!r}, gear {self.gear}); its speed is "
+                    "pusher_speed"
+                )
+            if not self.pusher_speed > 0:
+                raise ValueError(f"pusher_speed must be > 0 (m/s), got {self.pusher_speed}")
+            clearance = self.radius_min - self.pusher_start_radius - CONTACT_RADIUS
+            if not (self.pusher_start_radius >= 0 and clearance > 0):
+                raise ValueError(
+                    "need 0 <= pusher_start_radius < radius_min - 0.03 (the pusher starts "
+                    f"clear of the puck), got {self.pusher_start_radius}"
+                )
         super().__post_init__()
 
     def _models(self):
-        xml = _push_xml(self.solver_iterations, self.ls_iterations, self.gear, self.contact)
+        xml = _push_xml(
+            self.solver_iterations,
+            self.ls_iterations,
+            self.gear,
+            self.contact,
+            self.effector,
+            self.pusher_speed,
+        )
         return load_model(xml, self.impl)
 
     def _goal(self, key: jax.Array, puck: jax.Array) -> jax.Array:
@@ -188,9 +258,13 @@ class Push(ArmTask):
         fingertip = data.site_xpos[site, :2]
         puck_pos = data.xpos[puck, :2]
         goal = data.mocap_pos[0, :2]
+        if self.effector == "pusher":
+            effector = jnp.concatenate([data.qpos[:2], data.qvel[:2]])
+        else:
+            effector = arm_observation(data)
         obs = jnp.concatenate(
             [
-                arm_observation(data),
+                effector,
                 puck_pos,
                 data.qvel[2:4],
                 goal,
@@ -225,6 +299,9 @@ class Push(ArmTask):
         key, puck_key, goal_key, angle_key = jax.random.split(key, 4)
         puck = sample_in_annulus(puck_key, self.radius_min, self.radius_max)
         goal = self._goal(goal_key, puck)
+        if self.effector == "pusher":
+            start = sample_in_annulus(angle_key, 0.0, self.pusher_start_radius)
+            return self._first_state(model, key, jnp.concatenate([start, puck]), goal)
         noise = self.reset_angle_noise
         angles = jax.random.uniform(angle_key, (2,), minval=-noise, maxval=noise)
         away = jnp.arctan2(puck[1], puck[0]) + jnp.pi

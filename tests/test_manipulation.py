@@ -349,3 +349,55 @@ def test_push_contact_decides_what_touches_the_puck(contact):
         assert swept > 0.02
     else:
         assert swept < 1e-6  # the links pass over the puck
+
+
+def test_push_pusher_moves_the_fingertip_at_the_commanded_velocity_and_pushes():
+    # MuJoCo's C engine on the env's MJCF (no XLA compile): full action along +x drives the
+    # pusher at pusher_speed; it meets a puck on its line and pushes it along +x.
+    import mujoco
+
+    from rlx.envs.mjx_base import scale_action
+
+    env = envs.Push(effector="pusher", contact="fingertip", pusher_speed=0.4)
+    model = env.mj_model
+    assert model.nu == 2 and model.nq == 4
+    data = mujoco.MjData(model)
+    data.qpos[:] = [0.0, 0.0, 0.1, 0.0]
+    data.ctrl[:] = np.asarray(scale_action(model, jnp.array([1.0, 0.0])))
+    for _ in range(10):  # 0.1 s: five velocity time constants
+        mujoco.mj_step(model, data)
+    np.testing.assert_allclose(data.qvel[:2], [0.4, 0.0], atol=0.01)
+    for _ in range(50):
+        mujoco.mj_step(model, data)
+    assert data.qpos[2] > 0.12 and abs(data.qpos[3]) < 1e-6  # pushed straight on
+    assert data.qpos[2] - data.qpos[0] == pytest.approx(0.03, abs=0.003)  # touching it
+
+
+def test_push_pusher_reset_and_observation():
+    env = envs.Push(
+        effector="pusher", contact="fingertip", goal_offset_min=0.04, goal_offset_max=0.1
+    )
+    keys = jax.random.split(jax.random.key(3), 8)
+    state = jax.jit(jax.vmap(env.reset))(keys)
+    qpos, obs = np.asarray(state.physics.qpos), np.asarray(state.obs)
+    assert obs.shape == (8, 14)
+    assert np.all(np.linalg.norm(qpos[:, :2], axis=-1) <= env.pusher_start_radius + 1e-6)
+    np.testing.assert_allclose(obs[:, :2], qpos[:, :2], atol=1e-6)  # the pusher's x, y
+    np.testing.assert_allclose(obs[:, 4:6], qpos[:, 2:4], atol=1e-6)  # the puck's
+    fingertip = np.stack([state.signals["fingertip_x"], state.signals["fingertip_y"]], -1)
+    np.testing.assert_allclose(fingertip, qpos[:, :2], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"effector": "hand"}, "effector must be one of"),
+        ({"effector": "pusher"}, "contact: fingertip"),
+        ({"effector": "pusher", "contact": "fingertip", "gear": 2.0}, "no gear"),
+        ({"effector": "pusher", "contact": "fingertip", "pusher_speed": 0.0}, "pusher_speed"),
+        ({"effector": "pusher", "contact": "fingertip", "pusher_start_radius": 0.06}, "clear"),
+    ],
+)
+def test_push_pusher_rejects_bad_params(params, match):
+    with pytest.raises(ValueError, match=match):
+        envs.Push(**params)
