@@ -45,7 +45,9 @@ TRACE_ONLY_CONFIGS = {
     "humanoid_run.yaml",
     "humanoid_stand.yaml",  # humanoid_cpu.yaml runs the physics; test_humanoid_tasks the task
     "lift.yaml",  # test_lift.py's slow scripted grasp runs the physics
-    "push_near.yaml",  # push.yaml runs push's physics; this one changes params and the reward
+    "push_near.yaml",  # test_manipulation's push fixture compiles the arm's physics
+    "push_arm.yaml",  # the same
+    "halfcheetah.yaml",  # test_brax_adapter runs the adapter; test_reward_code a code term
 }
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
