@@ -188,17 +188,13 @@ def build(spec, env) -> tuple[RewardFn, dict]:
         stages.append((name, fn))
         params[name] = stage_params
     reward_fn = chain(combine, shaping=stages, terms=terms)
-    # inside the code terms' wrapper, so that they can be objectives too
+    # inside the code terms' wrapper (below), so that they can be objectives too
     if spec.parameterization == "dynamic":
         objectives = tuple(spec.dynamic.objectives)
         signs = {name: float(np.sign(spec.weights[name])) for name in objectives}
         reward_fn = dynamic_lib.dynamic(reward_fn, objectives, signs)
         keys = ("temperature", "momentum", "period", "eps")
         params["dynamic"] = {k: float(getattr(spec.dynamic, k)) for k in keys}
-    if code.file and code.mode == "terms":
-        fn = code_lib.load_function(code.file, code.function)
-        reward_fn = code_lib.with_terms(reward_fn, fn, tuple(code.terms))
-        params["code"] = dict(code.params)
     if spec.constraints:
         specs = {
             c["name"]: (
@@ -212,6 +208,11 @@ def build(spec, env) -> tuple[RewardFn, dict]:
         params["constraints"] = {
             c["name"]: {k: float(c[k]) for k in keys} for c in spec.constraints
         }
+    # outside the constraints, so that a constraint can bound a code term too
+    if code.file and code.mode == "terms":
+        fn = code_lib.load_function(code.file, code.function)
+        reward_fn = code_lib.with_terms(reward_fn, fn, tuple(code.terms))
+        params["code"] = dict(code.params)
     if spec.schedule:
         reward_fn, params = _schedule(reward_fn, params, spec.schedule)
     return reward_fn, params

@@ -110,3 +110,24 @@ def test_resuming_after_the_reward_file_changed_is_an_error(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "changed since the run started" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_constraint_can_bound_a_code_term():
+    # cartpole_code.yaml's `upright` (in [0, 1], weighted 0.5) bounded at a mean of 0.1 per
+    # step: the constraint sees the code's terms, and its statistic is the pooled per-step
+    # mean of the episodes that ended, which the weighted contribution's totals also give.
+    spec = '[{"term": "upright", "statistic": "mean", "bound": 0.1, "step_size": 1.0}]'
+    config = build_lib.load(CODE_CONFIG, [*tiny_overrides("/tmp"), f"reward.constraints={spec}"])
+    built = build_lib.build(config)
+    agent, hparams = built.agent, built.hparams
+    state = agent.init(jax.random.key(0), hparams.reward_params)
+    _, metrics = jax.jit(agent.train_chunk, static_argnums=2)(state, hparams, 6)
+    episodes = metrics["episode_total/episodes"]
+    ended = int(jnp.argmax(episodes > 0))  # the first iteration in which episodes ended
+    assert episodes[ended] > 0
+    value = metrics["constraint/upright/value"][ended]
+    expected = metrics["episode_total/reward/upright"][ended] / 0.5
+    expected = expected / metrics["episode_total/length"][ended]
+    assert float(value) == pytest.approx(float(expected), rel=1e-4)
+    assert float(value) > 0.1  # CartPole starts upright: violated, so the multiplier rises
+    assert float(metrics["constraint/upright/multiplier"][ended]) > 0
