@@ -96,7 +96,9 @@ class Lift(MjxEnv):
     Terms (unweighted, after the step): ``hand_object_distance`` (grasp point to ball centre,
     m), ``object_height`` (the ball's height above its resting height, m), ``grasped`` (1
     while both fingers touch the ball, within ``touch_margin``), ``lifted`` (1 while
-    ``object_height >= lift_height``), ``ctrl_cost`` (sum of squared actions) and ``progress``
+    ``object_height >= lift_height``), ``success`` (the same as ``lifted``, so that
+    ``eval/success`` is the share of eval episodes whose last step has the ball up),
+    ``ctrl_cost`` (sum of squared actions) and ``progress``
     (the rise of the ball during the step, m).
     Primary (``primary_objective``): ``'height'`` (default), the ball's height capped at
     ``lift_height`` every step (throwing it higher pays nothing more); ``'final_success'``,
@@ -119,6 +121,7 @@ class Lift(MjxEnv):
         "object_height",
         "grasped",
         "lifted",
+        "success",
         "ctrl_cost",
         "progress",
     )
@@ -209,6 +212,7 @@ class Lift(MjxEnv):
             "object_height": height,
             "grasped": self._touching(data),
             "lifted": lifted,
+            "success": lifted,  # eval/success: its value on the episode's last step
             "ctrl_cost": control_cost(action),
             # state.signals: the state this step started from (post-reset after an auto-reset).
             "progress": height - state.signals["object_height"],

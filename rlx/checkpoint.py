@@ -90,6 +90,11 @@ class CheckpointTopologyError(CheckpointFormatError):
     """A sound checkpoint that this device topology cannot read (orbax could not reshard it)."""
 
 
+class CheckpointStructureError(CheckpointFormatError):
+    """A sound checkpoint whose state tree differs from the one this run builds (the env, the
+    reward or the config changed since it was written): refused, never moved aside."""
+
+
 class CheckpointDamagedError(ValueError):
     """A checkpoint whose files do not restore, or whose arrays fail their checksum."""
 
@@ -107,6 +112,21 @@ def checksum(storable: Any) -> str:
         crc = zlib.crc32(f"{array.dtype}{array.shape}".encode(), crc)
         crc = zlib.crc32(array.tobytes(), crc)
     return f"{crc:08x}"
+
+
+def _structure_error(error: Exception, where: Path) -> CheckpointStructureError | None:
+    """The one-line error for orbax's "tree structures do not match" (the first path that
+    differs named), or None for any other failure."""
+    text = " ".join(str(error).split())
+    marker = "tree structures do not match:"
+    if marker not in text:
+        return None
+    path = text.split(marker, 1)[1].split(": -", 1)[0].strip()[:120]
+    return CheckpointStructureError(
+        f"{where}: its state differs from the one this run builds (first at {path}): the env, "
+        "the reward or the config changed since it was written; nothing was moved (restore it "
+        "with the code and config that wrote it, or start a new run)"
+    )
 
 
 class Checkpointer:
@@ -225,7 +245,7 @@ class Checkpointer:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
             interrupts.read_fault("restore")
         except Exception as error:  # noqa: BLE001 (re-raised below, on every process)
-            failure = error
+            failure = _structure_error(error, self.directory / str(step)) or error
         if runtime.any_process(failure is not None):
             if failure is not None:
                 raise failure

@@ -74,7 +74,7 @@ def restore(
     Raises PolicyError naming what is wrong: not a run directory, no checkpoint, a members
     run's top directory, a member that does not exist."""
     from rlx import members as members_lib
-    from rlx.checkpoint import Checkpointer
+    from rlx.checkpoint import Checkpointer, CheckpointFormatError
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -116,6 +116,8 @@ def restore(
                 raise PolicyError(f"{run_dir}: no checkpoint {checkpoint} (there are: {steps})")
             else:
                 found = checkpointer.restore(abstract, checkpoint)
+        except CheckpointFormatError as error:
+            raise PolicyError(str(error)) from None
         finally:
             checkpointer.close()
     if found is None:

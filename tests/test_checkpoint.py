@@ -88,3 +88,20 @@ def test_restore_falls_back_past_a_damaged_checkpoint_and_moves_it_aside(tmp_pat
     checkpointer.save(3, trees[2], {"chunk": 3})
     assert checkpointer.restore_newest_valid(jax.eval_shape(lambda: trees[2]))[1]["chunk"] == 3
     checkpointer.close()
+
+
+def test_a_checkpoint_of_another_state_tree_is_refused_in_one_line_and_not_moved(tmp_path):
+    # The env gained a term since the run was written (as lift's `success` did): not damage.
+    # restore_newest_valid must neither fall back nor move anything aside.
+    written = {"terms": {"lifted": jnp.zeros(3)}, "w": jnp.arange(2.0)}
+    now = {"terms": {"lifted": jnp.zeros(3), "success": jnp.zeros(3)}, "w": jnp.arange(2.0)}
+    checkpointer = Checkpointer(tmp_path / "ck", max_to_keep=3)
+    for step in (1, 2):
+        checkpointer.save(step, written, {"chunk": step})
+    with pytest.raises(checkpoint.CheckpointStructureError) as info:
+        checkpointer.restore_newest_valid(jax.eval_shape(lambda: now))
+    checkpointer.close()
+    message = str(info.value)
+    assert "\n" not in message and "terms.success" in message and "nothing was moved" in message
+    assert not (tmp_path / "ck" / "damaged").exists()
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["1", "2"]

@@ -42,5 +42,6 @@ def test_a_scripted_grasp_lifts_the_ball():
     assert seen[1]["hand_object_distance"] < 0.015 and seen[1]["grasped"] == 0.0
     assert seen[2]["grasped"] == 1.0 and seen[2]["lifted"] == 0.0
     assert seen[3]["grasped"] == 1.0 and seen[3]["lifted"] == 1.0
+    assert all(stage["success"] == stage["lifted"] for stage in seen)
     assert seen[3]["object_height"] > env.lift_height
     assert float(state.primary) == pytest.approx(env.lift_height)  # capped

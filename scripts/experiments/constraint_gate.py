@@ -1,7 +1,8 @@
 """Issue 17's constraint gate: a bound on the mean control cost per step, learned as a Lagrange
 multiplier, against the best fixed weight that meets the bound, at equal env steps.
 
-  python scripts/experiments/constraint_gate.py [--bound 0.25] [--seeds 4] [--steps 200000]
+  python scripts/experiments/constraint_gate.py [--config C] [--bound 0.25] [--seeds 4]
+      [--steps 200000] [--eval-term T --eval-scale S] [--reuse STAMP]
 
 Both arms are one vmapped program each (``rlx.members``): the fixed weights of ``ctrl_cost``
 (``--weights``, the config's other weights kept) times the seeds, and the constrained config
@@ -28,8 +29,10 @@ sys.path.insert(0, str(ROOT))
 from rlx import members  # noqa: E402
 
 
-def finals(run_dir: Path, term: str) -> list[dict]:
-    """Each member's setting, primary return and mean ``term`` per step at its last eval."""
+def finals(run_dir: Path, term: str, eval_term: str, eval_scale: float) -> list[dict]:
+    """Each member's setting, primary return and mean ``term`` per step at its last eval:
+    ``eval_scale`` times the eval episode's sum of ``eval_term`` (an env term) over its
+    length (the eval logs the env's terms, not those of reward code)."""
     plan = json.loads((run_dir / "members.json").read_text())
     out = []
     for m in plan["members"]:
@@ -39,7 +42,7 @@ def finals(run_dir: Path, term: str) -> list[dict]:
             if r
         ]
         last = [r for r in rows if r.get("eval/primary_return") is not None][-1]
-        cost = last[f"eval/terms/{term}"] / max(last["eval/length"], 1.0)
+        cost = eval_scale * last[f"eval/terms/{eval_term}"] / max(last["eval/length"], 1.0)
         out.append(
             {
                 "point": m["point"],
@@ -72,33 +75,60 @@ def main() -> None:
         "whose cost the multiplier bounds, rather than its mode",
     )
     parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument(
+        "--eval-term",
+        help="the env term the eval measures the cost by (default: --term); for a code term, "
+        "the env term it is made from, with --eval-scale",
+    )
+    parser.add_argument("--eval-scale", type=float, default=1.0)
+    parser.add_argument(
+        "--reuse",
+        metavar="STAMP",
+        help="read the runs/constraint-gate-{fixed,constrained}-STAMP directories an earlier "
+        "invocation trained instead of training them again (one that is missing is trained)",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs/experiments/constraint_gate_pendulum"))
     args = parser.parse_args()
     from rlx import runtime
 
     runtime.cpu_devices_for(args.seeds * 2)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = args.reuse or time.strftime("%Y%m%d-%H%M%S")
+    eval_term = args.eval_term or args.term
     base = [f"train.total_steps={args.steps}", "run.tensorboard=false", f"train.seed={args.seed}"]
     base += ["eval.deterministic=false"] if args.stochastic_eval else []
     fixed_dir = ROOT / "runs" / f"constraint-gate-fixed-{stamp}"
     start = time.perf_counter()
     sweep = [f"reward.weights.{args.term}={args.weights}"]
-    members.train(ROOT / args.config, base, args.seeds, sweep, fixed_dir, show_progress=False)
+    reused = {
+        d
+        for d in ("fixed", "constrained")
+        if args.reuse and (ROOT / "runs" / f"constraint-gate-{d}-{stamp}").is_dir()
+    }
+    if "fixed" not in reused:
+        members.train(ROOT / args.config, base, args.seeds, sweep, fixed_dir, show_progress=False)
     fixed_s = time.perf_counter() - start
     spec = {"term": args.term, "statistic": "mean", "bound": args.bound}
     constraint = json.dumps([spec | {"step_size": args.step_size, "kp": args.kp, "kd": args.kd}])
     constrained_dir = ROOT / "runs" / f"constraint-gate-constrained-{stamp}"
     start = time.perf_counter()
-    members.train(
-        ROOT / args.config,
-        [*base, f"reward.constraints={constraint}"],
-        args.seeds,
-        [],
-        constrained_dir,
-        show_progress=False,
-    )
+    if "constrained" not in reused:
+        members.train(
+            ROOT / args.config,
+            [*base, f"reward.constraints={constraint}"],
+            args.seeds,
+            [],
+            constrained_dir,
+            show_progress=False,
+        )
     constrained_s = time.perf_counter() - start
-    fixed = finals(fixed_dir, args.term)
+    from rlx import rundir
+
+    # a reused run's own wall time (its metrics' last row)
+    if "fixed" in reused:
+        fixed_s = rundir.read_rows(fixed_dir / "metrics.jsonl")[-1]["wall_s"]
+    if "constrained" in reused:
+        constrained_s = rundir.read_rows(constrained_dir / "metrics.jsonl")[-1]["wall_s"]
+    fixed = finals(fixed_dir, args.term, eval_term, args.eval_scale)
     by_weight: dict[str, list] = {}
     for f in fixed:
         by_weight.setdefault(f["point"][f"reward.weights.{args.term}"], []).append(f)
@@ -116,7 +146,7 @@ def main() -> None:
         )
     feasible = [row for row in table if row["meets_bound"]]
     best = max(feasible, key=lambda row: row["primary"]) if feasible else None
-    con = finals(constrained_dir, args.term)
+    con = finals(constrained_dir, args.term, eval_term, args.eval_scale)
     con_primary = float(np.mean([r["primary"] for r in con]))
     con_cost = float(np.mean([r["cost_per_step"] for r in con]))
     unconstrained = table[0]
