@@ -89,8 +89,14 @@ def _per_step(fn, transition, params):
     return jax.vmap(jax.vmap(step))(transition.signals, transition.next_signals, transition.terms)
 
 
+# The info key of a code term's unweighted value: the learner logs it as ``terms/<name>`` (the
+# env's terms come from the transition), the other info entries as ``reward/<key>``.
+TERM_PREFIX = "terms/"
+
+
 def with_terms(inner: RewardFn, fn, names: tuple[str, ...]) -> RewardFn:
-    """``inner`` over the env's terms plus ``fn``'s (params: ``{**inner's, 'code': {...}}``)."""
+    """``inner`` over the env's terms plus ``fn``'s (params: ``{**inner's, 'code': {...}}``).
+    Its info adds each new term's unweighted per-step value as ``terms/<name>``."""
 
     def init(key, term_names, num_envs):
         return inner.init(key, (*term_names, *names), num_envs)
@@ -102,7 +108,10 @@ def with_terms(inner: RewardFn, fn, names: tuple[str, ...]) -> RewardFn:
         inner_params, code_params = split(params)
         new = _per_step(fn, transition, code_params)
         extended = transition.replace(terms={**transition.terms, **new})
-        return inner.apply(inner_params, state, extended, gamma=gamma)
+        reward, state, info = inner.apply(inner_params, state, extended, gamma=gamma)
+        # the new terms' unweighted values, as the env's own are logged (terms/<name>)
+        raw = {f"{TERM_PREFIX}{k}": jnp.asarray(v, jnp.float32) for k, v in new.items()}
+        return reward, state, {**info, **raw}
 
     weights = None
     if inner.weights is not None:

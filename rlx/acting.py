@@ -161,8 +161,9 @@ def evaluate(
     episode accumulators are replaced by fresh ones for these envs). Returns means over envs of
     the first episode's return (the RewardFn's reward), primary return, length and unweighted
     term sums, each a [] scalar: ``eval/return``, ``eval/primary_return``, ``eval/length``,
-    ``eval/terms/<name>``; for an env with a ``success`` term (reach, push) also
-    ``eval/success``, the fraction of envs whose episode ended with it (its last step's value).
+    ``eval/terms/<name>`` (user-code terms too); for an env with a ``success`` term (reach,
+    push, lift) also ``eval/success``, the fraction of envs whose episode ended with it (its
+    last step's value).
     """
     episodes = evaluate_episodes(
         actor,
@@ -207,7 +208,7 @@ def evaluate_episodes(
     )
     traj = traj.replace(value=value_pass(actor, params, obs_stats, traj)[0])
     fresh = reward_fn.init(k_reward, env.term_names, num_envs)
-    rewards, _, _ = reward_fn.apply(
+    rewards, _, info = reward_fn.apply(
         reward_params, for_batch(reward_state, fresh), traj, gamma=gamma
     )
     done = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
@@ -221,6 +222,7 @@ def evaluate_episodes(
         "eval/length": total(jnp.ones_like(rewards)),
     }
     out |= {f"eval/terms/{k}": total(v) for k, v in traj.terms.items()}
+    out |= {f"eval/{k}": total(v) for k, v in info.items() if k.startswith("terms/")}  # code
     if "success" in traj.terms:  # manipulation: success on the first episode's last step
         out["eval/success"] = jnp.sum(traj.terms["success"] * done * mask, axis=0)
     return out

@@ -165,11 +165,17 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
     return PPO(static=static, env=env, reward_fn=reward_fn, actor=actor)
 
 
+def _info_key(name: str) -> str:
+    """The metric a reward info entry is logged under: ``reward/<name>`` (a contribution),
+    or ``terms/<name>`` as it is for a user-code term's unweighted value."""
+    return name if name.startswith("terms/") else f"reward/{name}"
+
+
 def _episode_keys(term_names, reward_names) -> tuple[str, ...]:
     return (
         ("return", "primary_return", "length")
         + tuple(f"terms/{n}" for n in term_names)
-        + tuple(f"reward/{n}" for n in reward_names)
+        + tuple(_info_key(n) for n in reward_names)
     )
 
 
@@ -404,7 +410,7 @@ def _episode_bookkeeping(
         "length": jnp.ones_like(rewards),
     }
     per_step |= {f"terms/{k}": v for k, v in traj.terms.items()}
-    per_step |= {f"reward/{k}": v for k, v in reward_info.items()}
+    per_step |= {_info_key(k): v for k, v in reward_info.items()}
     per_step = jax.lax.stop_gradient(per_step)
     episode_sums, completed = accumulate_episodes(
         state.episode_sums, per_step, jnp.logical_or(traj.terminated, traj.truncated)

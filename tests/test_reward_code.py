@@ -112,10 +112,11 @@ def test_resuming_after_the_reward_file_changed_is_an_error(tmp_path, capsys):
     assert "changed since the run started" in err and len(err.splitlines()) == 1, err
 
 
-def test_a_constraint_can_bound_a_code_term():
+def test_code_terms_are_logged_and_a_constraint_can_bound_one():
     # cartpole_code.yaml's `upright` (in [0, 1], weighted 0.5) bounded at a mean of 0.1 per
     # step: the constraint sees the code's terms, and its statistic is the pooled per-step
-    # mean of the episodes that ended, which the weighted contribution's totals also give.
+    # mean of the episodes that ended, which the term's own episode totals (terms/upright,
+    # logged as the env's terms are) and its weighted contribution's also give.
     spec = '[{"term": "upright", "statistic": "mean", "bound": 0.1, "step_size": 1.0}]'
     config = build_lib.load(CODE_CONFIG, [*tiny_overrides("/tmp"), f"reward.constraints={spec}"])
     built = build_lib.build(config)
@@ -126,8 +127,14 @@ def test_a_constraint_can_bound_a_code_term():
     ended = int(jnp.argmax(episodes > 0))  # the first iteration in which episodes ended
     assert episodes[ended] > 0
     value = metrics["constraint/upright/value"][ended]
-    expected = metrics["episode_total/reward/upright"][ended] / 0.5
-    expected = expected / metrics["episode_total/length"][ended]
+    length = metrics["episode_total/length"][ended]
+    # the code term's own episode sums (terms/<name>, as the env's) and its contribution's
+    expected = metrics["episode_total/terms/upright"][ended] / length
     assert float(value) == pytest.approx(float(expected), rel=1e-4)
+    weighted = metrics["episode_total/reward/upright"][ended] / 0.5 / length
+    assert float(value) == pytest.approx(float(weighted), rel=1e-4)
     assert float(value) > 0.1  # CartPole starts upright: violated, so the multiplier rises
     assert float(metrics["constraint/upright/multiplier"][ended]) > 0
+    # the eval reports the code terms' episode sums too
+    evaluated = jax.jit(agent.evaluate)(state, hparams, jax.random.key(1))
+    assert 0 < float(evaluated["eval/terms/upright"]) <= float(evaluated["eval/length"])
