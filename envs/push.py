@@ -1,9 +1,11 @@
-"""MJX planar pushing: the 2-link arm of ``reach.py`` pushes a puck to a random goal.
+"""MJX planar pushing: the 2-link arm of ``reach.py`` (or, with ``effector: pusher``, a
+fingertip moved in Cartesian space) pushes a puck to a random goal.
 
 The puck is a sphere on two slide joints (x, y), so it moves in the plane without a floor
-contact; viscous joint damping stands in for sliding friction. The only collisions are the two
-arm links against the puck (contype/conaffinity), frictionless (condim 1): at most 2 contacts
-and 2 constraint rows per step, which keeps the XLA program small (measured in docs/envs.md).
+contact; viscous joint damping stands in for sliding friction. The only collisions are what
+touches the puck (the two arm links, or the fingertip sphere) against it (contype/conaffinity),
+frictionless (condim 1): at most 2 contacts and 2 constraint rows per step, which keeps the XLA
+program small (measured in docs/envs.md).
 """
 
 from __future__ import annotations
