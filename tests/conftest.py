@@ -50,6 +50,18 @@ TRACE_ONLY_CONFIGS = {
     "halfcheetah.yaml",  # test_brax_adapter runs the adapter; test_reward_code a code term
 }
 
+# - shipped configs whose tiny chunk costs 25-65 s cold (DESIGN.md "Tests and time": over about
+#   30 s goes to the slow tier): traced in the fast tier, run in full by test_driver's slow
+#   test_heavy_shipped_config_runs_a_tiny_chunk. Their physics still compile in the fast tier
+#   (test_humanoid_tasks, test_manipulation, test_playground_adapter), and the meta configs
+#   on humanoid compile a whole MJX learner there.
+HEAVY_CHUNK_CONFIGS = {
+    "humanoid_cpu.yaml",  # 64 s
+    "push.yaml",  # 33 s
+    "playground_cartpole.yaml",  # 26 s
+}
+TRACE_ONLY_CONFIGS |= HEAVY_CHUNK_CONFIGS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TRACE_ONLY_CONFIGS, tiny_overrides
+from conftest import HEAVY_CHUNK_CONFIGS, TRACE_ONLY_CONFIGS, tiny_overrides
 from rlx import build as build_lib
 from rlx import driver
 
@@ -31,6 +31,16 @@ def test_shipped_config_loads_strictly_and_runs_a_tiny_chunk(tmp_path, repo_conf
     if name in TRACE_ONLY_CONFIGS:
         _trace_only(config)
         return
+    _tiny_chunk(config, tmp_path)
+
+
+@pytest.mark.slow  # 25-65 s each cold; the fast tier traces them
+@pytest.mark.parametrize("name", sorted(HEAVY_CHUNK_CONFIGS))
+def test_heavy_shipped_config_runs_a_tiny_chunk(tmp_path, repo_configs, name):
+    _tiny_chunk(build_lib.load(Path(repo_configs) / name, tiny_overrides(str(tmp_path))), tmp_path)
+
+
+def _tiny_chunk(config, tmp_path):
     summary = driver.train(config, tmp_path / "run", show_progress=False)
     run_rows = rows(tmp_path / "run")
     assert summary["status"] == "completed" and len(run_rows) == config.iterations // 2

@@ -9,6 +9,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import CACHE
 from rlx import build as build_lib
@@ -55,6 +56,7 @@ def test_an_overflowing_reward_weight_diverges_in_the_first_chunk(tmp_path, repo
     assert not list((run_dir / "checkpoints").iterdir())  # nothing non-finite was saved
 
 
+@pytest.mark.slow  # 21 s cold; the plain run's and the population's guard tests stay fast
 def test_a_meta_run_that_diverges_later_keeps_its_last_finite_checkpoint(
     tmp_path, repo_configs, capsys
 ):

@@ -205,7 +205,14 @@ def lure_meta(method: str, **static):
     return m, (hp, mh)
 
 
-METHOD_CASES = ["one_step", "implicit", "unrolled", "population", "bmg", "hybrid"]
+METHOD_CASES = [
+    "one_step",
+    "implicit",
+    "unrolled",
+    "population",
+    "bmg",
+    pytest.param("hybrid", marks=pytest.mark.slow),  # 17 s cold: population and one_step stay
+]
 
 
 @pytest.mark.parametrize("method", METHOD_CASES)

@@ -75,7 +75,13 @@ HYBRID = ["meta.method=population", "meta.member_gradient=one_step", "meta.popul
 HYBRID += ["meta.exploit_fraction=0.5", "meta.outer_schedule=cosine"]
 
 
-@pytest.mark.parametrize("extra", [[], HYBRID], ids=["one_step", "hybrid"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([], id="one_step"),
+        pytest.param(HYBRID, id="hybrid", marks=pytest.mark.slow),  # 29 s cold
+    ],
+)
 def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs, extra):
     path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
     overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=128", "run.chunk_iterations=2"]

@@ -16,6 +16,7 @@ def _script(name: str):
     return module
 
 
+@pytest.mark.slow  # 21 s cold; bilevel's table/plot test stays in the fast tier
 def test_compare_shaping_writes_table_json_and_plot(tmp_path):
     specs = tmp_path / "specs.yaml"
     specs.write_text(
@@ -143,6 +144,7 @@ def test_meta_diagnosis_writes_its_table_and_resumes_by_arm(tmp_path):
     assert again.returncode == 0 and "[diagnosis] implicit x1" not in again.stdout  # reused
 
 
+@pytest.mark.slow  # 39 s cold: three bilevel arm processes
 def test_a_stopped_bilevel_arm_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
     bilevel = _bilevel()
     task = bilevel.TASKS["cartpole"]

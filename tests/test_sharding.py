@@ -135,6 +135,7 @@ META_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # 33 s cold; the plain PPO update's test stays in the fast tier
 def test_four_devices_give_the_same_meta_update_as_one(repo_configs):
     result = _run(META_SCRIPT, os.path.join(repo_configs, "meta", "cartpole_anti_pd.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
