@@ -22,6 +22,7 @@ from rlx.distributions import Distribution
 from rlx.envs.wrappers import VmapWrapper
 from rlx.networks import Policy, Value
 from rlx.rewards import RewardFn, for_batch
+from rlx.rewards.code import TERM_PREFIX
 from rlx.types import Env, EnvState, Transition
 
 
@@ -222,7 +223,8 @@ def evaluate_episodes(
         "eval/length": total(jnp.ones_like(rewards)),
     }
     out |= {f"eval/terms/{k}": total(v) for k, v in traj.terms.items()}
-    out |= {f"eval/{k}": total(v) for k, v in info.items() if k.startswith("terms/")}  # code
+    # user-code terms' unweighted values (rlx.rewards.code.with_terms)
+    out |= {f"eval/{k}": total(v) for k, v in info.items() if k.startswith(TERM_PREFIX)}
     if "success" in traj.terms:  # manipulation: success on the first episode's last step
         out["eval/success"] = jnp.sum(traj.terms["success"] * done * mask, axis=0)
     return out

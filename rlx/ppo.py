@@ -28,6 +28,7 @@ from rlx.distributions import Distribution, for_action_space
 from rlx.losses import compute_gae, ppo_loss
 from rlx.networks import Policy, Value
 from rlx.rewards import RewardFn
+from rlx.rewards.code import TERM_PREFIX
 from rlx.types import Box, Env, EnvState, Transition, observation_size
 
 
@@ -168,7 +169,7 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
 def _info_key(name: str) -> str:
     """The metric a reward info entry is logged under: ``reward/<name>`` (a contribution),
     or ``terms/<name>`` as it is for a user-code term's unweighted value."""
-    return name if name.startswith("terms/") else f"reward/{name}"
+    return name if name.startswith(TERM_PREFIX) else f"reward/{name}"
 
 
 def _episode_keys(term_names, reward_names) -> tuple[str, ...]:

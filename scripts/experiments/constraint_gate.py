@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from rlx import members  # noqa: E402
+from rlx import members, rundir  # noqa: E402
 
 
 def finals(run_dir: Path, term: str, eval_term: str, eval_scale: float) -> list[dict]:
@@ -36,11 +36,7 @@ def finals(run_dir: Path, term: str, eval_term: str, eval_scale: float) -> list[
     plan = json.loads((run_dir / "members.json").read_text())
     out = []
     for m in plan["members"]:
-        rows = [
-            json.loads(r)
-            for r in (run_dir / m["dir"] / "metrics.jsonl").read_text().split("\n")
-            if r
-        ]
+        rows = rundir.read_rows(run_dir / m["dir"] / "metrics.jsonl")
         last = [r for r in rows if r.get("eval/primary_return") is not None][-1]
         cost = eval_scale * last[f"eval/terms/{eval_term}"] / max(last["eval/length"], 1.0)
         out.append(
@@ -97,19 +93,16 @@ def main() -> None:
     base = [f"train.total_steps={args.steps}", "run.tensorboard=false", f"train.seed={args.seed}"]
     base += ["eval.deterministic=false"] if args.stochastic_eval else []
     fixed_dir = ROOT / "runs" / f"constraint-gate-fixed-{stamp}"
+    constrained_dir = ROOT / "runs" / f"constraint-gate-constrained-{stamp}"
+    dirs = {"fixed": fixed_dir, "constrained": constrained_dir}
+    reused = {arm for arm, d in dirs.items() if args.reuse and d.is_dir()}
     start = time.perf_counter()
     sweep = [f"reward.weights.{args.term}={args.weights}"]
-    reused = {
-        d
-        for d in ("fixed", "constrained")
-        if args.reuse and (ROOT / "runs" / f"constraint-gate-{d}-{stamp}").is_dir()
-    }
     if "fixed" not in reused:
         members.train(ROOT / args.config, base, args.seeds, sweep, fixed_dir, show_progress=False)
     fixed_s = time.perf_counter() - start
     spec = {"term": args.term, "statistic": "mean", "bound": args.bound}
     constraint = json.dumps([spec | {"step_size": args.step_size, "kp": args.kp, "kd": args.kd}])
-    constrained_dir = ROOT / "runs" / f"constraint-gate-constrained-{stamp}"
     start = time.perf_counter()
     if "constrained" not in reused:
         members.train(
@@ -121,8 +114,6 @@ def main() -> None:
             show_progress=False,
         )
     constrained_s = time.perf_counter() - start
-    from rlx import rundir
-
     # a reused run's own wall time (its metrics' last row)
     if "fixed" in reused:
         fixed_s = rundir.read_rows(fixed_dir / "metrics.jsonl")[-1]["wall_s"]
