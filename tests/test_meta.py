@@ -378,3 +378,42 @@ def test_population_fitness_is_the_mean_over_a_window_of_recent_returns():
     np.testing.assert_allclose(
         state.fitness, population._window_mean(state.history), rtol=1e-6
     )  # fitness is the window mean of the (copied) history
+
+
+def test_search_radius_boxes_phi_and_a_replaced_member_can_resample_in_the_box():
+    """The learned leaf (lure, 2.0 in the config) stays within search_radius of 2.0 under the
+    gradient methods and the population; resample_probability 1 redraws a replaced member's
+    phi in the box instead of perturbing its copy, and 0 keeps the copy (perturb_scale 0)."""
+    from rlx.meta import population
+
+    radius = 0.25
+    m, (hp, mh) = lure_meta("one_step")
+    mh = mh.replace(search_radius=jnp.float32(radius), outer_learning_rate=jnp.float32(1.0))
+    state = jax.jit(m.init)(jax.random.key(0), (hp, mh))
+    state, _ = jax.jit(lambda s, h: m.chunk(s, h, 10))(state, (hp, mh))
+    lure = float(state.phi["reward_params"]["lure"])
+    assert lure == pytest.approx(2.0 - radius), lure  # pushed down to the box's edge
+    np.testing.assert_allclose(state.phi["reward_params"]["reward"], 1.0)  # not learned
+
+    pop, (hp, mh) = lure_meta("population", init_distribution="uniform")
+    mh = mh.replace(search_radius=jnp.float32(radius), perturb_scale=jnp.float32(5.0))
+    state = jax.jit(pop.init)(jax.random.key(1), (hp, mh))
+    lures = np.asarray(state.phi["reward_params"]["lure"])
+    assert lures[0] == 2.0 and len(set(lures.tolist())) == 4  # member 0 at the start
+    assert np.all(np.abs(lures - 2.0) <= radius + 1e-6), lures
+    state, _ = jax.jit(lambda s, h: pop.chunk(s, h, 5))(state, (hp, mh))
+    lures = np.asarray(state.phi["reward_params"]["lure"])
+    assert np.all(np.abs(lures - 2.0) <= radius + 1e-6), lures  # noise of 5 clipped to the box
+
+    source, replaced = jnp.asarray([0, 1, 0, 0]), jnp.asarray([False, False, True, True])
+    explore = lambda p: population._explore(
+        pop, state.phi, source, replaced, (hp, mh.replace(**p)), jax.random.key(2)
+    )
+    kept = explore({"perturb_scale": 0.0, "resample_probability": 0.0})
+    drawn = explore({"perturb_scale": 0.0, "resample_probability": 1.0})
+    copy = np.asarray(state.phi["reward_params"]["lure"])[0]
+    np.testing.assert_array_equal(kept["reward_params"]["lure"][2:], [copy, copy])
+    fresh = np.asarray(drawn["reward_params"]["lure"])
+    assert fresh[2] != copy and fresh[3] != copy and fresh[2] != fresh[3]
+    assert np.all(np.abs(fresh - 2.0) <= radius + 1e-6)
+    np.testing.assert_array_equal(fresh[:2], np.asarray(state.phi["reward_params"]["lure"])[:2])

@@ -106,11 +106,14 @@ def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs, extra):
         ("meta.exploit_fraction=0.9", r"key 'meta.exploit_fraction'"),
         ("meta.outer_gamma=1.5", r"key 'meta.outer_gamma': must be in \[0, 1\]"),
         ("meta.bootstrap_steps=2", r"key 'meta.bootstrap_steps': applies to one_step and unrolled"),
+        ("meta.init_distribution=uniform", r"key 'meta.init_distribution': needs meta.search_rad"),
+        ("meta.resample_probability=0.5", r"key 'meta.resample_probability': applies to method po"),
+        ("meta.search_radius=-1", r"key 'meta.search_radius'"),
     ],
 )
 def test_meta_config_errors_name_the_key(repo_configs, override, message):
     path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
-    extra = ["meta.method=population"] if "exploit" in override else []
+    extra = ["meta.method=population"] if "exploit" in override or "init_d" in override else []
     extra += ["meta.method=implicit"] if "bootstrap" in override else []
     with pytest.raises(config_lib.ConfigError, match=message):
         build_lib.load(path, [*extra, override])

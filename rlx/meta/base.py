@@ -34,6 +34,9 @@ class MetaStatic:
     fitness_window: int = 1  # population: fitness = mean primary return of the last N
     # population: the gradient method each member follows between exploit steps (the hybrid)
     member_gradient: str = "none"
+    # population: how members 1..P-1 start: "normal" (phi_0 + N(0, init_scale^2)) or
+    # "uniform" (each learned reward leaf drawn uniformly within search_radius of phi_0)
+    init_distribution: str = "normal"
     # Meta-gradients go through the last this many minibatch steps of an update (0: all).
     grad_steps: int = 0
     # Differentiate Adam's second moment and the clipping norm too (exact), or hold them
@@ -66,6 +69,8 @@ class MetaHparams:
     outer_max_grad_norm: jax.Array  # clip the outer gradient's global norm to this (0: off)
     outer_final_fraction: jax.Array  # the decayed schedules' last step / the first
     bootstrap_step_size: jax.Array  # BMG: the target's steps along the primary gradient
+    search_radius: jax.Array  # learned reward leaves stay within this of their start (0: off)
+    resample_probability: jax.Array  # population: a replaced member redraws phi in the box
 
 
 # Traced settings that have a neutral default (older callers need not name them).
@@ -73,6 +78,8 @@ META_HPARAM_DEFAULTS = {
     "outer_max_grad_norm": 0.0,
     "outer_final_fraction": 0.0,
     "bootstrap_step_size": 8.0,
+    "search_radius": 0.0,
+    "resample_probability": 0.0,
 }
 
 
@@ -166,6 +173,35 @@ def init_phi(hparams: ppo_lib.Hparams, learn_gamma: bool) -> dict:
         gamma = jnp.clip(hparams.gamma, 1e-4, 1 - 1e-4)
         phi["gamma_logit"] = jnp.log(gamma) - jnp.log1p(-gamma)
     return phi
+
+
+def clip_to_box(phi: dict, start: Any, mask: Any, radius: jax.Array) -> dict:
+    """``phi`` with its learned reward leaves (``mask``) clipped to ``start`` +- ``radius``
+    (``start``: the config's reward params; with ``parameterization: log_scale`` the weights
+    stay within a factor e^radius of the config's). ``radius`` 0: phi as is."""
+
+    def clip(x, x0, learned):
+        if not learned:
+            return x
+        return jnp.where(radius > 0, jnp.clip(x, x0 - radius, x0 + radius), x)
+
+    return {**phi, "reward_params": jax.tree.map(clip, phi["reward_params"], start, mask)}
+
+
+def draw_in_box(phi: dict, start: Any, mask: Any, radius: jax.Array, key: jax.Array) -> dict:
+    """``phi`` with each learned reward leaf drawn uniformly from ``start`` +- ``radius`` (the
+    other leaves, and the discount logit, as in ``phi``)."""
+    leaves, treedef = jax.tree.flatten(phi["reward_params"])
+    keys = jax.random.split(key, len(leaves))
+    drawn = [
+        x0 + radius * jax.random.uniform(k, jnp.shape(x0), jnp.result_type(x), -1.0, 1.0)
+        if learned
+        else x
+        for x, x0, learned, k in zip(
+            leaves, jax.tree.leaves(start), jax.tree.leaves(mask), keys, strict=True
+        )
+    ]
+    return {**phi, "reward_params": jax.tree.unflatten(treedef, drawn)}
 
 
 def with_phi(hparams: ppo_lib.Hparams, phi: dict) -> ppo_lib.Hparams:

@@ -54,6 +54,7 @@ from rlx.meta.base import (
     MetaHparams,
     MetaStatic,
     clip_outer_gradient,
+    clip_to_box,
     init_phi,
     learn_mask,
     outer_step_size,
@@ -368,6 +369,7 @@ def outer_step(meta: GradientMeta, state: MetaState, hps: Hps, out: OuterGradien
     updates, outer_opt = _outer_optimizer(step_size).update(clipped, state.outer_opt, phi)
     active = (state.iteration >= meta.static.warmup).astype(jnp.float32)
     phi = optax.apply_updates(phi, jax.tree.map(lambda u: active * u, updates))
+    phi = clip_to_box(phi, hparams.reward_params, meta.mask, meta_hparams.search_radius)
     key, critic_key = jax.random.split(train.key)
     critic, critic_opt, critic_loss = critic_update(
         meta.agent,

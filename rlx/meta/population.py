@@ -9,7 +9,12 @@ the worst ``exploit_fraction`` of the members copy the policy, value, optimizer 
 state, fitness history and phi of members drawn from the best fraction (exploit) and perturb
 the copied phi's learned leaves by Gaussian noise of scale ``perturb_scale`` (explore), as
 population-based training does. Members start from phi_0 plus noise of scale ``init_scale``
-(member 0 keeps phi_0).
+(member 0 keeps phi_0), or with ``init_distribution: uniform`` drawn uniformly within
+``search_radius`` of phi_0. ``search_radius`` R > 0 keeps every member's learned leaves within
+phi_0 +- R (under ``log_scale`` the weights within a factor e^R of the config's), and with
+``resample_probability`` p a replaced member draws its phi afresh in that box instead of
+perturbing the copy (PBT's resample explore): an escape from a region the whole population has
+drifted into, which neither the copy nor the members' gradients give.
 A member whose learner goes non-finite (params, obs, terms, rewards, losses) gets fitness -inf,
 is left out of the logged means (``meta/nonfinite_members`` counts it) and is replaced at that
 exploit step; the run diverges only when every member has.
@@ -36,6 +41,8 @@ from rlx import ppo as ppo_lib
 from rlx.meta.base import (
     Hps,
     MetaStatic,
+    clip_to_box,
+    draw_in_box,
     init_phi,
     learn_mask,
     phi_metrics,
@@ -137,18 +144,28 @@ def _perturb(phi, mask, scale, key):
     return jax.tree.unflatten(treedef, noisy)
 
 
-def init(pop: PopulationMeta, key: jax.Array, hps: Hps) -> PopulationState:
+def _initial_phis(pop: PopulationMeta, phi0, hps: Hps, key: jax.Array):
+    """[P] phi: member 0 at ``phi0``, the others around it (``init_distribution`` normal:
+    ``init_scale`` Gaussian noise; uniform: drawn within ``search_radius``), in the box."""
     hparams, meta_hparams = hps
+    keys = jax.random.split(key, pop.static.population_size)
+    radius = meta_hparams.search_radius
+    if pop.static.init_distribution == "uniform":
+        draw = lambda k: draw_in_box(phi0, hparams.reward_params, pop.mask, radius, k)
+    else:
+        draw = lambda k: _perturb(phi0, pop.mask, meta_hparams.init_scale, k)
+    phis = jax.vmap(lambda k: clip_to_box(draw(k), hparams.reward_params, pop.mask, radius))(keys)
+    return jax.tree.map(lambda p, p0: p.at[0].set(p0), phis, phi0)
+
+
+def init(pop: PopulationMeta, key: jax.Array, hps: Hps) -> PopulationState:
+    hparams, _ = hps
     size = pop.static.population_size
     k_train, k_phi, key = jax.random.split(key, 3)
     train = jax.vmap(pop.agent.init, in_axes=(0, None))(
         jax.random.split(k_train, size), hparams.reward_params
     )
-    phi0 = init_phi(hparams, pop.static.learn_gamma)
-    phis = jax.vmap(lambda k: _perturb(phi0, pop.mask, meta_hparams.init_scale, k))(
-        jax.random.split(k_phi, size)
-    )
-    phis = jax.tree.map(lambda p, p0: p.at[0].set(p0), phis, phi0)
+    phis = _initial_phis(pop, init_phi(hparams, pop.static.learn_gamma), hps, k_phi)
     return PopulationState(
         train=train,
         phi=phis,
@@ -188,18 +205,29 @@ def _choose(pop: PopulationMeta, key, fitness, finite):
     return source, replaced, key, k_noise
 
 
-def _explore(pop: PopulationMeta, phi, source, replaced, perturb_scale, k_noise):
-    """[P] phi after the copy, the replaced members' perturbed (explore)."""
+def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise):
+    """[P] phi after the copy, the replaced members' explored: perturbed by ``perturb_scale``
+    noise or, each with ``resample_probability``, drawn afresh within ``search_radius`` of the
+    config's start (PBT's resample); kept in that box."""
+    hparams, meta_hparams = hps
     size = pop.static.population_size
+    start, radius = hparams.reward_params, meta_hparams.search_radius
     copied = jax.tree.map(lambda x: x[source], phi)
-    noisy = jax.vmap(lambda p, k: _perturb(p, pop.mask, perturb_scale, k))(
+    noisy = jax.vmap(lambda p, k: _perturb(p, pop.mask, meta_hparams.perturb_scale, k))(
         copied, jax.random.split(k_noise, size)
     )
-    return jax.tree.map(
-        lambda n, p: jnp.where(replaced.reshape((-1,) + (1,) * (n.ndim - 1)), n, p),
-        noisy,
-        copied,
+    fresh = jax.vmap(lambda p, k: draw_in_box(p, start, pop.mask, radius, k))(
+        copied, jax.random.split(jax.random.fold_in(k_noise, 1), size)
     )
+    redraw = jax.random.uniform(jax.random.fold_in(k_noise, 2), (size,))
+    redraw = redraw < meta_hparams.resample_probability
+    pick = lambda flags, a, b: jax.tree.map(
+        lambda x, y: jnp.where(flags.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b
+    )
+    explored = jax.vmap(lambda p: clip_to_box(p, start, pop.mask, radius))(
+        pick(redraw, fresh, noisy)
+    )
+    return pick(replaced, explored, copied)
 
 
 def _copy_learner(train: ppo_lib.TrainState, source) -> ppo_lib.TrainState:
@@ -214,14 +242,12 @@ def _copy_learner(train: ppo_lib.TrainState, source) -> ppo_lib.TrainState:
     )
 
 
-def _exploit_explore(
-    pop: PopulationMeta, state: PopulationState, train, fitness, perturb_scale, finite
-):
+def _exploit_explore(pop: PopulationMeta, state: PopulationState, train, fitness, hps, finite):
     """The worst members, and every member that went non-finite, copy the learners and phi
     of members drawn from the best, and perturb the copied phi: (train', phi', fitness',
     source, key')."""
     source, replaced, key, k_noise = _choose(pop, state.key, fitness, finite)
-    phi = _explore(pop, state.phi, source, replaced, perturb_scale, k_noise)
+    phi = _explore(pop, state.phi, source, replaced, hps, k_noise)
     return _copy_learner(train, source), phi, fitness[source], source, key
 
 
@@ -251,12 +277,10 @@ def _population_metrics(pop: PopulationMeta, per_member, finite, fitness) -> dic
 
 def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
     """Every member's inner iterations, fitness, then exploit/explore: (state', metrics)."""
-    hparams, meta_hparams = hps
+    hparams, _ = hps
     train, metrics = jax.vmap(lambda t, p: _member(pop, t, p, hparams))(state.train, state.phi)
     per_member, finite, history, fitness = _fitness(state.history, metrics)
-    train, phi, fitness, source, key = _exploit_explore(
-        pop, state, train, fitness, meta_hparams.perturb_scale, finite
-    )
+    train, phi, fitness, source, key = _exploit_explore(pop, state, train, fitness, hps, finite)
     history = history[source]  # a copied learner brings its record
     out = _population_metrics(pop, per_member, finite, fitness)
     # The best member's phi leaves and gamma (no batch is kept to decode state-dependent
@@ -357,17 +381,12 @@ class HybridMeta(PopulationMeta):
     member: Any = None  # the members' GradientMeta (method = member_gradient)
 
     def init(self, key: jax.Array, hps: Hps) -> HybridState:
-        _, meta_hparams = hps
         size = self.static.population_size
         k_members, k_phi, key = jax.random.split(key, 3)
         members = jax.vmap(self.member.init, in_axes=(0, None))(
             jax.random.split(k_members, size), hps
         )
-        phi0 = jax.tree.map(lambda x: x[0], members.phi)
-        phis = jax.vmap(lambda k: _perturb(phi0, self.mask, meta_hparams.init_scale, k))(
-            jax.random.split(k_phi, size)
-        )
-        phis = jax.tree.map(lambda p, p0: p.at[0].set(p0), phis, phi0)
+        phis = _initial_phis(self, jax.tree.map(lambda x: x[0], members.phi), hps, k_phi)
         return HybridState(
             members=members.replace(phi=phis),
             fitness=jnp.full((size,), -jnp.inf, jnp.float32),
@@ -377,7 +396,7 @@ class HybridMeta(PopulationMeta):
         )
 
     def step(self, state: HybridState, hps: Hps) -> tuple[HybridState, dict]:
-        hparams, meta_hparams = hps
+        hparams, _ = hps
 
         def member(ms):
             step = lambda s, _: self.member.step(s, hps)
@@ -386,7 +405,7 @@ class HybridMeta(PopulationMeta):
         members, metrics = jax.vmap(member)(state.members)
         per_member, finite, history, fitness = _fitness(state.history, metrics)
         source, replaced, key, k_noise = _choose(self, state.key, fitness, finite)
-        phi = _explore(self, members.phi, source, replaced, meta_hparams.perturb_scale, k_noise)
+        phi = _explore(self, members.phi, source, replaced, hps, k_noise)
         copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
         members = members.replace(
             train=_copy_learner(members.train, source),

@@ -71,6 +71,20 @@ class MetaConfig:
     )
     perturb_scale: float = field(0.2, NON_NEGATIVE, "population: explore noise on phi")
     init_scale: float = field(0.5, NON_NEGATIVE, "population: initial spread of phi")
+    init_distribution: str = field(
+        "normal",
+        one_of(("normal", "uniform")),
+        "population: members start at phi + N(0, init_scale^2), or uniform within search_radius",
+    )
+    search_radius: float = field(
+        0.0,
+        NON_NEGATIVE,
+        "learned reward params stay within this of the config's (log_scale: weights within a "
+        "factor e^R); 0: unbounded",
+    )
+    resample_probability: float = field(
+        0.0, UNIT, "population: a replaced member redraws its phi within search_radius"
+    )
 
     def problems(self):
         gradient_only = {
@@ -91,6 +105,15 @@ class MetaConfig:
                         "population with member_gradient only"
                     ),
                 )
+        boxed = {
+            "init_distribution": self.init_distribution == "uniform",
+            "resample_probability": self.resample_probability > 0,
+        }
+        for key, used in boxed.items():
+            if used and self.method != "population":
+                yield key, "applies to method population only"
+            elif used and self.search_radius <= 0:
+                yield key, "needs meta.search_radius > 0 (the box to draw phi in)"
         if self.method == "population":
             problem = check_population(self.population_size, self.exploit_fraction)
             if problem is not None:
