@@ -346,6 +346,15 @@ def main() -> None:
         help="an override for the meta arms only (repeatable), e.g. --meta-set "
         "reward.parameterization=log_scale: the fixed arms stay exactly as they are",
     )
+    parser.add_argument(
+        "--arm-from",
+        action="append",
+        default=[],
+        metavar="ARM=FILE",
+        help="take a fixed arm's results from another run's JSON (e.g. A=docs/experiments/"
+        "bilevel_humanoid_gate.json), its seeds in this run's range: that run must have "
+        "covered them, with the same arm settings and budget",
+    )
     parser.add_argument("--one-arm", help=argparse.SUPPRESS)  # internal: run one arm, print JSON
     parser.add_argument("--arm-dir", help=argparse.SUPPRESS)  # internal: the arm's checkpoints
     parser.add_argument("overrides", nargs="*", help="dotted.key=value for every arm's config")
@@ -383,6 +392,10 @@ def main() -> None:
     # Recorded relative to the repo, so the command reads the same in any checkout.
     argv = [str(Path(a).relative_to(ROOT)) if a.startswith(f"{ROOT}/") else a for a in sys.argv]
     commands.append("python " + " ".join(argv))
+    for spec in args.arm_from:
+        arm, _, source = spec.partition("=")
+        results[arm] = arm_from(arm, Path(source), task, args)
+        print(f"[bilevel] arm {arm}: from {source}, final {results[arm]['mean']:.1f}")
     for arm, (kind, _) in arms(task, args.aux).items():
         if arm not in args.arms or arm in results:
             continue
@@ -405,6 +418,55 @@ def main() -> None:
     write(out, args, names, results, commands)
     if arms_dir.is_dir() and not any(arms_dir.iterdir()):
         arms_dir.rmdir()
+
+
+def arm_from(arm: str, source: Path, task: dict, args) -> dict:
+    """Arm ``arm``'s result in the bilevel JSON ``source``, cut to this run's seeds
+    (``--seed-start``, ``--seeds``). Exits with one line where the file lacks the arm or the
+    seeds, or ran the arm with other settings or another budget."""
+    source = source.resolve()
+    if not source.is_file():
+        raise SystemExit(f"--arm-from {arm}={source}: no such file")
+    data = json.loads(source.read_text())
+    meta, result = data["meta"], data["arms"].get(arm)
+    if result is None:
+        raise SystemExit(f"--arm-from {arm}={source}: the file has arms {sorted(data['arms'])}")
+    kind, overrides = arms(task, args.aux)[arm]
+    if kind != "plain" or result["overrides"] != overrides:
+        raise SystemExit(
+            f"--arm-from {arm}={source}: not the fixed arm {arm} of --task {args.task}"
+        )
+    lo = args.seed_start - meta["seed_start"]
+    if lo < 0 or lo + args.seeds > meta["seeds"]:
+        raise SystemExit(
+            f"--arm-from {arm}={source}: it ran seeds {meta['seed_start']}-"
+            f"{meta['seed_start'] + meta['seeds'] - 1}, not {args.seed_start}-"
+            f"{args.seed_start + args.seeds - 1}"
+        )
+    cfg = load(ROOT / task["config"], overrides, args.overrides)
+    chunk = cfg.train.num_envs * cfg.train.unroll_length * cfg.run.chunk_iterations
+    if abs(result["env_steps"][-1] - cfg.train.total_steps) > chunk:
+        raise SystemExit(
+            f"--arm-from {arm}={source}: it ran {result['env_steps'][-1]} env steps per "
+            f"learner, this run {cfg.train.total_steps}"
+        )
+    n = meta["seeds"]
+    cut = lambda v: (
+        np.asarray(v)[..., lo : lo + args.seeds].tolist()
+        if np.ndim(v) and np.shape(v)[-1] == n
+        else v
+    )
+    out = {
+        k: ({kk: cut(vv) for kk, vv in v.items()} if isinstance(v, dict) else cut(v))
+        for k, v in result.items()
+        if k not in ("overrides", "kind")
+    }
+    out |= {"kind": result["kind"], "overrides": overrides}
+    final = np.asarray(out["final"])
+    out |= {"ci95": bootstrap_ci(final), "mean": float(final.mean())}
+    out["from"] = f"{source.relative_to(ROOT) if source.is_relative_to(ROOT) else source}"
+    out["from"] += f", seeds {args.seed_start}-{args.seed_start + args.seeds - 1} of its {n}"
+    return out
 
 
 def method_label(meta) -> str:
@@ -506,6 +568,11 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
             f"| {weights or '-'} "
             f"| {'-' if g is None else f'{g.mean():.4f}'} | {r['wall_s']:.0f} |"
         )
+    per_seed = (f"{arm} {', '.join(f'{v:.1f}' for v in r['final'])}" for arm, r in results.items())
+    lines += ["", "Final eval primary return per seed: " + "; ".join(per_seed)]
+    taken = [f"- {arm}: from `{r['from']}`" for arm, r in results.items() if r.get("from")]
+    if taken:
+        lines += ["", "Arms taken from another run (wall s is that whole run's):", *taken]
     with_terms = {arm: r for arm, r in results.items() if r.get("eval_terms")}
     if with_terms:
         lines += [
