@@ -206,3 +206,39 @@ def test_bilevel_lure_task_learns_the_lure_terms_only():
         "upright",
     }
     assert arms["E"][1]["meta"]["learn"] == ["combine/standing", "combine/upright"]
+
+
+def test_bilevel_arm_from_cuts_another_runs_arm_to_this_runs_seeds(tmp_path):
+    """--arm-from: arm A of a 4-seed run from seed 2 serves a 2-seed run from seed 3 (its
+    seeds 3-4), and refuses seeds it did not run, another budget and other arm settings."""
+    import argparse
+
+    import numpy as np
+
+    bilevel = _bilevel()
+    task = bilevel.TASKS["cartpole"]
+    _, overrides = bilevel.arms(task, "bad")["A"]
+    cfg = bilevel.load(bilevel.ROOT / task["config"], overrides, [])
+    steps = [cfg.train.total_steps // 2, cfg.train.total_steps]
+    arm = {
+        "env_steps": steps, "final": [1.0, 2.0, 3.0, 4.0],
+        "eval_primary": [[0.0] * 4, [1, 2, 3, 4]],
+        "eval_terms": {"reward": [[0.0] * 4, [5, 6, 7, 8]]}, "eval_length": [], "weight": [],
+        "gamma": [], "weights": {}, "wall_s": 9.0, "kind": "plain", "overrides": overrides,
+        "restarts": 0,
+    }  # fmt: skip
+    source = tmp_path / "run.json"
+    source.write_text(json.dumps({"meta": {"seeds": 4, "seed_start": 2}, "arms": {"A": arm}}))
+    args = argparse.Namespace(seed_start=3, seeds=2, aux="bad", task="cartpole", overrides=[])
+    got = bilevel.arm_from("A", source, task, args)
+    assert got["final"] == [2.0, 3.0] and got["eval_primary"][-1] == [2, 3]
+    assert got["eval_terms"]["reward"][-1] == [6, 7] and got["mean"] == 2.5
+    assert "seeds 3-4 of its 4" in got["from"] and np.isfinite(got["ci95"]).all()
+    with pytest.raises(SystemExit, match="it ran seeds 2-5, not 5-6"):
+        bilevel.arm_from("A", source, task, argparse.Namespace(**{**vars(args), "seed_start": 5}))
+    longer = argparse.Namespace(**{**vars(args), "overrides": ["train.total_steps=9000000"]})
+    with pytest.raises(SystemExit, match="env steps per learner, this run 9000000"):
+        bilevel.arm_from("A", source, task, longer)
+    source.write_text(json.dumps({"meta": {"seeds": 4, "seed_start": 2}, "arms": {"B": arm}}))
+    with pytest.raises(SystemExit, match="not the fixed arm B"):  # B's weights are not A's
+        bilevel.arm_from("B", source, task, args)
