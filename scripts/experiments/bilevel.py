@@ -436,11 +436,12 @@ def arm_from(arm: str, source: Path, task: dict, args) -> dict:
         raise SystemExit(
             f"--arm-from {arm}={source}: not the fixed arm {arm} of --task {args.task}"
         )
-    lo = args.seed_start - meta["seed_start"]
+    first = meta.get("seed_start", 0)  # runs written before --seed-start began at 0
+    lo = args.seed_start - first
     if lo < 0 or lo + args.seeds > meta["seeds"]:
         raise SystemExit(
-            f"--arm-from {arm}={source}: it ran seeds {meta['seed_start']}-"
-            f"{meta['seed_start'] + meta['seeds'] - 1}, not {args.seed_start}-"
+            f"--arm-from {arm}={source}: it ran seeds {first}-"
+            f"{first + meta['seeds'] - 1}, not {args.seed_start}-"
             f"{args.seed_start + args.seeds - 1}"
         )
     cfg = load(ROOT / task["config"], overrides, args.overrides)
@@ -572,7 +573,8 @@ def write(out: Path, args, names: tuple[str, ...], results: dict, commands: list
     lines += ["", "Final eval primary return per seed: " + "; ".join(per_seed)]
     taken = [f"- {arm}: from `{r['from']}`" for arm, r in results.items() if r.get("from")]
     if taken:
-        lines += ["", "Arms taken from another run (wall s is that whole run's):", *taken]
+        note = "Arms taken from another run (wall s: the arm's there, all its seeds):"
+        lines += ["", note, *taken]
     with_terms = {arm: r for arm, r in results.items() if r.get("eval_terms")}
     if with_terms:
         lines += [
