@@ -401,14 +401,13 @@ def test_search_radius_boxes_phi_and_a_replaced_member_can_resample_in_the_box()
     lures = np.asarray(state.phi["reward_params"]["lure"])
     assert lures[0] == 2.0 and len(set(lures.tolist())) == 4  # member 0 at the start
     assert np.all(np.abs(lures - 2.0) <= radius + 1e-6), lures
-    state, _ = jax.jit(lambda s, h: pop.chunk(s, h, 5))(state, (hp, mh))
-    lures = np.asarray(state.phi["reward_params"]["lure"])
-    assert np.all(np.abs(lures - 2.0) <= radius + 1e-6), lures  # noise of 5 clipped to the box
-
     source, replaced = jnp.asarray([0, 1, 0, 0]), jnp.asarray([False, False, True, True])
     explore = lambda p: population._explore(
         pop, state.phi, source, replaced, (hp, mh.replace(**p)), jax.random.key(2)
     )
+    noisy = explore({"perturb_scale": 5.0, "resample_probability": 0.0})["reward_params"]
+    assert np.all(np.abs(np.asarray(noisy["lure"]) - 2.0) <= radius + 1e-6)  # clipped to the box
+    assert len(set(np.asarray(noisy["lure"])[2:].tolist())) == 2  # each its own noise
     kept = explore({"perturb_scale": 0.0, "resample_probability": 0.0})
     drawn = explore({"perturb_scale": 0.0, "resample_probability": 1.0})
     copy = np.asarray(state.phi["reward_params"]["lure"])[0]
