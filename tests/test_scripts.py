@@ -219,11 +219,11 @@ def test_bilevel_arm_from_cuts_another_runs_arm_to_this_runs_seeds(tmp_path):
     task = bilevel.TASKS["cartpole"]
     _, overrides = bilevel.arms(task, "bad")["A"]
     cfg = bilevel.load(bilevel.ROOT / task["config"], overrides, [])
-    steps = [cfg.train.total_steps // 2, cfg.train.total_steps]
+    steps = [cfg.train.total_steps * i // 4 for i in range(1, 5)]  # as many evals as seeds
     arm = {
         "env_steps": steps, "final": [1.0, 2.0, 3.0, 4.0],
-        "eval_primary": [[0.0] * 4, [1, 2, 3, 4]],
-        "eval_terms": {"reward": [[0.0] * 4, [5, 6, 7, 8]]}, "eval_length": [], "weight": [],
+        "eval_primary": [[0.0] * 4] * 3 + [[1, 2, 3, 4]],
+        "eval_terms": {"reward": [[0.0] * 4] * 3 + [[5, 6, 7, 8]]}, "eval_length": [], "weight": [],
         "gamma": [], "weights": {}, "wall_s": 9.0, "kind": "plain", "overrides": overrides,
         "restarts": 0,
     }  # fmt: skip
@@ -234,6 +234,9 @@ def test_bilevel_arm_from_cuts_another_runs_arm_to_this_runs_seeds(tmp_path):
     assert got["final"] == [2.0, 3.0] and got["eval_primary"][-1] == [2, 3]
     assert got["eval_terms"]["reward"][-1] == [6, 7] and got["mean"] == 2.5
     assert "seeds 3-4 of its 4" in got["from"] and np.isfinite(got["ci95"]).all()
+    assert got["env_steps"] == steps  # one per eval, not per seed: never cut
+    with pytest.raises(SystemExit, match="has no arm Z"):
+        bilevel.arm_from("Z", source, task, args)
     with pytest.raises(SystemExit, match="it ran seeds 2-5, not 5-6"):
         bilevel.arm_from("A", source, task, argparse.Namespace(**{**vars(args), "seed_start": 5}))
     longer = argparse.Namespace(**{**vars(args), "overrides": ["train.total_steps=9000000"]})

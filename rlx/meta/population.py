@@ -216,10 +216,13 @@ def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise):
     noisy = jax.vmap(lambda p, k: _perturb(p, pop.mask, meta_hparams.perturb_scale, k))(
         copied, jax.random.split(k_noise, size)
     )
+    # Keys apart from the members' noise keys (split(k_noise, P)[i] is fold_in(k_noise, i)).
+    k_fresh, k_redraw = jax.random.split(jax.random.fold_in(k_noise, size))
+    # A resampled member draws its reward leaves afresh; its discount logit is perturbed.
     fresh = jax.vmap(lambda p, k: draw_in_box(p, start, pop.mask, radius, k))(
-        copied, jax.random.split(jax.random.fold_in(k_noise, 1), size)
+        noisy, jax.random.split(k_fresh, size)
     )
-    redraw = jax.random.uniform(jax.random.fold_in(k_noise, 2), (size,))
+    redraw = jax.random.uniform(k_redraw, (size,))
     redraw = redraw < meta_hparams.resample_probability
     pick = lambda flags, a, b: jax.tree.map(
         lambda x, y: jnp.where(flags.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b

@@ -424,6 +424,8 @@ def arm_from(arm: str, source: Path, task: dict, args) -> dict:
     """Arm ``arm``'s result in the bilevel JSON ``source``, cut to this run's seeds
     (``--seed-start``, ``--seeds``). Exits with one line where the file lacks the arm or the
     seeds, or ran the arm with other settings or another budget."""
+    if arm not in arms(task, args.aux):
+        raise SystemExit(f"--arm-from {arm}={source}: --task {args.task} has no arm {arm}")
     source = source.resolve()
     if not source.is_file():
         raise SystemExit(f"--arm-from {arm}={source}: no such file")
@@ -452,16 +454,15 @@ def arm_from(arm: str, source: Path, task: dict, args) -> dict:
             f"learner, this run {cfg.train.total_steps}"
         )
     n = meta["seeds"]
-    cut = lambda v: (
-        np.asarray(v)[..., lo : lo + args.seeds].tolist()
-        if np.ndim(v) and np.shape(v)[-1] == n
-        else v
-    )
-    out = {
-        k: ({kk: cut(vv) for kk, vv in v.items()} if isinstance(v, dict) else cut(v))
-        for k, v in result.items()
-        if k not in ("overrides", "kind")
-    }
+    # The per-seed fields ([..., seeds]); the rest (env_steps, wall_s, ...) is copied as is.
+    per_seed = ("final", "eval_primary", "eval_length", "weight", "gamma", "weights", "eval_terms")
+    cut = lambda v: np.asarray(v)[..., lo : lo + args.seeds].tolist() if np.size(v) else v
+    out = {k: v for k, v in result.items() if k not in ("overrides", "kind")}
+    for k in per_seed:
+        if isinstance(out.get(k), dict):
+            out[k] = {name: cut(v) for name, v in out[k].items()}
+        elif k in out:
+            out[k] = cut(out[k])
     out |= {"kind": result["kind"], "overrides": overrides}
     final = np.asarray(out["final"])
     out |= {"ci95": bootstrap_ci(final), "mean": float(final.mean())}
