@@ -16,7 +16,8 @@ RANGES = {"mass": (0.5, 2.0), "friction": (0.8, 1.2), "actuator_gain": (0.25, 0.
 def randomized_rollout():
     """4 randomised reach envs, same keys and actions, from the same first state with its
     drawn scales and with every scale 1 (one compiled rollout for both, since a second env
-    would be a second compile): (states_dr, states_plain), each (first, [6] stepped)."""
+    would be a second compile): (states_dr, states_plain), each (first, [6] stepped). "Plain"
+    holds until the episode ends at step 4, whose reset draws new scales."""
     env = envs.make("reach", episode_length=4, randomize=RANGES)
     batched = envs.VmapWrapper(env)
     size = env.action_space.size

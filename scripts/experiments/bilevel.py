@@ -424,7 +424,8 @@ def arm_from(arm: str, source: Path, task: dict, args) -> dict:
     """Arm ``arm``'s result in the bilevel JSON ``source``, cut to this run's seeds
     (``--seed-start``, ``--seeds``). Exits with one line where the file lacks the arm or the
     seeds, or ran the arm with other settings or another budget."""
-    if arm not in arms(task, args.aux):
+    task_arms = arms(task, args.aux)
+    if arm not in task_arms:
         raise SystemExit(f"--arm-from {arm}={source}: --task {args.task} has no arm {arm}")
     source = source.resolve()
     if not source.is_file():
@@ -433,7 +434,7 @@ def arm_from(arm: str, source: Path, task: dict, args) -> dict:
     meta, result = data["meta"], data["arms"].get(arm)
     if result is None:
         raise SystemExit(f"--arm-from {arm}={source}: the file has arms {sorted(data['arms'])}")
-    kind, overrides = arms(task, args.aux)[arm]
+    kind, overrides = task_arms[arm]
     if kind != "plain" or result["overrides"] != overrides:
         raise SystemExit(
             f"--arm-from {arm}={source}: not the fixed arm {arm} of --task {args.task}"
