@@ -76,12 +76,12 @@ def unroll(
     """
     dist, batched = actor.dist, actor.batched
 
-    def one_step(env_state: EnvState, step_key: jax.Array):
+    def one_step(env_state: EnvState, step_noise):
         dist_params = policy_params(actor, params, obs_stats, env_state.obs)
         if deterministic:
             action = dist.mode(dist_params)
         else:
-            action = dist.sample(dist_params, step_key)
+            action = dist.from_noise(dist_params, step_noise)
         log_prob = dist.log_prob(dist_params, action)
         next_state = batched.step(env_state, dist.to_env(action))
         transition = Transition(
@@ -99,7 +99,16 @@ def unroll(
         )
         return next_state, transition
 
-    return jax.lax.scan(one_step, env_state, jax.random.split(key, length))
+    # Every step's action noise in one vectorised draw ahead of the scan, from the same
+    # per-step keys (the same draws as sampling inside each step; see Distribution.from_noise
+    # for the Gaussian's last bit): one PRNG kernel per rollout instead of one per step.
+    step_keys = jax.random.split(key, length)
+    if deterministic:
+        noise = None
+    else:
+        batch_shape = env_state.obs.shape[:1]
+        noise = jax.vmap(lambda k: dist.noise(k, batch_shape))(step_keys)
+    return jax.lax.scan(one_step, env_state, noise, length=length)
 
 
 def value_pass(

@@ -24,6 +24,15 @@ class Distribution(NamedTuple):
     to_env(raw) -> the action the env takes.
     kl(p_params, q_params) -> [...] KL(p || q), closed form (a bootstrapped meta-gradient's
     matching loss).
+    noise(key, batch_shape) -> the random draw a sample takes for params of shape
+    [*batch_shape, P] (Gumbel noise [*batch_shape, P] for a categorical, standard normal
+    [*batch_shape, A] for a Gaussian).
+    from_noise(dist_params, noise) -> raw action: ``sample(p, key) ==
+    from_noise(p, noise(key, p.shape[:-1]))``, so a rollout can draw all its steps' noise in one
+    vectorised call before its scan instead of one small call per step. The same draws; inside
+    a larger compiled program the Gaussian's ``mean + std * noise`` can round differently in
+    the last bit (XLA fuses it differently once the noise is its own array), the categorical's
+    argmax cannot.
     """
 
     param_size: int
@@ -33,6 +42,8 @@ class Distribution(NamedTuple):
     mode: Callable
     to_env: Callable
     kl: Callable
+    noise: Callable
+    from_noise: Callable
 
 
 def categorical(num_actions: int) -> Distribution:
@@ -50,14 +61,24 @@ def categorical(num_actions: int) -> Distribution:
         logp, logq = jax.nn.log_softmax(p_logits), jax.nn.log_softmax(q_logits)
         return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
 
+    # jax.random.categorical(key, logits) is argmax(gumbel(key, logits.shape) + logits): the
+    # same two steps, split so the noise can be drawn ahead.
+    def noise(key, batch_shape):
+        return jax.random.gumbel(key, (*batch_shape, num_actions), jnp.float32)
+
+    def from_noise(logits, gumbel):
+        return jnp.argmax(gumbel.astype(logits.dtype) + logits, axis=-1).astype(jnp.int32)
+
     return Distribution(
         param_size=num_actions,
-        sample=lambda logits, key: jax.random.categorical(key, logits).astype(jnp.int32),
+        sample=lambda logits, key: from_noise(logits, noise(key, logits.shape[:-1])),
         log_prob=log_prob,
         entropy=entropy,
         mode=lambda logits: jnp.argmax(logits, axis=-1).astype(jnp.int32),
         to_env=lambda action: action,
         kl=kl,
+        noise=noise,
+        from_noise=from_noise,
     )
 
 
@@ -73,9 +94,15 @@ def tanh_normal(size: int, low: float, high: float) -> Distribution:
         mean, log_std = jnp.split(params, 2, axis=-1)
         return mean, jnp.clip(log_std, -5.0, 2.0)
 
-    def sample(params, key):
+    def noise(key, batch_shape):
+        return jax.random.normal(key, (*batch_shape, size))
+
+    def from_noise(params, eps):
         mean, log_std = split(params)
-        return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return mean + jnp.exp(log_std) * eps
+
+    def sample(params, key):
+        return from_noise(params, noise(key, params.shape[:-1]))
 
     def log_prob(params, raw):
         mean, log_std = split(params)
@@ -108,6 +135,8 @@ def tanh_normal(size: int, low: float, high: float) -> Distribution:
         mode=lambda params: split(params)[0],
         to_env=to_env,
         kl=kl,
+        noise=noise,
+        from_noise=from_noise,
     )
 
 

@@ -406,8 +406,9 @@ def _markdown(result: dict, seeds: int) -> str:
         "PureJaxRL's settings for both, 499,712 env steps, no eval inside the timed run. "
         "Both processes start through this script, so both run with rlx's CPU runtime "
         "settings (`rlx.runtime`: XLA's concurrency-optimised scheduler off, synchronous "
-        "dispatch); measured for rejax, 1 seed: 7.1 and 6.9 s with them, 7.1 and 7.1 s "
-        "without. Each measurement is read on two clocks:\n\n"
+        "dispatch, JAX's threefry lowered as straight-line code instead of a loop; what that "
+        "last one buys is measured in `docs/bench_threefry.md`), the peer included. Each "
+        "measurement is read on two clocks:\n\n"
         + "".join(f"- **{clock.replace('_', ' ')}**: {text}\n" for clock, text in CLOCKS.items())
         + "\n| seeds (vmapped) | clock | rlx wall s, per round | rejax wall s, per round "
         "| rlx speed / rejax's (ratio of means) |\n|---|---|---|---|---|\n"

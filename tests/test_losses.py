@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -66,3 +67,23 @@ def test_categorical_log_prob_and_mode():
     assert int(dist.mode(logits)[0]) == 1
     h = -(0.2 * np.log(0.2) + 0.5 * np.log(0.5) + 0.3 * np.log(0.3))
     assert float(dist.entropy(logits)[0]) == pytest.approx(h, rel=1e-5)
+
+
+@pytest.mark.parametrize("dist", [categorical(3), tanh_normal(size=2, low=-1.0, high=1.0)])
+def test_noise_drawn_ahead_samples_what_sample_draws(dist):
+    """A rollout draws every step's noise in one vmapped call before its scan
+    (rlx.acting.unroll): that must give the very actions per-step sampling gives, and
+    jax.random.categorical / normal's own draws."""
+    keys = jax.random.split(jax.random.key(3), 7)  # 7 steps
+    params = jax.random.normal(jax.random.key(4), (7, 5, dist.param_size))  # [T, B, P]
+    per_step = jnp.stack([dist.sample(params[t], keys[t]) for t in range(7)])
+    noise = jax.vmap(lambda k: dist.noise(k, (5,)))(keys)
+    ahead = jax.vmap(dist.from_noise)(params, noise)
+    np.testing.assert_array_equal(per_step, ahead)
+    if dist.param_size == 3:  # categorical: jax's own sampler
+        direct = jnp.stack([jax.random.categorical(keys[t], params[t]) for t in range(7)])
+    else:
+        mean, log_std = jnp.split(params, 2, axis=-1)
+        eps = jnp.stack([jax.random.normal(keys[t], mean.shape[1:]) for t in range(7)])
+        direct = mean + jnp.exp(jnp.clip(log_std, -5.0, 2.0)) * eps
+    np.testing.assert_array_equal(per_step, direct)
