@@ -30,7 +30,8 @@ xla_cpu_flags()
 
 
 def configure() -> None:
-    """Turns off asynchronous dispatch on the CPU backend (GPU/TPU are untouched).
+    """Turns off asynchronous dispatch on the CPU backend (GPU/TPU are untouched) and lowers
+    threefry as straight-line code there (``threefry_unrolled_on_cpu``).
 
     On these 2-core machines jaxlib 0.10.2's CPU runtime was seen to wedge, every worker idle
     and the caller waiting forever for a result, when several large programs ran in one
