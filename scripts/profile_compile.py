@@ -77,7 +77,7 @@ def profile(engine: str, seeds: int, timeout_s: float = 600) -> dict:
         group = _group(name, op_name)
         groups[group][f"{kind.lower()}_s"] += seconds
         groups[group]["kernels"] += kind == "LLVM"
-        if group == "PRNG call sites" and kind == "LLVM":
+        if group.startswith("PRNG") and kind == "LLVM":
             threefry_sites.append({"kernel": name, "llvm_s": seconds, "op_name": op_name})
     totals = {}
     for what, value, unit in TOTAL.findall(log):
@@ -149,11 +149,16 @@ def _markdown(result: dict) -> str:
             g = e["groups"].get(name)
             cells.append(f"{g['llvm_s'] + g['mlir_s']:.2f} ({g['kernels']} kernels)" if g else "-")
         lines.append(f"| kernels: {name}, MLIR + LLVM (s) | " + " | ".join(cells) + " |")
-    lines += ["", "PRNG call sites (init and train loop), by LLVM compile time:", ""]
+    lines += [
+        "",
+        "PRNG kernels (call sites and fusions, init and train loop), the 12 slowest by "
+        "LLVM compile time:",
+        "",
+    ]
     for e in engines:
-        sites = e["threefry_sites"]
+        sites = e["threefry_sites"][:12]
         listed = "; ".join(f"{s['llvm_s'] * 1e3:.0f} ms `{_short(s['op_name'])}`" for s in sites)
-        lines.append(f"- {e['engine']} ({len(sites)}): {listed}")
+        lines.append(f"- {e['engine']} ({len(e['threefry_sites'])}): {listed}")
     return "\n".join(lines) + "\n"
 
 
