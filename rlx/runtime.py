@@ -60,14 +60,25 @@ def threefry_unrolled_on_cpu() -> bool:
     """
     if os.environ.get("RLX_THREEFRY_ROLLED", "0") == "1":
         return False
+    return threefry_form_on_cpu("straight")
+
+
+def threefry_form_on_cpu(form: str) -> bool:
+    """Registers ``form`` (``'straight'``: straight-line code; ``'loop'``: JAX's CPU default)
+    as threefry's CPU lowering for programs lowered afterwards; False where this JAX lacks the
+    private module (nothing changed)."""
     try:
         from jax._src.random import threefry2x32 as threefry
         from jax.interpreters import mlir
 
-        primitive, rule = threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule
+        rules = {
+            "straight": threefry._threefry2x32_lowering_rule,
+            "loop": threefry._threefry2x32_cpu_lowering_rule,
+        }
+        primitive = threefry.threefry2x32_p
     except (ImportError, AttributeError):
         return False
-    mlir.register_lowering(primitive, rule, platform="cpu")
+    mlir.register_lowering(primitive, rules[form], platform="cpu")
     return True
 
 

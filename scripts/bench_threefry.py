@@ -36,21 +36,10 @@ from rlx import runtime  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _set_form(form: str) -> None:
-    from jax._src.random import threefry2x32 as threefry
-    from jax.interpreters import mlir
-
-    rule = {
-        "loop": threefry._threefry2x32_cpu_lowering_rule,
-        "straight": threefry._threefry2x32_lowering_rule,
-    }[form]
-    mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")
-
-
 def _program(num_seeds: int, iterations: int, form: str):
     from rlx import build as build_lib
 
-    _set_form(form)
+    runtime.threefry_form_on_cpu(form)
     config = bench_cartpole.load(chunk_iterations=iterations)
     built = build_lib.build(config)
     agent, hparams = built.agent, built.hparams

@@ -2,8 +2,6 @@
 
 import jax
 import numpy as np
-from jax._src.random import threefry2x32 as threefry
-from jax.interpreters import mlir
 
 from rlx import runtime
 
@@ -20,9 +18,7 @@ def test_threefry_is_straight_line_on_the_cpu_and_draws_the_same_bits():
     bits, text = _bits_and_hlo()
     assert "stablehlo.while" not in text
     try:  # JAX's own CPU form: a loop per draw, the same bits
-        mlir.register_lowering(
-            threefry.threefry2x32_p, threefry._threefry2x32_cpu_lowering_rule, platform="cpu"
-        )
+        assert runtime.threefry_form_on_cpu("loop")
         rolled_bits, rolled_text = _bits_and_hlo()
     finally:
         runtime.threefry_unrolled_on_cpu()
