@@ -416,3 +416,29 @@ def test_search_radius_boxes_phi_and_a_replaced_member_can_resample_in_the_box()
     assert fresh[2] != copy and fresh[3] != copy and fresh[2] != fresh[3]
     assert np.all(np.abs(fresh - 2.0) <= radius + 1e-6)
     np.testing.assert_array_equal(fresh[:2], np.asarray(state.phi["reward_params"]["lure"])[:2])
+
+
+def test_resample_until_stops_resampling_after_that_fraction_of_the_run():
+    """resample_until 0.5 of a 10-meta-iteration run: a replaced member redraws its phi at
+    meta-iteration 4 and perturbs its copy from 5 on (perturb_scale 0: keeps it exactly)."""
+    from rlx.meta import population
+
+    pop, (hp, mh) = lure_meta("population", init_distribution="uniform", total_iterations=10)
+    mh = mh.replace(
+        search_radius=jnp.float32(0.25),
+        perturb_scale=jnp.float32(0.0),
+        resample_probability=jnp.float32(1.0),
+        resample_until=jnp.float32(0.5),
+    )
+    state = jax.jit(pop.init)(jax.random.key(1), (hp, mh))
+    source, replaced = jnp.asarray([0, 1, 0, 0]), jnp.asarray([False, False, True, True])
+    explore = jax.jit(
+        lambda i: population._explore(
+            pop, state.phi, source, replaced, (hp, mh), jax.random.key(2), i
+        )["reward_params"]["lure"]
+    )
+    copy = float(state.phi["reward_params"]["lure"][0])
+    early, late = np.asarray(explore(jnp.int32(4))), np.asarray(explore(jnp.int32(5)))
+    assert early[2] != copy and early[3] != copy  # redrawn in the box
+    np.testing.assert_array_equal(late[2:], [copy, copy])  # the copy, kept
+    np.testing.assert_array_equal(late[:2], np.asarray(state.phi["reward_params"]["lure"])[:2])

@@ -109,6 +109,7 @@ def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs, extra):
         ("meta.init_distribution=uniform", r"key 'meta.init_distribution': needs meta.search_rad"),
         ("meta.resample_probability=0.5", r"key 'meta.resample_probability': applies to method po"),
         ("meta.search_radius=-1", r"key 'meta.search_radius'"),
+        ("meta.resample_until=0.5", r"key 'meta.resample_until': applies to method population"),
     ],
 )
 def test_meta_config_errors_name_the_key(repo_configs, override, message):

@@ -71,6 +71,9 @@ class MetaHparams:
     bootstrap_step_size: jax.Array  # BMG: the target's steps along the primary gradient
     search_radius: jax.Array  # learned reward leaves stay within this of their start (0: off)
     resample_probability: jax.Array  # population: a replaced member redraws phi in the box
+    # population: resampling happens during this first fraction of the run's meta-iterations
+    # only (1: throughout); after it a replaced member perturbs its copy, so the search settles
+    resample_until: jax.Array
 
 
 # Traced settings that have a neutral default (older callers need not name them).
@@ -80,6 +83,7 @@ META_HPARAM_DEFAULTS = {
     "bootstrap_step_size": 8.0,
     "search_radius": 0.0,
     "resample_probability": 0.0,
+    "resample_until": 1.0,
 }
 
 

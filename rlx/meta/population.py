@@ -14,7 +14,9 @@ population-based training does. Members start from phi_0 plus noise of scale ``i
 phi_0 +- R (under ``log_scale`` the weights within a factor e^R of the config's), and with
 ``resample_probability`` p a replaced member draws its phi afresh in that box instead of
 perturbing the copy (PBT's resample explore): an escape from a region the whole population has
-drifted into, which neither the copy nor the members' gradients give.
+drifted into, which neither the copy nor the members' gradients give. ``resample_until`` u < 1
+resamples during the first u of the run's meta-iterations only, then perturbs, so that the
+search can settle on the weights it found.
 A member whose learner goes non-finite (params, obs, terms, rewards, losses) gets fitness -inf,
 is left out of the logged means (``meta/nonfinite_members`` counts it) and is replaced at that
 exploit step; the run diverges only when every member has.
@@ -205,10 +207,18 @@ def _choose(pop: PopulationMeta, key, fitness, finite):
     return source, replaced, key, k_noise
 
 
-def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise):
+def _resampling(pop: PopulationMeta, iteration: jax.Array, meta_hparams) -> jax.Array:
+    """[] bool: whether a replaced member may still resample at meta-iteration ``iteration``
+    (during the first ``resample_until`` of the run's ``total_iterations``)."""
+    total = max(pop.static.total_iterations, 1)
+    return iteration < meta_hparams.resample_until * total
+
+
+def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise, iteration=None):
     """[P] phi after the copy, the replaced members' explored: perturbed by ``perturb_scale``
-    noise or, each with ``resample_probability``, drawn afresh within ``search_radius`` of the
-    config's start (PBT's resample); kept in that box."""
+    noise or, each with ``resample_probability`` while ``_resampling`` at meta-iteration
+    ``iteration`` (None: always), drawn afresh within ``search_radius`` of the config's start
+    (PBT's resample); kept in that box."""
     hparams, meta_hparams = hps
     size = pop.static.population_size
     start, radius = hparams.reward_params, meta_hparams.search_radius
@@ -224,6 +234,8 @@ def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise):
     )
     redraw = jax.random.uniform(k_redraw, (size,))
     redraw = redraw < meta_hparams.resample_probability
+    if iteration is not None:
+        redraw = redraw & _resampling(pop, iteration, meta_hparams)
     pick = lambda flags, a, b: jax.tree.map(
         lambda x, y: jnp.where(flags.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b
     )
@@ -250,7 +262,7 @@ def _exploit_explore(pop: PopulationMeta, state: PopulationState, train, fitness
     of members drawn from the best, and perturb the copied phi: (train', phi', fitness',
     source, key')."""
     source, replaced, key, k_noise = _choose(pop, state.key, fitness, finite)
-    phi = _explore(pop, state.phi, source, replaced, hps, k_noise)
+    phi = _explore(pop, state.phi, source, replaced, hps, k_noise, state.iteration)
     return _copy_learner(train, source), phi, fitness[source], source, key
 
 
@@ -408,7 +420,7 @@ class HybridMeta(PopulationMeta):
         members, metrics = jax.vmap(member)(state.members)
         per_member, finite, history, fitness = _fitness(state.history, metrics)
         source, replaced, key, k_noise = _choose(self, state.key, fitness, finite)
-        phi = _explore(self, members.phi, source, replaced, hps, k_noise)
+        phi = _explore(self, members.phi, source, replaced, hps, k_noise, state.iteration)
         copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
         members = members.replace(
             train=_copy_learner(members.train, source),

@@ -85,6 +85,12 @@ class MetaConfig:
     resample_probability: float = field(
         0.0, UNIT, "population: a replaced member redraws its phi within search_radius"
     )
+    resample_until: float = field(
+        1.0,
+        UNIT,
+        "population: resample only during this first fraction of the run's meta-iterations, "
+        "then perturb only (1: throughout)",
+    )
 
     def problems(self):
         gradient_only = {
@@ -108,6 +114,7 @@ class MetaConfig:
         boxed = {
             "init_distribution": self.init_distribution == "uniform",
             "resample_probability": self.resample_probability > 0,
+            "resample_until": self.resample_until < 1,
         }
         for key, used in boxed.items():
             if used and self.method != "population":
