@@ -36,6 +36,7 @@ from rlx.schema import (
 )
 
 ACTIVATIONS = ("tanh", "relu", "swish", "elu")
+GRADIENT_CLIPS = ("global_norm", "elementwise")  # rlx.optim.ppo_optimizer's clip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,17 @@ class TrainConfig:
     anneal_learning_rate: bool = field(True)
     normalize_observations: bool = field(True)
     normalize_advantages: bool = field(True)
+    gradient_clip: str = field(
+        "global_norm",
+        one_of(GRADIENT_CLIPS),
+        "clip the gradient to ppo.max_grad_norm by its global norm (PPO's usual: PureJaxRL, "
+        "Brax, CleanRL) or element by element (rejax)",
+    )
+    clip_value_loss: bool = field(
+        False,
+        doc="clip V's change to +-ppo.clip_epsilon around the rollout's value and take the "
+        "larger loss (CleanRL's clip_vloss, rejax)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

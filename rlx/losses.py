@@ -62,12 +62,16 @@ def ppo_loss(
     value_cost: jax.Array | float,
     entropy_cost: jax.Array | float,
     normalize_advantages: bool = True,
+    old_value: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Clipped-surrogate PPO loss over a minibatch (every array [N]).
 
     total = -mean(min(rho A, clip(rho, 1-eps, 1+eps) A))
             + value_cost * 0.5 * mean((V - target)^2) - entropy_cost * mean(entropy),
-    with rho = exp(log_prob - old_log_prob) and A normalised per minibatch when asked.
+    with rho = exp(log_prob - old_log_prob) and A normalised per minibatch when asked. With
+    ``old_value`` (the rollout's V [N]) the value term is clipped as CleanRL's ``clip_vloss``
+    and rejax do: 0.5 * mean(max((V - target)^2, (V_clip - target)^2)), V_clip = old_value +
+    clip(V - old_value, -eps, eps).
     """
     if normalize_advantages:
         # sqrt(var + tiny) rather than std(): the same value, but a finite derivative at zero
@@ -77,7 +81,13 @@ def ppo_loss(
     ratio = jnp.exp(log_prob - old_log_prob)
     clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
     policy_loss = -jnp.mean(jnp.minimum(ratio * advantages, clipped * advantages))
-    value_loss = 0.5 * jnp.mean((value - targets) ** 2)
+    if old_value is None:
+        value_loss = 0.5 * jnp.mean((value - targets) ** 2)
+    else:
+        clipped_value = old_value + jnp.clip(value - old_value, -clip_epsilon, clip_epsilon)
+        value_loss = 0.5 * jnp.mean(
+            jnp.maximum((value - targets) ** 2, (clipped_value - targets) ** 2)
+        )
     entropy_mean = jnp.mean(entropy)
     total = policy_loss + value_cost * value_loss - entropy_cost * entropy_mean
     metrics = {

@@ -48,6 +48,8 @@ class PPOStatic:
     normalize_observations: bool = True
     normalize_advantages: bool = True
     anneal_learning_rate: bool = True
+    gradient_clip: str = "global_norm"  # or "elementwise" (rlx.optim.ppo_optimizer)
+    clip_value_loss: bool = False  # V's change clipped to +-clip_epsilon (losses.ppo_loss)
     num_eval_envs: int = 16
     deterministic_eval: bool = True
     # The numerical guard's flags (``guard/*`` metrics, read by the driver once per chunk);
@@ -206,12 +208,11 @@ def init(agent: PPO, key: jax.Array, reward_params: Any) -> TrainState:
         "value": actor.value_net.init(k_value, dummy_obs),
     }
     opt_state = optim.ppo_optimizer(1.0, 0.0).init(params)
-    # The barrier keeps XLA from fusing the envs' key split into the reset's own draws: fused,
-    # each threefry is inlined into the next at every use of its output, and that one kernel
-    # took 1.5 s of LLVM time (of a 5.6 s backend compile) for CartPole
-    # (scripts/profile_compile.py). An identity: the same keys either way.
-    env_keys = jax.lax.optimization_barrier(jax.random.split(k_env, static.num_envs))
-    env_state = actor.batched.reset(env_keys)
+    # No optimization_barrier between this split and the resets: one kept XLA from fusing the
+    # two (a 1.5 s kernel of CartPole's 5.6 s backend compile), but jaxlib 0.10.2's CPU runtime
+    # deadlocked running it vmapped over 4 population members on MJX humanoid (README, Known
+    # issues).
+    env_state = actor.batched.reset(jax.random.split(k_env, static.num_envs))
     reward_state = reward_fn.init(k_reward, env.term_names, static.num_envs)
     # Which per-term contributions the reward reports: from shapes alone, nothing runs.
     abstract_traj = _abstract_transition(agent, env_state, k_env)
@@ -302,6 +303,8 @@ def samples_of(
         "advantages": flat(advantages),
         "targets": flat(targets),
     }
+    if agent.static.clip_value_loss:
+        samples["value"] = flat(jax.lax.stop_gradient(traj.value))
     return samples, rewards, reward_state, reward_info
 
 
@@ -320,12 +323,18 @@ def loss(agent: PPO, params: dict, obs_stats, batch: dict, hparams: Hparams):
         value_cost=hparams.value_cost,
         entropy_cost=hparams.entropy_cost,
         normalize_advantages=agent.static.normalize_advantages,
+        old_value=batch.get("value"),  # present when agent.static.clip_value_loss
     )
 
 
-def make_optimizer(hparams: Hparams, learning_rate: jax.Array) -> optax.GradientTransformation:
-    """PPO's optimizer under traced ``hparams`` (its state does not depend on them)."""
-    return optim.ppo_optimizer(hparams.max_grad_norm, learning_rate)
+def make_optimizer(
+    agent: PPO, hparams: Hparams, learning_rate: jax.Array, exact: bool = False
+) -> optax.GradientTransformation:
+    """PPO's optimizer under traced ``hparams`` (its state does not depend on them), clipping
+    as ``agent.static.gradient_clip`` says."""
+    return optim.ppo_optimizer(
+        hparams.max_grad_norm, learning_rate, exact, clip=agent.static.gradient_clip
+    )
 
 
 def minibatch_step(
@@ -361,7 +370,7 @@ def sgd(agent: PPO, params, opt_state, obs_stats, samples, hparams, learning_rat
     (params', opt_state', metrics averaged over the steps)."""
     static = agent.static
     step = functools.partial(
-        minibatch_step, agent, make_optimizer(hparams, learning_rate), obs_stats, hparams
+        minibatch_step, agent, make_optimizer(agent, hparams, learning_rate), obs_stats, hparams
     )
 
     def epoch(carry, epoch_key):

@@ -1,12 +1,14 @@
 """rlx PPO against a real peer, rejax's PPO, on CartPole-v1, side by side in one run.
 
 Both run PureJaxRL's settings (4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4,
-entropy 0.01, clip 0.2, gamma 0.99, lambda 0.95, max grad norm 0.5, 64x64 tanh MLPs, no
-observation normalisation, 499,712 env steps) as one jitted program per process, 1 seed and
+entropy 0.01, clip 0.2 for the policy and the value, gamma 0.99, lambda 0.95, max grad 0.5,
+64x64 tanh MLPs, no observation normalisation, 499,712 env steps), rlx with the gradient
+clipped element by element as rejax clips it (and once more, as ``rlx_purejaxrl``, with
+PureJaxRL's global-norm clip, rlx's default), as one jitted program per process, 1 seed and
 ``--seeds`` seeds vmapped, compile included, no eval inside the timed run (rejax's eval
 callback is replaced by a no-op, its eval frequency is the whole run). Each measurement is a
-fresh process (the persistent compilation cache off); the two engines alternate within each of
-``--rounds`` rounds (rlx first in odd rounds, rejax first in even ones). The differences that
+fresh process (the persistent compilation cache off); the three programs alternate within each
+of ``--rounds`` rounds, each going first in turn. The differences that
 remain between the two settings are listed in ``DIFFERENCES`` and in the output.
 
 rejax (0.1.3) runs from a scratch venv that sees the repo venv's packages (the same JAX and
@@ -57,9 +59,16 @@ PUREJAXRL = [
     "ppo.gae_lambda=0.95",
     "ppo.max_grad_norm=0.5",
     "eval.num_envs=16",
+    # PureJaxRL's and rejax's value loss: V's change clipped to +-clip_eps, the larger error
+    "train.clip_value_loss=true",
     # rejax has no learning-rate annealing: matched by turning it off here
     "train.anneal_learning_rate=false",
 ]
+# rejax clips each gradient element to +-max_grad_norm (optax.clip) where PureJaxRL clips the
+# global norm (rlx's default): matched for the comparison with the peer. The "rlx_purejaxrl"
+# measurement runs without it (global-norm clipping, as PureJaxRL), so both are on record.
+MATCH_REJAX = ["train.gradient_clip=elementwise"]
+RLX_VARIANTS = {"rlx": MATCH_REJAX, "rlx_purejaxrl": []}
 CLOCKS = {
     "after_imports": "from once the engine's modules are imported (rlx.build; rejax, gymnax "
     "and what they import) to the trained result: config, build, trace, compile, run",
@@ -68,13 +77,14 @@ CLOCKS = {
 }
 # What still differs between the two programs (rejax 0.1.3's PPO against rlx's).
 DIFFERENCES = [
-    "optimisers: rejax steps the actor and the critic with two Adams, each clipping every "
-    "gradient element to +-max_grad_norm (optax.clip); rlx steps one Adam on the joint loss "
-    "after clipping the global gradient norm to max_grad_norm",
+    "optimisers: rejax steps the actor and the critic with two Adams, rlx one Adam on the joint "
+    "parameters; with the gradient clipped element by element in both (matched: "
+    "train.gradient_clip=elementwise) that is the same arithmetic, Adam being element-wise "
+    "and the two networks separate",
+    "gradient clipping: matched to rejax's element-wise clip; PureJaxRL, and rlx by default, "
+    "clip the global norm instead, measured here too as rlx_purejaxrl",
     "updates: rejax takes an actor step then a critic step per minibatch (two backward passes); "
     "rlx one step on policy + value_cost * value loss - entropy_cost * entropy",
-    "value loss: rejax clips the value prediction to +-clip_eps around the rollout's value; "
-    "rlx does not clip it",
     "time limits: rejax treats an episode's truncation at 500 steps as terminal; rlx "
     "bootstraps V(s') there",
     "env: gymnax's CartPole-v1 for rejax, rlx's own cartpole (same dynamics and limits) for rlx",
@@ -83,10 +93,11 @@ DIFFERENCES = [
 ]
 
 
-def load(chunk_iterations: int):
+def load(chunk_iterations: int, variant: str = "rlx"):
+    """The bench's rlx config: PureJaxRL's settings plus ``RLX_VARIANTS[variant]``."""
     from rlx import build as build_lib
 
-    overrides = [*PUREJAXRL, f"run.chunk_iterations={chunk_iterations}"]
+    overrides = [*PUREJAXRL, *RLX_VARIANTS[variant], f"run.chunk_iterations={chunk_iterations}"]
     return build_lib.load(REPO / "configs" / "cartpole.yaml", overrides)
 
 
@@ -115,12 +126,13 @@ def _timed(start: float) -> dict:
     }
 
 
-def whole_run(num_seeds: int) -> dict:
-    """Seconds (``_timed``) for the full run of ``num_seeds`` vmapped seeds, compile included."""
+def whole_run(num_seeds: int, variant: str = "rlx") -> dict:
+    """Seconds (``_timed``) for the full run of ``num_seeds`` vmapped seeds, compile included,
+    under ``load(..., variant)``."""
     from rlx import build as build_lib
 
     start = time.perf_counter()
-    config = load(chunk_iterations=976)
+    config = load(chunk_iterations=976, variant=variant)
     built = build_lib.build(config)
     agent, hparams = built.agent, built.hparams
     keys = jax.random.split(jax.random.key(0), num_seeds)
@@ -134,7 +146,7 @@ def whole_run(num_seeds: int) -> dict:
 
     mean_train_return, elapsed = _run_in_phases(train, keys, start)
     print(
-        f"whole run, {num_seeds} seed(s): {elapsed['after_imports']:.1f} s after imports "
+        f"{variant} whole run, {num_seeds} seed(s): {elapsed['after_imports']:.1f} s after imports "
         f"(mean train return over the run {float(np.mean(mean_train_return)):.1f})",
         flush=True,
     )
@@ -259,6 +271,15 @@ def _part(part: str, seeds: int, timeout_s: float, python: str = sys.executable)
     raise RuntimeError(f"{part} with {seeds} seed(s) never finished")
 
 
+# The measurements, each in its own process: an engine's whole run, or rlx's curve.
+PARTS = {
+    "rlx": whole_run,
+    "rlx_purejaxrl": functools.partial(whole_run, variant="rlx_purejaxrl"),
+    "rejax": rejax_whole_run,
+    "curve": curve,
+}
+ENGINES = ("rlx", "rejax", "rlx_purejaxrl")
+
 PEER_VENV = REPO / ".bench-venv"
 # rejax and what it and gymnax import, without their declared dependencies (those would
 # replace the repo venv's JAX): the versions measured with.
@@ -299,31 +320,29 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "docs" / "bench_cartpole.json"))
     parser.add_argument("--setup-peer", action="store_true", help="make .bench-venv/ and exit")
     parser.add_argument("--no-curve", action="store_true", help="skip rlx's steps-to-475 curve")
-    parser.add_argument("--part", choices=("whole", "rejax", "curve"), help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=tuple(PARTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.setup_peer:
         setup_peer()
         return
     runtime.configure()
     if args.part:
-        fn = {"whole": whole_run, "rejax": rejax_whole_run, "curve": curve}[args.part]
-        print(json.dumps(fn(args.seeds)))
+        print(json.dumps(PARTS[args.part](args.seeds)))
         return
     peer_python = PEER_VENV / "bin" / "python"
     if not peer_python.exists():
         raise SystemExit(f"no peer venv at {PEER_VENV}: run {__file__} --setup-peer first")
     for line in DIFFERENCES:
         print(f"difference: {line}", flush=True)
-    times = {f"{engine}_{n}": [] for engine in ("rlx", "rejax") for n in (1, args.seeds)}
+    times = {f"{engine}_{n}": [] for engine in ENGINES for n in (1, args.seeds)}
     tries = {key: [] for key in times}
     for r in range(args.rounds):
-        order = ("rlx", "rejax") if r % 2 == 0 else ("rejax", "rlx")
+        # Each engine goes first, second and third in turn over the rounds.
+        order = ENGINES[r % 3 :] + ENGINES[: r % 3]
         for n in (1, args.seeds):
             for engine in order:
-                part, python = (
-                    ("whole", sys.executable) if engine == "rlx" else ("rejax", str(peer_python))
-                )
-                seconds, attempt = _part(part, n, 120 if n == 1 else 600, python)
+                python = str(peer_python) if engine == "rejax" else sys.executable
+                seconds, attempt = _part(engine, n, 120 if n == 1 else 600, python)
                 times[f"{engine}_{n}"].append(seconds)
                 tries[f"{engine}_{n}"].append(attempt)
     clocks = ("after_imports", "from_launch")
@@ -332,7 +351,10 @@ def main() -> None:
     }
     ratios = {
         clock: {
-            str(n): [p / o for p, o in zip(by[f"rejax_{n}"], by[f"rlx_{n}"], strict=True)]
+            f"{ours}_{n}" if ours != "rlx" else str(n): [
+                p / o for p, o in zip(by[f"rejax_{n}"], by[f"{ours}_{n}"], strict=True)
+            ]
+            for ours in ("rlx", "rlx_purejaxrl")
             for n in (1, args.seeds)
         }
         for clock, by in seconds.items()
@@ -344,6 +366,7 @@ def main() -> None:
         "jax": jax.__version__,
         "command": " ".join(["python", "scripts/bench_cartpole.py", *sys.argv[1:]]),
         "settings": PUREJAXRL,
+        "rlx_variants": RLX_VARIANTS,
         "peer": "rejax " + PEER_PACKAGES[0].split("==")[1],
         "differences": DIFFERENCES,
         "clocks": CLOCKS,
@@ -358,7 +381,10 @@ def main() -> None:
         "speed_ratio_rlx_over_rejax_per_round": ratios,
         "speed_ratio_of_means": {
             clock: {
-                str(n): float(np.mean(by[f"rejax_{n}"]) / np.mean(by[f"rlx_{n}"]))
+                f"{ours}_{n}" if ours != "rlx" else str(n): float(
+                    np.mean(by[f"rejax_{n}"]) / np.mean(by[f"{ours}_{n}"])
+                )
+                for ours in ("rlx", "rlx_purejaxrl")
                 for n in (1, args.seeds)
             }
             for clock, by in seconds.items()
@@ -373,7 +399,9 @@ def main() -> None:
                 f"{clock}, {n} seed(s): rlx {np.mean(by[f'rlx_{n}']):.1f} s, rejax "
                 f"{np.mean(by[f'rejax_{n}']):.1f} s: rlx at "
                 f"{result['speed_ratio_of_means'][clock][str(n)]:.2f}x rejax's speed "
-                f"(rounds: {', '.join(f'{x:.2f}' for x in ratios[clock][str(n)])})",
+                f"(rounds: {', '.join(f'{x:.2f}' for x in ratios[clock][str(n)])}); "
+                f"rlx_purejaxrl {np.mean(by[f'rlx_purejaxrl_{n}']):.1f} s: "
+                f"{result['speed_ratio_of_means'][clock][f'rlx_purejaxrl_{n}']:.2f}x",
                 flush=True,
             )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -394,7 +422,8 @@ def _markdown(result: dict, seeds: int) -> str:
         ratio = result["speed_ratio_of_means"][clock]
         rows += "".join(
             f"| {n} | {clock.replace('_', ' ')} | {_joined(by[f'rlx_{n}'])} | "
-            f"{_joined(by[f'rejax_{n}'])} | **{ratio[str(n)]:.2f}x** |\n"
+            f"{_joined(by[f'rejax_{n}'])} | **{ratio[str(n)]:.2f}x** | "
+            f"{_joined(by[f'rlx_purejaxrl_{n}'])} | {ratio[f'rlx_purejaxrl_{n}']:.2f}x |\n"
             for n in (1, seeds)
         )
     text = (
@@ -410,8 +439,12 @@ def _markdown(result: dict, seeds: int) -> str:
         "last one buys is measured in `docs/bench_threefry.md`), the peer included. Each "
         "measurement is read on two clocks:\n\n"
         + "".join(f"- **{clock.replace('_', ' ')}**: {text}\n" for clock, text in CLOCKS.items())
-        + "\n| seeds (vmapped) | clock | rlx wall s, per round | rejax wall s, per round "
-        "| rlx speed / rejax's (ratio of means) |\n|---|---|---|---|---|\n"
+        + "\nrlx runs PureJaxRL's settings with the gradient clipped element by element, as "
+        "rejax clips it (`train.gradient_clip=elementwise`); rlx_purejaxrl is the same with "
+        "PureJaxRL's (and rlx's default) global-norm clip.\n\n"
+        "| seeds (vmapped) | clock | rlx wall s, per round | rejax wall s, per round "
+        "| rlx speed / rejax's (ratio of means) | rlx_purejaxrl wall s | its speed / rejax's "
+        "|\n|---|---|---|---|---|---|---|\n"
         + rows
         + "\nWhere the after-imports time goes, mean over rounds (s; the jitted program run as "
         "`lower`, `compile`, call, timed apart; setup: config, env and agent for rlx, "
@@ -421,7 +454,7 @@ def _markdown(result: dict, seeds: int) -> str:
         + "---|" * len(phases)
         + "\n"
         + "".join(
-            f"| {key.replace('_', ', ')} seed(s) | "
+            f"| {key.rsplit('_', 1)[0]}, {key.rsplit('_', 1)[1]} seed(s) | "
             + " | ".join(f"{by[p]:.2f}" for p in phases)
             + " |\n"
             for key, by in result["phases_mean_s"].items()

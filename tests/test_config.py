@@ -30,6 +30,11 @@ BASE = "env: {name: cartpole}\nreward: {weights: {alive: 1.0}}\n"
         (BASE + "ppo: {learning_rate: -1e-3}\n", [], "key 'ppo.learning_rate': must be > 0"),
         (BASE + "train: {normalize_observations: 1}\n", [], "expected true or false"),
         (BASE, ["train.num_envs=0"], "override 'train.num_envs=0': key 'train.num_envs'"),
+        (
+            BASE + "train: {gradient_clip: norm}\n",
+            [],
+            "key 'train.gradient_clip': must be one of global_norm|elementwise",
+        ),
         (BASE, ["nope.x=1"], "override 'nope.x=1': key 'nope': unknown key"),
         ("env: {name: cartpol}\nreward: {weights: {alive: 1.0}}\n", [], "unknown env 'cartpol'"),
         (BASE.replace("alive", "alvie"), [], "unknown reward term for env 'cartpole'"),

@@ -87,3 +87,55 @@ def test_noise_drawn_ahead_samples_what_sample_draws(dist):
         eps = jnp.stack([jax.random.normal(keys[t], mean.shape[1:]) for t in range(7)])
         direct = mean + jnp.exp(jnp.clip(log_std, -5.0, 2.0)) * eps
     np.testing.assert_array_equal(per_step, direct)
+
+
+def test_clipped_value_loss_takes_the_larger_of_the_two_errors():
+    """old_value: V's change is clipped to +-eps around it and the larger squared error kept
+    (CleanRL's clip_vloss, rejax); without it the plain 0.5 * mean((V - target)^2)."""
+    args = dict(
+        log_prob=jnp.zeros(3),
+        old_log_prob=jnp.zeros(3),
+        advantages=jnp.ones(3),
+        entropy=jnp.zeros(3),
+        clip_epsilon=0.2,
+        value_cost=1.0,
+        entropy_cost=0.0,
+        normalize_advantages=False,
+    )
+    value, targets = jnp.array([1.0, 0.0, 0.5]), jnp.array([2.0, 1.0, 0.5])
+    old = jnp.array([0.0, 0.1, 0.5])
+    # V_clip = old + clip(V - old, -0.2, 0.2) = [0.2, 0.0, 0.5]; errors^2 unclipped [1, 1, 0],
+    # clipped [3.24, 1, 0]: the max is [3.24, 1, 0].
+    _, plain = ppo_loss(value=value, targets=targets, **args)
+    _, clipped = ppo_loss(value=value, targets=targets, old_value=old, **args)
+    assert float(plain["loss/value"]) == pytest.approx(0.5 * 2.0 / 3, rel=1e-6)
+    assert float(clipped["loss/value"]) == pytest.approx(0.5 * 4.24 / 3, rel=1e-6)
+
+
+def test_elementwise_gradient_clip_clips_each_element_with_the_same_state():
+    """ppo_optimizer(clip="elementwise") clips every element to +-max (optax.clip, rejax's);
+    "global_norm" rescales the whole gradient. The state trees are the same, so a checkpoint
+    restores under either, and Adam after an elementwise clip is optax's."""
+    import optax
+
+    from rlx import optim
+
+    params = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
+    grads = {"a": jnp.array([3.0, -0.1, 0.4]), "b": jnp.array([[-2.0, 0.2], [0.0, 5.0]])}
+    ref = optax.chain(optax.clip(0.5), optax.scale_by_adam(eps=1e-5, eps_root=1e-10))
+    ref = optax.chain(ref, optax.scale(-0.1))
+    for exact in (False, True):
+        opt = optim.ppo_optimizer(0.5, 0.1, exact, clip="elementwise")
+        state = opt.init(params)
+        glob = optim.ppo_optimizer(0.5, 0.1, exact).init(params)
+        assert jax.tree.structure(state) == jax.tree.structure(glob)
+        updates, _ = opt.update(grads, state, params)
+        expected, _ = ref.update(grads, ref.init(params), params)
+        for key in params:
+            np.testing.assert_allclose(updates[key], expected[key], rtol=1e-6)
+    clip = optim.clip_elementwise(0.5)
+    clipped, _ = clip.update(grads, clip.init(params))
+    np.testing.assert_array_equal(clipped["a"], np.float32([0.5, -0.1, 0.4]))
+    np.testing.assert_array_equal(clipped["b"], np.float32([[-0.5, 0.2], [0.0, 0.5]]))
+    with pytest.raises(ValueError, match="clip must be global_norm or elementwise"):
+        optim.ppo_optimizer(0.5, 0.1, clip="norm")

@@ -175,3 +175,33 @@ def test_accumulate_episodes_matches_a_step_by_step_loop():
         np.testing.assert_allclose(completed[k], want[k], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got_running[k], carry[k], rtol=1e-5, atol=1e-5)
     assert completed["episodes"] == done.sum()
+
+
+def test_rejax_style_clipping_changes_the_update_and_keeps_the_state_tree():
+    """train.gradient_clip=elementwise and train.clip_value_loss (the settings the CartPole
+    bench matches rejax with): one step from the same state and batch runs, differs from the
+    default's (global-norm clip, unclipped value loss), and the state tree is the default's,
+    so a checkpoint restores under either."""
+    env = envs.make("pendulum", episode_length=16)
+    reward = weighted_sum(("angle_cost", "velocity_cost"))
+    default = ppo.make_ppo(STATIC, env, reward)
+    matched = ppo.make_ppo(
+        dataclasses.replace(STATIC, gradient_clip="elementwise", clip_value_loss=True), env, reward
+    )
+    hp = hparams()
+    state = jax.jit(default.init)(jax.random.key(0), hp.reward_params)
+    state, batch = jax.jit(default.collect)(state)
+    samples = ppo.samples_of(default, batch, hp, state.reward_state)[0]
+    matched_samples = ppo.samples_of(matched, batch, hp, state.reward_state)[0]
+    assert "value" not in samples
+    np.testing.assert_array_equal(matched_samples["value"], batch.traj.value.reshape(-1))
+    new_default, m_default = jax.jit(default.update)(state, batch, hp)
+    new_matched, m_matched = jax.jit(matched.update)(state, batch, hp)
+    assert jax.tree.structure(new_default) == jax.tree.structure(new_matched)
+    assert np.isfinite(float(m_matched["loss/value"]))
+    differs = jax.tree.map(
+        lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+        new_default.params,
+        new_matched.params,
+    )
+    assert any(jax.tree.leaves(differs))

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlx import acting, optim
+from rlx import acting
 from rlx import ppo as ppo_lib
 from rlx.networks import Value
 
@@ -31,7 +31,7 @@ def make_sgd(grad_steps: int, exact: bool) -> ppo_lib.SGD:
             return ppo_lib.sgd(
                 agent, params, opt_state, obs_stats, samples, hparams, learning_rate, key
             )
-        optimizer = optim.ppo_optimizer(hparams.max_grad_norm, learning_rate, exact)
+        optimizer = ppo_lib.make_optimizer(agent, hparams, learning_rate, exact)
         step = functools.partial(ppo_lib.minibatch_step, agent, optimizer, obs_stats, hparams)
         return _last_steps(agent, step, (params, opt_state), samples, key, tail)
 
