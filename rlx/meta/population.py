@@ -164,8 +164,11 @@ def init(pop: PopulationMeta, key: jax.Array, hps: Hps) -> PopulationState:
     hparams, _ = hps
     size = pop.static.population_size
     k_train, k_phi, key = jax.random.split(key, 3)
-    train = jax.vmap(pop.agent.init, in_axes=(0, None))(
-        jax.random.split(k_train, size), hparams.reward_params
+    # One member at a time (lax.map), not vmapped: jaxlib 0.10.2's CPU runtime deadlocked on
+    # the vmapped init of 4 members on MJX humanoid (README, Known issues); one member's init
+    # is a plain PPO init, which it runs.
+    train = jax.lax.map(
+        lambda k: pop.agent.init(k, hparams.reward_params), jax.random.split(k_train, size)
     )
     phis = _initial_phis(pop, init_phi(hparams, pop.static.learn_gamma), hps, k_phi)
     return PopulationState(
