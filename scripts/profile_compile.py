@@ -47,7 +47,8 @@ INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name=\"([^\"]*)\""
 
 def profile(engine: str, seeds: int, timeout_s: float = 600) -> dict:
     """One fresh process of ``engine``'s timed program with the compile timers on."""
-    python, part = (sys.executable, "whole") if engine == "rlx" else (str(PEER_PYTHON), "rejax")
+    python = sys.executable if engine == "rlx" else str(PEER_PYTHON)
+    part = engine  # scripts/bench_cartpole.py's part names: rlx, rejax
     with tempfile.TemporaryDirectory() as dump:
         env = {
             **os.environ,
