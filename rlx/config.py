@@ -21,6 +21,7 @@ import yaml
 from rlx import schema
 from rlx.envs.schema import EnvConfig
 from rlx.meta.schema import MetaConfig
+from rlx.optim import GRADIENT_CLIPS
 from rlx.rewards.schema import RewardConfig
 from rlx.schema import (
     INT32_MAX,
@@ -36,7 +37,6 @@ from rlx.schema import (
 )
 
 ACTIVATIONS = ("tanh", "relu", "swish", "elu")
-GRADIENT_CLIPS = ("global_norm", "elementwise")  # rlx.optim.ppo_optimizer's clip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,31 +55,26 @@ def scale_by_adam(exact: bool = True) -> optax.GradientTransformation:
     return optax.GradientTransformation(base.init, update)
 
 
-def clip_elementwise(max_delta) -> optax.GradientTransformation:
-    """Each gradient element clipped to [-max_delta, max_delta] (optax.clip, as rejax clips);
-    piecewise linear in the gradient, so ``exact`` changes nothing here."""
-
-    def update(updates, state, params=None):
-        del params
-        return jax.tree.map(lambda g: jnp.clip(g, -max_delta, max_delta), updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+# How ``ppo_optimizer`` clips the gradient to max_grad_norm (``train.gradient_clip``).
+GRADIENT_CLIPS = ("global_norm", "elementwise")
 
 
 def ppo_optimizer(
     max_grad_norm, learning_rate, exact: bool = False, clip: str = "global_norm"
 ) -> optax.GradientTransformation:
     """clip(max_grad_norm) -> Adam(eps 1e-5) -> scale(-learning_rate), the clip by the global
-    norm (``clip="global_norm"``) or element by element (``"elementwise"``; the same state).
+    norm (``clip="global_norm"``) or element by element (``"elementwise"``: optax.clip, as
+    rejax clips; piecewise linear in the gradient, so ``exact`` changes nothing there; the same
+    state either way).
 
     Built inside the trace from traced values; its state does not depend on them.
     """
-    if clip not in ("global_norm", "elementwise"):
+    if clip not in GRADIENT_CLIPS:
         raise ValueError(f"ppo_optimizer: clip must be global_norm or elementwise, got {clip!r}")
     clipper = (
         clip_by_global_norm(max_grad_norm, exact)
         if clip == "global_norm"
-        else clip_elementwise(max_grad_norm)
+        else optax.clip(max_grad_norm)
     )
     return optax.chain(
         clipper,

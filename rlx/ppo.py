@@ -323,7 +323,7 @@ def loss(agent: PPO, params: dict, obs_stats, batch: dict, hparams: Hparams):
         value_cost=hparams.value_cost,
         entropy_cost=hparams.entropy_cost,
         normalize_advantages=agent.static.normalize_advantages,
-        old_value=batch.get("value"),  # present when agent.static.clip_value_loss
+        old_value=batch["value"] if agent.static.clip_value_loss else None,
     )
 
 

@@ -133,7 +133,7 @@ def test_elementwise_gradient_clip_clips_each_element_with_the_same_state():
         expected, _ = ref.update(grads, ref.init(params), params)
         for key in params:
             np.testing.assert_allclose(updates[key], expected[key], rtol=1e-6)
-    clip = optim.clip_elementwise(0.5)
+    clip = optax.clip(0.5)  # what the elementwise chain starts with
     clipped, _ = clip.update(grads, clip.init(params))
     np.testing.assert_array_equal(clipped["a"], np.float32([0.5, -0.1, 0.4]))
     np.testing.assert_array_equal(clipped["b"], np.float32([[-0.5, 0.2], [0.0, 0.5]]))

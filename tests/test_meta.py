@@ -403,7 +403,7 @@ def test_search_radius_boxes_phi_and_a_replaced_member_can_resample_in_the_box()
     assert np.all(np.abs(lures - 2.0) <= radius + 1e-6), lures
     source, replaced = jnp.asarray([0, 1, 0, 0]), jnp.asarray([False, False, True, True])
     explore = lambda p: population._explore(
-        pop, state.phi, source, replaced, (hp, mh.replace(**p)), jax.random.key(2)
+        pop, state.phi, source, replaced, (hp, mh.replace(**p)), jax.random.key(2), state.iteration
     )
     noisy = explore({"perturb_scale": 5.0, "resample_probability": 0.0})["reward_params"]
     assert np.all(np.abs(np.asarray(noisy["lure"]) - 2.0) <= radius + 1e-6)  # clipped to the box

@@ -217,10 +217,10 @@ def _resampling(pop: PopulationMeta, iteration: jax.Array, meta_hparams) -> jax.
     return iteration < meta_hparams.resample_until * total
 
 
-def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise, iteration=None):
+def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise, iteration):
     """[P] phi after the copy, the replaced members' explored: perturbed by ``perturb_scale``
     noise or, each with ``resample_probability`` while ``_resampling`` at meta-iteration
-    ``iteration`` (None: always), drawn afresh within ``search_radius`` of the config's start
+    ``iteration``, drawn afresh within ``search_radius`` of the config's start
     (PBT's resample); kept in that box."""
     hparams, meta_hparams = hps
     size = pop.static.population_size
@@ -237,8 +237,7 @@ def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise, iter
     )
     redraw = jax.random.uniform(k_redraw, (size,))
     redraw = redraw < meta_hparams.resample_probability
-    if iteration is not None:
-        redraw = redraw & _resampling(pop, iteration, meta_hparams)
+    redraw = redraw & _resampling(pop, iteration, meta_hparams)
     pick = lambda flags, a, b: jax.tree.map(
         lambda x, y: jnp.where(flags.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b
     )
