@@ -21,7 +21,6 @@ import yaml
 from rlx import schema
 from rlx.envs.schema import EnvConfig
 from rlx.meta.schema import MetaConfig
-from rlx.optim import GRADIENT_CLIPS
 from rlx.rewards.schema import RewardConfig
 from rlx.schema import (
     INT32_MAX,
@@ -63,7 +62,7 @@ class TrainConfig:
     normalize_advantages: bool = field(True)
     gradient_clip: str = field(
         "global_norm",
-        one_of(GRADIENT_CLIPS),
+        one_of(("global_norm", "elementwise")),  # rlx.optim.GRADIENT_CLIPS (test_layout)
         "clip the gradient to ppo.max_grad_norm by its global norm (PPO's usual: PureJaxRL, "
         "Brax, CleanRL) or element by element (rejax)",
     )

@@ -151,8 +151,10 @@ def test_config_only_assembles_section_schemas():
 
 def test_option_lists_are_written_once():
     """The options a config accepts are the registries that build them (imported here)."""
+    from rlx.config import TrainConfig
     from rlx.meta import METHODS
     from rlx.meta.schema import MetaConfig
+    from rlx.optim import GRADIENT_CLIPS
     from rlx.rewards import schema, spec
     from rlx.schema import ConfigError, Source, from_dict
 
@@ -161,6 +163,7 @@ def test_option_lists_are_written_once():
         (METHODS, MetaConfig, "method"),
         (spec.COMBINES, schema.RewardConfig, "combine"),
         (spec.PARAMETERIZATIONS, schema.RewardConfig, "parameterization"),
+        (GRADIENT_CLIPS, TrainConfig, "gradient_clip"),
     ):
         for option in options:
             assert getattr(from_dict(cls, {key: option}, Source("t")), key) == option
