@@ -197,6 +197,25 @@ def _same_types(new: Any, old: Any) -> Any:
     return jax.tree.map(cast, new, old)
 
 
+def _unfused(keys: jax.Array) -> jax.Array:
+    """``keys`` [n, ...] unchanged, in a form XLA does not fuse into what reads them.
+
+    Fused with the envs' resets, the split of the env key and each env's own split made one
+    kernel that took 0.76-0.97 s of LLVM time, the last kernel of CartPole's 2.5 s backend
+    compile (``scripts/profile_compile.py``). A stable sort on an iota passes every value through
+    untouched and is not fused. (An ``optimization_barrier`` did the same, but jaxlib 0.10.2's
+    CPU runtime deadlocked running one vmapped over 4 population members on MJX humanoid: README,
+    Known issues.)
+    """
+    typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
+    data = jax.random.key_data(keys) if typed else keys
+    flat = data.reshape(data.shape[0], -1)
+    order = jax.lax.broadcasted_iota(jnp.int32, flat.shape, 0)
+    _, flat = jax.lax.sort((order, flat), dimension=0, num_keys=1, is_stable=True)
+    data = flat.reshape(data.shape)
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(keys)) if typed else data
+
+
 def init(agent: PPO, key: jax.Array, reward_params: Any) -> TrainState:
     """A fresh TrainState; ``reward_params`` is only read for the reward's structure."""
     static, env, actor, reward_fn = agent.static, agent.env, agent.actor, agent.reward_fn
@@ -208,11 +227,7 @@ def init(agent: PPO, key: jax.Array, reward_params: Any) -> TrainState:
         "value": actor.value_net.init(k_value, dummy_obs),
     }
     opt_state = optim.ppo_optimizer(1.0, 0.0).init(params)
-    # No optimization_barrier between this split and the resets: one kept XLA from fusing the
-    # two (a 1.5 s kernel of CartPole's 5.6 s backend compile), but jaxlib 0.10.2's CPU runtime
-    # deadlocked running it vmapped over 4 population members on MJX humanoid (README, Known
-    # issues).
-    env_state = actor.batched.reset(jax.random.split(k_env, static.num_envs))
+    env_state = actor.batched.reset(_unfused(jax.random.split(k_env, static.num_envs)))
     reward_state = reward_fn.init(k_reward, env.term_names, static.num_envs)
     # Which per-term contributions the reward reports: from shapes alone, nothing runs.
     abstract_traj = _abstract_transition(agent, env_state, k_env)
