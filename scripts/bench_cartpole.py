@@ -88,6 +88,8 @@ DIFFERENCES = [
     "time limits: rejax treats an episode's truncation at 500 steps as terminal; rlx "
     "bootstraps V(s') there",
     "env: gymnax's CartPole-v1 for rejax, rlx's own cartpole (same dynamics and limits) for rlx",
+    "network init: rlx's networks start from PureJaxRL's scaled orthogonal init, rejax's from "
+    "Flax's default (LeCun normal); not matched (rlx has no setting for it yet)",
     "bookkeeping: rlx also computes per-iteration metrics (losses, episode returns, per-term "
     "episode sums) inside the program; rejax only its train state",
 ]
