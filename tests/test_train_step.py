@@ -209,8 +209,7 @@ def test_rejax_style_clipping_changes_the_update_and_keeps_the_state_tree():
 
 @pytest.mark.parametrize("typed", [True, False])
 def test_env_keys_pass_the_fusion_break_unchanged(typed):
-    """``ppo._unfused`` returns its keys bit for bit, and the compiled program holds the sort that
-    keeps XLA from fusing the env-key split into the resets (a ~0.8 s kernel on CartPole)."""
+    """``ppo._unfused`` returns its keys bit for bit, typed or raw, vmapped."""
     keys = jax.random.split(jax.random.key(3) if typed else jax.random.PRNGKey(3), 6)
     out = jax.jit(jax.vmap(ppo._unfused))(jnp.stack([keys, keys[::-1]]))
     data = (lambda k: jax.random.key_data(k)) if typed else (lambda k: k)
@@ -220,5 +219,7 @@ def test_env_keys_pass_the_fusion_break_unchanged(typed):
 
 
 def test_init_keeps_the_env_key_split_apart_from_the_resets(agent):
+    """The compiled init holds the sort that keeps XLA from fusing the env-key split into the
+    resets (fused, a ~0.8 s kernel of CartPole's compile)."""
     hlo = jax.jit(agent.init).lower(jax.random.key(0), hparams().reward_params).compile()
     assert " sort(" in hlo.as_text()
