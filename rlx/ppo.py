@@ -209,10 +209,8 @@ def _unfused(keys: jax.Array) -> jax.Array:
     """
     typed = jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
     data = jax.random.key_data(keys) if typed else keys
-    flat = data.reshape(data.shape[0], -1)
-    order = jax.lax.broadcasted_iota(jnp.int32, flat.shape, 0)
-    _, flat = jax.lax.sort((order, flat), dimension=0, num_keys=1, is_stable=True)
-    data = flat.reshape(data.shape)
+    order = jax.lax.broadcasted_iota(jnp.int32, data.shape, 0)
+    _, data = jax.lax.sort((order, data), dimension=0, num_keys=1, is_stable=True)
     return jax.random.wrap_key_data(data, impl=jax.random.key_impl(keys)) if typed else data
 
 
