@@ -36,6 +36,7 @@ from rlx.schema import (
 )
 
 ACTIVATIONS = ("tanh", "relu", "swish", "elu")
+KERNEL_INITS = ("orthogonal", "lecun_normal", "lecun_uniform")  # rlx.networks.KERNEL_INITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +80,12 @@ class NetworkConfig:
     value_hidden: tuple[int, ...] = field((64, 64), SIZES)
     activation: str = field("tanh", one_of(ACTIVATIONS))
     init_log_std: float = field(0.0)
+    kernel_init: str = field(
+        "orthogonal",
+        one_of(KERNEL_INITS),
+        "how the layers' kernels start: PureJaxRL's scaled orthogonal, Flax's default "
+        "lecun_normal (rejax), Brax's lecun_uniform",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""Policy and value networks (flax.linen MLPs, PureJaxRL's orthogonal initialisation)."""
+"""Policy and value networks (flax.linen MLPs; PureJaxRL's scaled orthogonal init by default,
+or the LeCun inits of Flax and Brax)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -10,22 +12,42 @@ import jax.numpy as jnp
 import numpy as np
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish, "elu": nn.elu}
+# How the Dense kernels start (biases start at 0 in all three):
+# - orthogonal: PureJaxRL's and CleanRL's, gain sqrt(2) on the hidden layers and the head's
+#   ``out_scale`` (0.01 for the policy, 1 for the value);
+# - lecun_normal: Flax's default for nn.Dense (what rejax's networks get), every layer alike;
+# - lecun_uniform: Brax's networks (brax.training.networks.MLP), every layer alike.
+KERNEL_INITS = ("orthogonal", "lecun_normal", "lecun_uniform")
+
+
+def kernel_init(name: str, scale: float):
+    """The kernel initializer ``name`` (one of ``KERNEL_INITS``); ``scale`` is the orthogonal
+    init's gain and is not used by the LeCun inits."""
+    if name == "orthogonal":
+        return nn.initializers.orthogonal(scale)
+    if name == "lecun_normal":
+        return nn.initializers.lecun_normal()
+    if name == "lecun_uniform":
+        return nn.initializers.lecun_uniform()
+    raise ValueError(f"network.kernel_init: {name!r} is not one of {', '.join(KERNEL_INITS)}")
 
 
 class MLP(nn.Module):
-    """[..., in] -> [..., out] with hidden layers ``hidden`` and a scaled orthogonal init."""
+    """[..., in] -> [..., out] with hidden layers ``hidden``, kernels from ``kernel_init``
+    (``KERNEL_INITS``; the orthogonal init's gain is sqrt(2) inside, ``out_scale`` at the head)."""
 
     hidden: Sequence[int]
     out: int
     activation: str = "tanh"
     out_scale: float = 1.0
+    kernel_init: str = "orthogonal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
-        return nn.Dense(self.out, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+            x = act(nn.Dense(width, kernel_init=kernel_init(self.kernel_init, np.sqrt(2)))(x))
+        return nn.Dense(self.out, kernel_init=kernel_init(self.kernel_init, self.out_scale))(x)
 
 
 class Policy(nn.Module):
@@ -40,13 +62,15 @@ class Policy(nn.Module):
     activation: str = "tanh"
     state_independent_std: bool = False
     init_log_std: float = 0.0
+    kernel_init: str = "orthogonal"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
+        head = functools.partial(MLP, self.hidden, activation=self.activation, out_scale=0.01)
         if not self.state_independent_std:
-            return MLP(self.hidden, self.param_size, self.activation, out_scale=0.01)(obs)
+            return head(self.param_size, kernel_init=self.kernel_init)(obs)
         size = self.param_size // 2
-        mean = MLP(self.hidden, size, self.activation, out_scale=0.01)(obs)
+        mean = head(size, kernel_init=self.kernel_init)(obs)
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (size,))
         return jnp.concatenate([mean, jnp.broadcast_to(log_std, mean.shape)], axis=-1)
 
@@ -56,7 +80,9 @@ class Value(nn.Module):
 
     hidden: Sequence[int]
     activation: str = "tanh"
+    kernel_init: str = "orthogonal"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return MLP(self.hidden, 1, self.activation, out_scale=1.0)(obs)[..., 0]
+        mlp = MLP(self.hidden, 1, self.activation, out_scale=1.0, kernel_init=self.kernel_init)
+        return mlp(obs)[..., 0]

@@ -45,6 +45,7 @@ class PPOStatic:
     value_hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     init_log_std: float = 0.0
+    kernel_init: str = "orthogonal"  # rlx.networks.KERNEL_INITS
     normalize_observations: bool = True
     normalize_advantages: bool = True
     anneal_learning_rate: bool = True
@@ -162,8 +163,9 @@ def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
         static.activation,
         state_independent_std=isinstance(env.action_space, Box),
         init_log_std=static.init_log_std,
+        kernel_init=static.kernel_init,
     )
-    value_net = Value(static.value_hidden, static.activation)
+    value_net = Value(static.value_hidden, static.activation, static.kernel_init)
     actor = acting.Actor(env, policy_net, value_net, dist, static.normalize_observations)
     return PPO(static=static, env=env, reward_fn=reward_fn, actor=actor)
 

@@ -3,8 +3,9 @@
 Both run PureJaxRL's settings (4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4,
 entropy 0.01, clip 0.2 for the policy and the value, gamma 0.99, lambda 0.95, max grad 0.5,
 64x64 tanh MLPs, no observation normalisation, 499,712 env steps), rlx with the gradient
-clipped element by element as rejax clips it (and once more, as ``rlx_purejaxrl``, with
-PureJaxRL's global-norm clip, rlx's default), as one jitted program per process, 1 seed and
+clipped element by element and its networks started from LeCun normal kernels as rejax
+does (and once more, as ``rlx_purejaxrl``, with PureJaxRL's global-norm clip and orthogonal
+init, rlx's defaults), as one jitted program per process, 1 seed and
 ``--seeds`` seeds vmapped, compile included, no eval inside the timed run (rejax's eval
 callback is replaced by a no-op, its eval frequency is the whole run). Each measurement is a
 fresh process (the persistent compilation cache off); the three programs alternate within each
@@ -65,9 +66,11 @@ PUREJAXRL = [
     "train.anneal_learning_rate=false",
 ]
 # rejax clips each gradient element to +-max_grad_norm (optax.clip) where PureJaxRL clips the
-# global norm (rlx's default): matched for the comparison with the peer. The "rlx_purejaxrl"
-# measurement runs without it (global-norm clipping, as PureJaxRL), so both are on record.
-MATCH_REJAX = ["train.gradient_clip=elementwise"]
+# global norm (rlx's default), and its networks start from Flax's default init (LeCun normal)
+# where PureJaxRL's start orthogonal (rlx's default): both matched for the comparison with the
+# peer. The "rlx_purejaxrl" measurement runs without them (PureJaxRL's clip and init), so both
+# are on record.
+MATCH_REJAX = ["train.gradient_clip=elementwise", "network.kernel_init=lecun_normal"]
 RLX_VARIANTS = {"rlx": MATCH_REJAX, "rlx_purejaxrl": []}
 CLOCKS = {
     "after_imports": "from once the engine's modules are imported (rlx.build; rejax, gymnax "
@@ -88,8 +91,9 @@ DIFFERENCES = [
     "time limits: rejax treats an episode's truncation at 500 steps as terminal; rlx "
     "bootstraps V(s') there",
     "env: gymnax's CartPole-v1 for rejax, rlx's own cartpole (same dynamics and limits) for rlx",
-    "network init: rlx's networks start from PureJaxRL's scaled orthogonal init, rejax's from "
-    "Flax's default (LeCun normal); not matched (rlx has no setting for it yet)",
+    "network init: matched to rejax's (Flax's default, LeCun normal, every layer: "
+    "network.kernel_init=lecun_normal); PureJaxRL, and rlx by default, start orthogonal (gain "
+    "sqrt(2), 0.01 at the policy head), measured here too as rlx_purejaxrl",
     "bookkeeping: rlx also computes per-iteration metrics (losses, episode returns, per-term "
     "episode sums) inside the program; rejax only its train state",
 ]
@@ -441,9 +445,10 @@ def _markdown(result: dict, seeds: int) -> str:
         "last one buys is measured in `docs/bench_threefry.md`), the peer included. Each "
         "measurement is read on two clocks:\n\n"
         + "".join(f"- **{clock.replace('_', ' ')}**: {text}\n" for clock, text in CLOCKS.items())
-        + "\nrlx runs PureJaxRL's settings with the gradient clipped element by element, as "
-        "rejax clips it (`train.gradient_clip=elementwise`); rlx_purejaxrl is the same with "
-        "PureJaxRL's (and rlx's default) global-norm clip.\n\n"
+        + "\nrlx runs PureJaxRL's settings with the gradient clipped element by element and "
+        "the networks started from LeCun normal kernels, as rejax does "
+        f"(`{' '.join(MATCH_REJAX)}`); rlx_purejaxrl is the same with PureJaxRL's (and rlx's "
+        "defaults) global-norm clip and orthogonal init.\n\n"
         "| seeds (vmapped) | clock | rlx wall s, per round | rejax wall s, per round "
         "| rlx speed / rejax's (ratio of means) | rlx_purejaxrl wall s | its speed / rejax's "
         "|\n|---|---|---|---|---|---|---|\n"

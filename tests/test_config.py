@@ -35,6 +35,11 @@ BASE = "env: {name: cartpole}\nreward: {weights: {alive: 1.0}}\n"
             [],
             "key 'train.gradient_clip': must be one of global_norm|elementwise",
         ),
+        (
+            BASE + "network: {kernel_init: xavier}\n",
+            [],
+            "key 'network.kernel_init': must be one of orthogonal|lecun_normal|lecun_uniform",
+        ),
         (BASE, ["nope.x=1"], "override 'nope.x=1': key 'nope': unknown key"),
         ("env: {name: cartpol}\nreward: {weights: {alive: 1.0}}\n", [], "unknown env 'cartpol'"),
         (BASE.replace("alive", "alvie"), [], "unknown reward term for env 'cartpole'"),

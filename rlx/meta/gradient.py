@@ -131,7 +131,9 @@ def make_gradient_meta(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_param
         agent=agent,
         static=meta_static,
         mask=learn_mask(reward_params, meta_static.learn),
-        critic_net=Value(meta_static.critic_hidden, agent.static.activation),
+        critic_net=Value(
+            meta_static.critic_hidden, agent.static.activation, agent.static.kernel_init
+        ),
         sgd=make_sgd(meta_static.grad_steps, meta_static.exact_gradient),
         outer_gradient=methods[meta_static.method],
     )
