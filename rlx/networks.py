@@ -17,19 +17,18 @@ ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish, "elu": nn.el
 #   ``out_scale`` (0.01 for the policy, 1 for the value);
 # - lecun_normal: Flax's default for nn.Dense (what rejax's networks get), every layer alike;
 # - lecun_uniform: Brax's networks (brax.training.networks.MLP), every layer alike.
-KERNEL_INITS = ("orthogonal", "lecun_normal", "lecun_uniform")
+_INITIALIZERS = {
+    "orthogonal": nn.initializers.orthogonal,
+    "lecun_normal": lambda scale: nn.initializers.lecun_normal(),
+    "lecun_uniform": lambda scale: nn.initializers.lecun_uniform(),
+}
+KERNEL_INITS = tuple(_INITIALIZERS)  # rlx.config.KERNEL_INITS checks the config against these
 
 
 def kernel_init(name: str, scale: float):
     """The kernel initializer ``name`` (one of ``KERNEL_INITS``); ``scale`` is the orthogonal
     init's gain and is not used by the LeCun inits."""
-    if name == "orthogonal":
-        return nn.initializers.orthogonal(scale)
-    if name == "lecun_normal":
-        return nn.initializers.lecun_normal()
-    if name == "lecun_uniform":
-        return nn.initializers.lecun_uniform()
-    raise ValueError(f"network.kernel_init: {name!r} is not one of {', '.join(KERNEL_INITS)}")
+    return _INITIALIZERS[name](scale)
 
 
 class MLP(nn.Module):
@@ -66,11 +65,17 @@ class Policy(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        head = functools.partial(MLP, self.hidden, activation=self.activation, out_scale=0.01)
+        head = functools.partial(
+            MLP,
+            self.hidden,
+            activation=self.activation,
+            out_scale=0.01,
+            kernel_init=self.kernel_init,
+        )
         if not self.state_independent_std:
-            return head(self.param_size, kernel_init=self.kernel_init)(obs)
+            return head(self.param_size)(obs)
         size = self.param_size // 2
-        mean = head(size, kernel_init=self.kernel_init)(obs)
+        mean = head(size)(obs)
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (size,))
         return jnp.concatenate([mean, jnp.broadcast_to(log_std, mean.shape)], axis=-1)
 

@@ -48,13 +48,19 @@ def test_config_key_reaches_the_agents_policy_and_value(repo_configs):
         f"{repo_configs}/cartpole.yaml",
         ["network.kernel_init=lecun_uniform", "network.policy_hidden=[256]"],
     )
-    agent = build_lib.build(config).agent
-    state = agent.init(jax.random.key(0), build_lib.build(config).reward_params)
+    built = build_lib.build(config)
+    state = built.agent.init(jax.random.key(0), built.reward_params)
     for net in ("policy", "value"):
         first = kernels(state.params[net])[0]
         assert np.abs(first).max() <= np.sqrt(3 / first.shape[0]) + 1e-6
     head = kernels(state.params["policy"])[-1]  # no 0.01 head scale under the LeCun inits
     assert head.std() == pytest.approx(1 / 16, rel=0.1)
+
+
+def test_config_lists_the_networks_inits():
+    from rlx import config, networks
+
+    assert config.KERNEL_INITS == networks.KERNEL_INITS
 
 
 def test_policy_head_keeps_its_log_std_under_every_init():
