@@ -83,6 +83,15 @@ TASKS = {
         "learn": ("reward_healthy",),
         "gpu": ["train.num_envs=256", "train.total_steps=5000000", "eval.num_envs=16"],
     },
+    # Brax walker2d with the healthy bonus at 100x: on two legs, standing still is safe and
+    # collects the bonus every step, so it out-earns walking (a hacked reward; 10x did not hack).
+    "walker2d": {
+        "config": "configs/meta/walker2d_alive.yaml",
+        "default": {"reward_forward": 1.0, "reward_healthy": 1.0, "reward_ctrl": 1.0},
+        "poor": {"reward_forward": 1.0, "reward_healthy": 100.0, "reward_ctrl": 1.0},
+        "learn": ("reward_healthy",),
+        "gpu": ["train.num_envs=256", "train.total_steps=5000000", "eval.num_envs=16"],
+    },
     # MJX humanoid_run: the hand-tuned weights against the same plus dm_control's standing and
     # upright terms at 1 each, a lure: balancing in place out-earns moving forward.
     "humanoid_lure": {
