@@ -245,3 +245,17 @@ def test_bilevel_arm_from_cuts_another_runs_arm_to_this_runs_seeds(tmp_path):
     source.write_text(json.dumps({"meta": {"seeds": 4, "seed_start": 2}, "arms": {"B": arm}}))
     with pytest.raises(SystemExit, match="not the fixed arm B"):  # B's weights are not A's
         bilevel.arm_from("B", source, task, args)
+
+
+def test_every_bilevel_task_loads_with_each_arms_settings():
+    """Each task's config, with each arm's overrides, is a valid config (a typo in a task's
+    weights or its config file fails here, before an experiment spends an hour on it)."""
+    bilevel = _bilevel()
+    for name, task in bilevel.TASKS.items():
+        for arm, (_kind, overrides) in bilevel.arms(task, "bad").items():
+            cfg = bilevel.load(Path(REPO) / task["config"], overrides, [])
+            weights = dict(cfg.reward.weights)
+            assert weights == overrides["reward"]["weights"], (name, arm)
+    walker = bilevel.arms(bilevel.TASKS["walker2d"], "bad")
+    assert walker["B"][1]["reward"]["weights"]["reward_healthy"] == 100.0
+    assert walker["E"][1]["meta"]["learn"] == ["combine/reward_healthy"]

@@ -155,7 +155,9 @@ def _meta_arms(weights: dict, learn: list[str]) -> dict[str, tuple[str, dict]]:
         ("D", "implicit", {}),
         ("E", "one_step", {}),
         ("G", "unrolled", {"inner_iterations": 2}),
-        ("F", "population", {"inner_iterations": 5}),  # exploit/explore every 5 iterations
+        # F: exploit/explore every 5 iterations. A population takes no outer gradient step, so
+        # its schedule is constant whatever the task's config sets for the gradient arms.
+        ("F", "population", {"inner_iterations": 5, "outer_schedule": "constant"}),
         # H: the PBT hybrid, members following one_step between exploits (every 5 iterations)
         ("H", "population", {"inner_iterations": 5, "member_gradient": "one_step"}),
         # I: BMG, one_step matched to a target 2 updates further
