@@ -442,3 +442,27 @@ def test_resample_until_stops_resampling_after_that_fraction_of_the_run():
     assert early[2] != copy and early[3] != copy  # redrawn in the box
     np.testing.assert_array_equal(late[2:], [copy, copy])  # the copy, kept
     np.testing.assert_array_equal(late[:2], np.asarray(state.phi["reward_params"]["lure"])[:2])
+
+
+def test_a_population_logs_its_best_members_effective_weights():
+    """A population keeps no batch, yet a state-independent weight decodes without one: its
+    metrics carry ``weights/<term>`` (w itself: under log_scale exp(phi), not phi), and a
+    state-dependent one (linear_head) is left out, not decoded from a missing transition."""
+    import types
+
+    from rlx.rewards import weights as parameterizations
+
+    pop, hps = lure_meta("population")
+    state = jax.jit(pop.init)(jax.random.key(0), hps)
+    _, metrics = jax.jit(pop.step)(state, hps)
+    assert float(metrics["weights/lure"]) == float(metrics["phi/lure"])  # free: w = phi
+
+    def fn(param):
+        return types.SimpleNamespace(weights=lambda raw, transition: param.decode(raw, transition))
+
+    log_scale = fn(parameterizations.log_scale({"alive": 1.0, "ctrl": -1.0}))
+    raw = {"alive": jnp.log(100.0), "ctrl": jnp.log(0.01)}
+    got = meta.base._effective_weights(log_scale, raw, None)
+    np.testing.assert_allclose([got["alive"], got["ctrl"]], [100.0, -0.01], rtol=1e-5)
+    head = parameterizations.linear_head(("alive",), (), 3)
+    assert meta.base._effective_weights(fn(head), head.encode({"alive": 1.0}), None) is None

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import CONFIGS, REPO
@@ -259,3 +260,26 @@ def test_every_bilevel_task_loads_with_each_arms_settings():
     walker = bilevel.arms(bilevel.TASKS["walker2d"], "bad")
     assert walker["B"][1]["reward"]["weights"]["reward_healthy"] == 100.0
     assert walker["E"][1]["meta"]["learn"] == ["combine/reward_healthy"]
+
+
+def test_bilevel_reports_a_populations_weights_decoded_not_its_log_scale_phi():
+    """A population logs only phi; under ``log_scale`` phi is log|w|. The report holds the
+    weights themselves (100, not 4.6), and the effective weights where a method logs them."""
+    from rlx import build as build_lib
+
+    bilevel = _bilevel()
+    task = bilevel.TASKS["cartpole"]
+    overrides = bilevel.arms(task, "bad")["F"][1]
+    cfg = bilevel.load(
+        Path(REPO) / task["config"], overrides, ["reward.parameterization=log_scale"]
+    )
+    reward_fn = build_lib.build(cfg, meta=True).reward_fn
+    names = list(cfg.reward.weights)
+    signs = {n: np.sign(w) or 1.0 for n, w in cfg.reward.weights.items()}
+    raw = {n: np.log([[0.5, 2.0], [1.0, 100.0]]) for n in names}  # [seeds, iterations]
+    got = bilevel.decoded_weights({f"phi/combine/{n}": v for n, v in raw.items()}, reward_fn)
+    for n in names:
+        np.testing.assert_allclose(got[n], signs[n] * np.array([2.0, 100.0]), rtol=1e-5)
+    logged = {"weights/x": np.ones((2, 3)) * 7.0, "phi/combine/x": np.zeros((2, 3))}
+    assert got.keys() == set(names)
+    np.testing.assert_array_equal(bilevel.decoded_weights(logged, reward_fn)["x"], [7.0, 7.0])

@@ -216,10 +216,25 @@ def with_phi(hparams: ppo_lib.Hparams, phi: dict) -> ppo_lib.Hparams:
     return hparams
 
 
+def _effective_weights(reward_fn, reward_params, transition) -> dict | None:
+    """{term: weight} decoded from the reward params, or None where there are none to decode.
+    Without a ``transition`` (a population keeps no batch) only a state-independent
+    parameterization decodes (free, fixed_sign, log_scale, simplex ignore it); a
+    state-dependent one (``linear_head``) reads the transition and gives None here."""
+    if reward_fn.weights is None:
+        return None
+    if transition is not None:
+        return reward_fn.weights(reward_params, transition)
+    try:
+        return reward_fn.weights(reward_params, None)
+    except (AttributeError, TypeError):  # it read the missing transition
+        return None
+
+
 def phi_metrics(phi: dict, reward_fn, transition, hparams: ppo_lib.Hparams) -> dict:
     """phi's scalar leaves (``phi/<path>``; a norm for array leaves), the effective weights
-    (``weights/<term>``, decoded and averaged over the batch; only where ``transition`` is
-    given) and the inner gamma."""
+    (``weights/<term>``, decoded and averaged over the batch; without ``transition`` only
+    where they do not depend on the state) and the inner gamma."""
     out = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(phi["reward_params"]):
         name = path_name(path)
@@ -227,8 +242,8 @@ def phi_metrics(phi: dict, reward_fn, transition, hparams: ppo_lib.Hparams) -> d
             out[f"phi/{name}"] = leaf
         else:
             out[f"phi/{name}/norm"] = jnp.linalg.norm(leaf)
-    if reward_fn.weights is not None and transition is not None:
-        weights = reward_fn.weights(phi["reward_params"], transition)
+    weights = _effective_weights(reward_fn, phi["reward_params"], transition)
+    if weights is not None:
         out |= {f"weights/{k}": v for k, v in weights.items()}
     out["meta/gamma"] = with_phi(hparams, phi).gamma
     return out

@@ -300,8 +300,8 @@ def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
     train, phi, fitness, source, key = _exploit_explore(pop, state, train, fitness, hps, finite)
     history = history[source]  # a copied learner brings its record
     out = _population_metrics(pop, per_member, finite, fitness)
-    # The best member's phi leaves and gamma (no batch is kept to decode state-dependent
-    # weights, so effective weights are not logged here).
+    # The best member's phi leaves, its weights (state-independent ones only: no batch is
+    # kept to decode state-dependent weights) and gamma.
     best_phi = jax.tree.map(lambda x: x[jnp.argmax(fitness)], phi)
     out |= phi_metrics(best_phi, pop.agent.reward_fn, None, hparams)
     new_state = PopulationState(

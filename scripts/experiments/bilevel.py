@@ -252,7 +252,8 @@ def run_arm(
         states, metrics = chunk(states, hps)
         print(f"[bilevel]     chunk {c + 1}/{chunks}", flush=True)
         if (c + 1) % every == 0 or c + 1 == chunks:
-            _log_eval(log, jax.device_get(ev(states, hps, eval_key)), metrics, primary_key)
+            result = jax.device_get(ev(states, hps, eval_key))
+            _log_eval(log, result, metrics, primary_key, built.reward_fn)
             log["env_steps"].append((c + 1) * steps_per_chunk)
             if checkpointer is not None:
                 wall = wall_before + time.perf_counter() - start
@@ -265,6 +266,7 @@ def run_arm(
         "eval_primary": log["curve"],
         "weight": log["weights"][names[0]],  # the (first) learned weight, per eval and seed
         "weights": log["weights"],
+        "weights_decoded": True,  # w itself, not a log_scale phi (bilevel_redecode.py)
         "gamma": log["gammas"],
         "wall_s": wall,
         "final": log["curve"][-1],
@@ -273,7 +275,26 @@ def run_arm(
     }
 
 
-def _log_eval(log: dict, result: dict, metrics: dict, primary_key: str) -> None:
+def decoded_weights(metrics: dict, reward_fn) -> dict:
+    """{term: [seeds]} weights at a chunk's last iteration (metrics are [seeds, iterations]):
+    the effective ``weights/<term>`` where the method logs them, else its raw
+    ``phi/combine/<term>`` decoded by the reward's parameterization (a population logs phi
+    only; under ``log_scale`` that is log|w|, not w). A state-dependent parameterization, which
+    needs a transition to decode, stays raw."""
+    last = lambda prefix: {
+        k[len(prefix) :]: np.asarray(v)[:, -1] for k, v in metrics.items() if k.startswith(prefix)
+    }
+    out, raw = last("weights/"), last("phi/combine/")
+    if out or not raw or reward_fn.weights is None:
+        return out or raw
+    try:
+        decode = jax.vmap(lambda r: reward_fn.weights({"combine": r}, None))  # over seeds
+        return {k: np.asarray(v) for k, v in decode(raw).items()}
+    except (TypeError, AttributeError, KeyError):  # state-dependent, or a non-scalar leaf
+        return raw
+
+
+def _log_eval(log: dict, result: dict, metrics: dict, primary_key: str, reward_fn) -> None:
     """Appends one eval point: the primary return per seed, every term's episode sum and the
     episode length (what a hacked reward shows in), the learned weights and gamma."""
     log["curve"].append(np.asarray(result[primary_key]).tolist())
@@ -284,10 +305,10 @@ def _log_eval(log: dict, result: dict, metrics: dict, primary_key: str) -> None:
             log.setdefault("terms", {}).setdefault(name, []).append(np.asarray(value).tolist())
     if f"eval/length{suffix}" in result:
         log.setdefault("length", []).append(np.asarray(result[f"eval/length{suffix}"]).tolist())
+    weights = decoded_weights(metrics, reward_fn)
     for name in log["weights"]:
-        key = f"weights/{name}" if f"weights/{name}" in metrics else f"phi/combine/{name}"
-        if key in metrics:
-            log["weights"][name].append(np.asarray(metrics[key])[:, -1].tolist())
+        if name in weights:
+            log["weights"][name].append(weights[name].tolist())
     if "meta/gamma" in metrics:
         log["gammas"].append(np.asarray(metrics["meta/gamma"])[:, -1].tolist())
 
@@ -647,6 +668,7 @@ def plot(out: Path, results: dict, names: tuple[str, ...], lines: dict | None = 
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     styles = ["-", "--", ":", "-."]
+    plotted = []  # every weight drawn: a range over 100x gets a symlog axis
     for arm, r in results.items():
         color = ARM_COLORS.get(arm, "k")
         x = np.asarray(r["env_steps"])
@@ -658,6 +680,7 @@ def plot(out: Path, results: dict, names: tuple[str, ...], lines: dict | None = 
             if not w:
                 continue
             w = np.asarray(w)
+            plotted.append(np.abs(w).ravel())
             label = arm if len(names) == 1 else f"{arm} {name}"
             right.plot(x[: len(w)], w.mean(1), color=color, ls=styles[i % 4], label=label)
             right.fill_between(
@@ -678,6 +701,11 @@ def plot(out: Path, results: dict, names: tuple[str, ...], lines: dict | None = 
         ylabel=f"weight of {names[0]}" if len(names) == 1 else "learned weights",
         title="learned weight (mean, IQR)",
     )
+    magnitudes = np.concatenate(plotted) if plotted else np.zeros(0)
+    magnitudes = magnitudes[magnitudes > 0]
+    if magnitudes.size and magnitudes.max() > 100 * magnitudes.min():
+        right.set_yscale("symlog", linthresh=max(float(magnitudes.min()), 1e-3))
+        right.set_title("learned weight (mean, IQR; symlog axis)")
     left.legend(fontsize=7)
     if any(r["weight"] for r in results.values()):
         right.legend(fontsize=7)
