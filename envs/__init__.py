@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from rlx.core.types import Box, Discrete, Env, EnvState, observation_size
 from rlx.envs.brax_adapter import BraxEnv
 from rlx.envs.cartpole import CartPole
 from rlx.envs.gridworld import GridWorld
@@ -27,7 +28,6 @@ from rlx.envs.randomize import DomainRandomization, NotRandomizableError
 from rlx.envs.reach import Reach
 from rlx.envs.user import UserEnvError, is_user_env, load_class
 from rlx.envs.wrappers import EpisodeWrapper, VmapWrapper
-from rlx.types import Box, Discrete, Env, EnvState, observation_size
 
 # name -> env class; the class is also the env's typed config (a frozen dataclass).
 REGISTRY: dict[str, type] = {

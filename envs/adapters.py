@@ -13,8 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.types import EnvState
 
 
 def split_reward(

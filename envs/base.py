@@ -6,7 +6,7 @@ report named, *unweighted* reward terms, a ``primary`` task objective and ``sign
 weight or sum terms: that is the reward layer's job (``rlx.rewards``).
 
 The types themselves (``EnvState``, ``Discrete``, ``Box``, ``ActionSpace``, ``Env``,
-``observation_size``) live in the leaf module ``rlx.types`` and are re-exported here.
+``observation_size``) live in the leaf module ``rlx.core.types`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rlx.types import ActionSpace, Box, Discrete, Env, EnvState, observation_size
+from rlx.core.types import ActionSpace, Box, Discrete, Env, EnvState, observation_size
 
 Array = jax.Array
 

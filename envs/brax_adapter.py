@@ -15,8 +15,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import Box, EnvState
 from rlx.envs.adapters import first_state, next_state, split_reward
-from rlx.types import Box, EnvState
 
 # Brax env -> {metric: scale}: the parts Brax sums into its reward (Brax 0.14 sources).
 REWARD_PARTS: dict[str, dict[str, float]] = {

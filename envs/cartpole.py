@@ -8,8 +8,8 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import Discrete, EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.types import Discrete, EnvState
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import Discrete, EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.types import Discrete, EnvState
 
 START = (0.125, 0.125)
 GOAL_LOW, GOAL_HIGH = 0.75, 0.99

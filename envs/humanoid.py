@@ -15,6 +15,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import EnvState
 from rlx.envs.base import make_state, transition_state
 from rlx.envs.mjx_base import (
     MjxEnv,
@@ -26,7 +27,6 @@ from rlx.envs.mjx_base import (
     scale_action,
 )
 from rlx.rewards.terms import alive_bonus, contact_cost, control_cost
-from rlx.types import EnvState
 
 
 @functools.cache

@@ -26,9 +26,9 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import EnvState
 from rlx.envs.humanoid import Humanoid
 from rlx.rewards.terms import small_control, tolerance
-from rlx.types import EnvState
 
 _TERMS = (
     "standing",

@@ -18,12 +18,12 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import EnvState
 from rlx.envs.base import make_state, transition_state
 from rlx.envs.mjx_base import MjxEnv, forward_at, load_model, scale_action
 from rlx.envs.reach import check_primary_objective, on_last_step, physics_step
 from rlx.rewards.terms import control_cost
 from rlx.rewards.terms import distance as distance_between
-from rlx.types import EnvState
 
 BALL_RADIUS = 0.02
 FINGER_RADIUS = 0.006

@@ -16,7 +16,7 @@ import importlib
 import jax
 import jax.numpy as jnp
 
-from rlx.types import Box, EnvState
+from rlx.core.types import Box, EnvState
 
 INSTALL = "pip install -c constraints.txt '.[mjx]'"
 

@@ -8,8 +8,8 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import Box, EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.types import Box, EnvState
 
 
 def _angle_normalize(theta: jax.Array) -> jax.Array:

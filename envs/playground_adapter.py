@@ -34,8 +34,8 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import Box, EnvState
 from rlx.envs.adapters import first_state, next_state, split_reward
-from rlx.types import Box, EnvState
 
 INSTALL = (
     "playground:<Name> envs need MuJoCo Playground 0.2 (PyPI 'playground'): "

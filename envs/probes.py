@@ -12,8 +12,8 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import Box, Discrete, EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.types import Box, Discrete, EnvState
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import EnvState
 from rlx.envs.mjx_base import load_model
 from rlx.envs.reach import (
     ARM_ACTUATORS_GEARED,
@@ -26,7 +27,6 @@ from rlx.envs.reach import (
     sample_in_annulus,
 )
 from rlx.rewards.terms import distance as distance_between
-from rlx.types import EnvState
 
 PUCK_RADIUS = 0.02
 CONTACTS = ("arm", "fingertip")

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 from flax import struct
 
-from rlx.types import EnvState
+from rlx.core.types import EnvState
 
 
 @struct.dataclass

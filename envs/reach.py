@@ -16,11 +16,11 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import EnvState
 from rlx.envs.base import make_state, transition_state
 from rlx.envs.mjx_base import MjxEnv, forward_at, load_model, run_frames, scale_action
 from rlx.rewards.terms import control_cost, progress, small_control, success, tolerance
 from rlx.rewards.terms import distance as distance_between
-from rlx.types import EnvState
 
 # The arm both manipulation envs use: two 0.1 m capsules (reach 0.2 m) at height 0.02 above
 # the origin, hinges about z. Armature and damping dominate the links' tiny inertia, so full

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 
 from rlx import envs as registry
-from rlx import schema, usercode
+from rlx.core import schema, usercode
+from rlx.core.schema import field, one_of
+from rlx.core.types import Env
 from rlx.envs import user
 from rlx.envs.mjx_base import ImplUnavailableError
 from rlx.envs.randomize import DomainRandomization, NotRandomizableError, range_problem
 from rlx.envs.wrappers import EpisodeWrapper
-from rlx.schema import field, one_of
-from rlx.types import Env
 
 RESET_MODES = ("fresh", "cached")
 # The adapters' env-name params, set from ``env.name`` (``brax:<name>``), never by the user.

@@ -1,7 +1,7 @@
 """``env.name: path/to/file.py:ClassName``: a user's env, loaded from its file without
 registering it.
 
-The class follows the env protocol (``rlx.types.Env``, as the built-in envs do): a frozen
+The class follows the env protocol (``rlx.core.types.Env``, as the built-in envs do): a frozen
 dataclass whose fields are its typed config (``env.params``), with ``name``,
 ``episode_length``, ``term_names``, ``signal_names``, an ``action_space`` and pure
 ``reset(key)`` and ``step(state, action)`` for one env, built with ``rlx.envs.base``'s
@@ -19,8 +19,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from rlx import usercode
-from rlx.types import Box, Discrete, EnvState
+from rlx.core import usercode
+from rlx.core.types import Box, Discrete, EnvState
 
 SEPARATOR = ".py:"
 
@@ -58,7 +58,9 @@ def load_class(name: str) -> type:
     members = ("name", "episode_length", "term_names", "signal_names", "action_space")
     missing = [m for m in (*members, "reset", "step") if not hasattr(cls, m) and m not in fields]
     if missing:
-        raise UserEnvError(f"{path}: {class_name} lacks {', '.join(missing)} (see rlx.types.Env)")
+        raise UserEnvError(
+            f"{path}: {class_name} lacks {', '.join(missing)} (see rlx.core.types.Env)"
+        )
     return cls
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rlx.types import ActionSpace, Env, EnvState
+from rlx.core.types import ActionSpace, Env, EnvState
 
 RESET_MODES = ("fresh", "cached")
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlx.types import Transition
+from rlx.core.types import Transition
 
 RewardState = Any
 RewardParams = Any

@@ -26,7 +26,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from rlx import usercode
+from rlx.core import usercode
 from rlx.rewards.base import EmptyState, RewardFn
 
 MODES = ("terms", "reward")

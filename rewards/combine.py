@@ -20,9 +20,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rlx.core.types import Transition
 from rlx.rewards.base import EmptyState, PerEnv, RewardFn, check_terms, zeros_like_steps
 from rlx.rewards.weights import Parameterization, free
-from rlx.types import Transition
 
 
 def _stateless_init(needed: Sequence[str]):

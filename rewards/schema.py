@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from rlx import schema
+from rlx.core import schema
+from rlx.core.schema import NON_NEGATIVE, POSITIVE, UNIT, field, one_of
 from rlx.rewards import spec
 from rlx.rewards.constraints import STATISTICS
 from rlx.rewards.schedule import KINDS
-from rlx.schema import NON_NEGATIVE, POSITIVE, UNIT, field, one_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +314,7 @@ def _resolve_code(code: CodeConfig, env, source: schema.Source) -> CodeConfig:
         return code
     import jax
 
-    from rlx import usercode
+    from rlx.core import usercode
     from rlx.rewards import code as code_lib
 
     path = usercode.find(code.file, source.file)

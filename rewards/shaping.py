@@ -24,10 +24,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlx import running_stats
+from rlx.core import running_stats
+from rlx.core.types import Transition
 from rlx.rewards.base import EmptyState, PerEnv, RewardTransform, TermTransform, check_terms
 from rlx.rewards.weights import features_of, lipschitz_penalty
-from rlx.types import Transition
 
 
 class Potential(NamedTuple):

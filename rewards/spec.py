@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlx.core.types import observation_size
 from rlx.rewards import code as code_lib
 from rlx.rewards import combine as combinations
 from rlx.rewards import constraints as constraints_lib
@@ -19,7 +20,6 @@ from rlx.rewards import schedule as schedules
 from rlx.rewards import shaping as shaping_lib
 from rlx.rewards import weights as parameterizations
 from rlx.rewards.base import RewardFn, chain
-from rlx.types import observation_size
 
 
 def _free(spec, names, obs_size):

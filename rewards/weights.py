@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlx.types import Transition
+from rlx.core.types import Transition
 
 
 class Parameterization(NamedTuple):

@@ -4,7 +4,7 @@ import os as _os
 
 __version__ = "0.1.0"
 
-from rlx import runtime as _runtime  # noqa: E402,F401  (sets XLA's CPU flags before JAX starts)
+from rlx.core import runtime as _runtime  # noqa: E402,F401  (sets XLA's CPU flags before JAX starts)
 
 # In a source checkout, envs/ and rewards/ sit beside rlx/ and install as rlx.envs and
 # rlx.rewards. So that `python -m rlx` also works from the repo root (where the source tree

@@ -1,6 +1,6 @@
 import sys
 
-from rlx import interrupts
+from rlx.core import interrupts
 
 interrupts.install_for_process()  # before anything heavy is imported
 try:

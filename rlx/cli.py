@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 def render_command(args: argparse.Namespace) -> int:
     """``rlx render``: an mp4 of the policy's episodes with a strip of its terms; exit 2 with
     one line for bad input (not a run, an env without a renderer, unknown camera, --out)."""
-    from rlx import render
+    from rlx.ship import render
 
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / "video.mp4"
@@ -97,7 +97,7 @@ def render_command(args: argparse.Namespace) -> int:
         return _fail(f"--out {out}: not a file in an existing directory")
     try:
         render.choose_gl()  # before mujoco is first imported
-        from rlx import policy
+        from rlx.ship import policy
 
         restored = policy.restore(run_dir, args.checkpoint, args.member)
         written = render.render(
@@ -118,7 +118,7 @@ def render_command(args: argparse.Namespace) -> int:
 
 def export_command(args: argparse.Namespace) -> int:
     """``rlx export``: the policy file and its spec; exit 2 with one line for bad input."""
-    from rlx import export, policy
+    from rlx.ship import export, policy
 
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / "export"
@@ -147,7 +147,7 @@ def export_command(args: argparse.Namespace) -> int:
 def eval_command(args: argparse.Namespace) -> int:
     """``rlx eval``: the run's policy for K episodes; a table and eval.json. Exit 2 with one
     line for a bad run directory, checkpoint, member or --out, before anything is written."""
-    from rlx import policy
+    from rlx.ship import policy
 
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / "eval.json"
@@ -198,7 +198,7 @@ def train_command(args: argparse.Namespace) -> int:
     """``rlx train`` and ``rlx meta``: every check of the input and the run directory first,
     then the run; a one-line error (exit 2) for anything refused, nothing written."""
     from rlx import config as config_lib
-    from rlx import rundir
+    from rlx.run import rundir
 
     members = getattr(args, "seeds", 1) != 1 or bool(getattr(args, "sweep", []))
     if getattr(args, "seeds", 1) < 1:
@@ -207,7 +207,7 @@ def train_command(args: argparse.Namespace) -> int:
         _split_cpu(args, members)
     except config_lib.ConfigError as error:
         return _fail(str(error))
-    from rlx import runtime
+    from rlx.core import runtime
 
     runtime.configure()  # before anything starts JAX's CPU backend (the config's checks do)
 
@@ -248,13 +248,13 @@ def train_command(args: argparse.Namespace) -> int:
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
     if config.eval.video_every_chunks:
-        from rlx import render
+        from rlx.ship import render
 
         try:
             render.choose_gl()  # before mujoco is first imported
         except render.RenderError as error:
             return _fail(f"eval.video_every_chunks: {error}")
-    from rlx import interrupts
+    from rlx.core import interrupts
 
     interrupts.check()  # a signal while the config loaded: stop before anything is built
     if processes == 1:
@@ -282,9 +282,9 @@ def _run_one_of_several(args: argparse.Namespace, config, run_dir: Path) -> int:
 
 def _split_cpu(args: argparse.Namespace, members: bool) -> None:
     """Before JAX starts: a members run gets one CPU device per core its members can share
-    evenly (``rlx.runtime.cpu_devices_for``), so its learners run side by side."""
-    from rlx import members as members_lib
-    from rlx import runtime
+    evenly (``rlx.core.runtime.cpu_devices_for``), so its learners run side by side."""
+    from rlx.core import runtime
+    from rlx.run import members as members_lib
 
     count = 0
     if members:
@@ -299,8 +299,8 @@ def _split_cpu(args: argparse.Namespace, members: bool) -> None:
 
 def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
     from rlx import config as config_lib
-    from rlx import driver, members, rundir
-    from rlx.checkpoint import CheckpointFormatError, CheckpointMismatchError
+    from rlx.run import driver, members, rundir
+    from rlx.run.checkpoint import CheckpointFormatError, CheckpointMismatchError
 
     options = {
         "show_progress": not args.no_progress,
@@ -316,7 +316,7 @@ def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
         else:
             run_fn = driver.train
             if args.command == "meta":
-                from rlx.meta.run import train as run_fn
+                from rlx.run.meta_run import train as run_fn
             summary = run_fn(config, run_dir, resume=bool(args.resume), **options)
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
@@ -329,7 +329,7 @@ def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
         return _diverged(args.command, run_dir, summary["diverged"])
     _report(summary, run_dir)
     if summary.get("sweep"):
-        from rlx.members import settings_markdown
+        from rlx.run.members import settings_markdown
 
         print(
             f"[rlx] {summary['members']} members; final eval return per setting "
@@ -400,10 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.config:
             args.config, extra = extra[0], extra[1:]
         args.overrides = [*args.overrides, *extra]
-    from rlx import interrupts
+    from rlx.core import interrupts
 
     # One handler for the whole command: a signal during config, build or compile stops it
-    # cleanly too (see rlx.interrupts).
+    # cleanly too (see rlx.core.interrupts).
     with interrupts.handling():
         try:
             return train_command(args)
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry point."""
-    from rlx import interrupts
+    from rlx.core import interrupts
 
     interrupts.install_for_process()
     try:

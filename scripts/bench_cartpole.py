@@ -41,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # rlx from this checkout, in the peer venv too
 
-from rlx import runtime  # noqa: E402  (light: XLA's CPU flags; the engines import later)
+from rlx.core import runtime  # noqa: E402  (light: XLA's CPU flags; the engines import later)
 
 # Set by the parent for each measurement: time.time() just before it starts the process.
 LAUNCHED = "RLX_BENCH_LAUNCHED"
@@ -73,7 +73,7 @@ PUREJAXRL = [
 MATCH_REJAX = ["train.gradient_clip=elementwise", "network.kernel_init=lecun_normal"]
 RLX_VARIANTS = {"rlx": MATCH_REJAX, "rlx_purejaxrl": []}
 CLOCKS = {
-    "after_imports": "from once the engine's modules are imported (rlx.build; rejax, gymnax "
+    "after_imports": "from once the engine's modules are imported (rlx.config.build; rejax, gymnax "
     "and what they import) to the trained result: config, build, trace, compile, run",
     "from_launch": "from the parent starting the process to the trained result: the "
     "interpreter, every import (JAX's included) and the above",
@@ -101,7 +101,7 @@ DIFFERENCES = [
 
 def load(chunk_iterations: int, variant: str = "rlx"):
     """The bench's rlx config: PureJaxRL's settings plus ``RLX_VARIANTS[variant]``."""
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
 
     overrides = [*PUREJAXRL, *RLX_VARIANTS[variant], f"run.chunk_iterations={chunk_iterations}"]
     return build_lib.load(REPO / "configs" / "cartpole.yaml", overrides)
@@ -135,7 +135,7 @@ def _timed(start: float) -> dict:
 def whole_run(num_seeds: int, variant: str = "rlx") -> dict:
     """Seconds (``_timed``) for the full run of ``num_seeds`` vmapped seeds, compile included,
     under ``load(..., variant)``."""
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
 
     start = time.perf_counter()
     config = load(chunk_iterations=976, variant=variant)
@@ -161,7 +161,7 @@ def whole_run(num_seeds: int, variant: str = "rlx") -> dict:
 
 def curve(num_seeds: int, chunk_iterations: int = 10) -> dict:
     """Eval return after every chunk, for ``num_seeds`` vmapped seeds."""
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
 
     config = load(chunk_iterations)
     built = build_lib.build(config)
@@ -440,7 +440,7 @@ def _markdown(result: dict, seeds: int) -> str:
         "persistent compilation cache off, the two engines alternating in each round.\n\n"
         "PureJaxRL's settings for both, 499,712 env steps, no eval inside the timed run. "
         "Both processes start through this script, so both run with rlx's CPU runtime "
-        "settings (`rlx.runtime`: XLA's concurrency-optimised scheduler off, synchronous "
+        "settings (`rlx.core.runtime`: XLA's concurrency-optimised scheduler off, synchronous "
         "dispatch, JAX's threefry lowered as straight-line code instead of a loop; what that "
         "last one buys is measured in `docs/bench_threefry.md`), the peer included. Each "
         "measurement is read on two clocks:\n\n"

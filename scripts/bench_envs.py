@@ -21,7 +21,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rlx import envs, runtime
+from rlx import envs
+from rlx.core import runtime
 
 
 def measure(name: str, num_envs: int, steps: int, repeats: int, **params) -> dict:

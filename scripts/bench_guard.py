@@ -26,8 +26,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rlx import build as build_lib
-from rlx import driver, ppo, runtime
+from rlx.config import build as build_lib
+from rlx.core import runtime
+from rlx.learn import ppo
+from rlx.run import driver
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = {"cartpole": "configs/cartpole.yaml", "humanoid": "configs/humanoid_cpu.yaml"}

@@ -25,8 +25,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rlx import acting, runtime
-from rlx import build as build_lib
+from rlx.config import build as build_lib
+from rlx.core import runtime
+from rlx.learn import acting
 
 REPO = Path(__file__).resolve().parent.parent
 FULL_SPEC = {

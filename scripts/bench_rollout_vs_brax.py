@@ -23,9 +23,10 @@ from brax.training import acting
 from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo import networks as ppo_networks
 
-from rlx import acting as rlx_acting
-from rlx import build as build_lib
-from rlx import envs, runtime
+from rlx import envs
+from rlx.config import build as build_lib
+from rlx.core import runtime
+from rlx.learn import acting as rlx_acting
 
 runtime.configure()
 

@@ -6,7 +6,7 @@ The CartPole bench's program (``scripts/bench_cartpole.py``: PureJaxRL's setting
 MLPs, minibatches of 128) collects one batch; then, for each variant of ``train.gradient_clip``
 (global_norm, elementwise) x ``train.clip_value_loss`` (off, on), a jitted program runs
 ``--iterations`` PPO updates' worth of minibatch steps (16 each: 4 epochs x 4 minibatches) on
-that batch's minibatches, ``rlx.ppo.minibatch_step`` as the train step runs it. The programs
+that batch's minibatches, ``rlx.learn.ppo.minibatch_step`` as the train step runs it. The programs
 are compiled first, then run in turn, the order reversed every other round; the median over
 rounds is reported per minibatch step. Every parameter leaf feeds the result, so XLA cannot drop
 any part of the step. Writes the JSON and a Markdown table next to it.
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from rlx import runtime  # noqa: E402
+from rlx.core import runtime  # noqa: E402
 
 VARIANTS = {
     "global_norm": ("global_norm", False),
@@ -44,8 +44,8 @@ def programs(iterations: int) -> tuple[dict, tuple, int]:
     import jax
     import jax.numpy as jnp
 
-    from rlx import build as build_lib
-    from rlx import ppo
+    from rlx.config import build as build_lib
+    from rlx.learn import ppo
 
     built = build_lib.build(bench_cartpole.load(chunk_iterations=976, variant="rlx_purejaxrl"))
     base, hp = built.agent, built.hparams

@@ -1,10 +1,10 @@
-"""What lowering JAX's threefry PRNG as straight-line code on the CPU buys (``rlx.runtime``).
+"""What lowering JAX's threefry PRNG as straight-line code on the CPU buys (``rlx.core.runtime``).
 
   python scripts/bench_threefry.py [--seeds 1 16] [--iterations 100] [--rounds 6]
       [--out docs/bench_threefry.json]
 
 JAX lowers threefry on the CPU as a ``while`` loop of 5 rounds per random draw (on GPU/TPU
-as straight-line code); ``rlx.runtime.configure`` registers the straight-line form for the CPU
+as straight-line code); ``rlx.core.runtime.configure`` registers the straight-line form for the CPU
 too (``RLX_THREEFRY_ROLLED=1`` keeps the loop). Both forms compute the same bits. For each seed
 count, the same vmapped CartPole training program (PureJaxRL's settings, as in
 ``scripts/bench_cartpole.py``, ``--iterations`` PPO iterations) is lowered and compiled (timed)
@@ -31,13 +31,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cartpole  # noqa: E402  (PureJaxRL's settings, one place)
 
-from rlx import runtime  # noqa: E402
+from rlx.core import runtime  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _program(num_seeds: int, iterations: int, form: str):
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
 
     runtime.threefry_form_on_cpu(form)
     config = bench_cartpole.load(chunk_iterations=iterations)

@@ -31,8 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rlx import build as build_lib  # noqa: E402
-from rlx import driver, runtime  # noqa: E402
+from rlx.config import build as build_lib  # noqa: E402
+from rlx.core import runtime  # noqa: E402
+from rlx.run import driver  # noqa: E402
 
 VARIANTS = {
     "unrolled, remat": lambda k: ["meta.method=unrolled", f"meta.inner_iterations={k}"],

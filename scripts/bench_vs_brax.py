@@ -195,8 +195,9 @@ def run_rlx(env_name: str, seed: int, sizes: dict, out_dir: Path) -> dict:
 
     import yaml
 
-    from rlx import build as build_lib
-    from rlx import driver, envs
+    from rlx import envs
+    from rlx.config import build as build_lib
+    from rlx.run import driver
 
     brax_name = env_name.removeprefix("brax:")
     steps = sizes["steps"].get(brax_name, sizes["steps"]["humanoid"])
@@ -244,8 +245,8 @@ def raw_env_rate(config, unrolls: int = 5) -> float:
     """Env steps/s of the training rollout alone: same wrappers, policy inference, no learning."""
     import jax
 
-    from rlx import acting
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
+    from rlx.learn import acting
 
     built = build_lib.build(config)
     agent, hparams = built.agent, built.hparams
@@ -273,7 +274,7 @@ def raw_env_rate(config, unrolls: int = 5) -> float:
 
 
 def _child(args) -> None:
-    from rlx import runtime
+    from rlx.core import runtime
 
     runtime.configure()
     sizes = GPU if args.gpu else CPU

@@ -23,8 +23,8 @@ import jax
 import numpy as np
 import yaml
 
-from rlx import build as build_lib
-from rlx import runtime
+from rlx.config import build as build_lib
+from rlx.core import runtime
 
 
 def run_spec(base: Path, reward: dict, overrides: list[str], num_seeds: int) -> dict:

@@ -6,7 +6,8 @@ resumed run's metrics are bit-identical to the uninterrupted run's.
 Against two short runs (``configs/cartpole.yaml`` with ``rlx train`` and
 ``configs/meta/cartpole_anti_pd.yaml`` with ``rlx meta``, shrunk by ``SIZES``), seeded:
 
-* **named fault points**: ``RLX_FAULT=<point>:<n>`` (see ``rlx/interrupts.py``) kills the process
+* **named fault points**: ``RLX_FAULT=<point>:<n>`` (see ``rlx/core/interrupts.py``) kills the
+process
   with SIGKILL at compile, after the n-th chunk, mid-eval, with half a metrics row written, or
   mid-checkpoint-write;
 * **signals at random moments**: SIGKILL, SIGTERM, SIGINT, and a double SIGINT, at a time drawn

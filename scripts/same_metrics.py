@@ -202,7 +202,7 @@ RUNS = [
     ),
 ]
 
-# Columns that measure time (rlx.driver.TIMING_KEYS): present alike, values not compared.
+# Columns that measure time (rlx.run.driver.TIMING_KEYS): present alike, values not compared.
 TIMING_KEYS = (
     "wall_s",
     "train/steps_per_s",

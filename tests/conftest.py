@@ -14,7 +14,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 import jax  # noqa: E402
 import pytest
 
-from rlx import runtime
+from rlx.core import runtime
 
 runtime.configure()
 
@@ -91,7 +91,7 @@ def whole_and_resumed_rows(config, tmp_path) -> tuple[list[dict], list[dict]]:
     (an exact resume makes them equal)."""
     import json
 
-    from rlx import driver
+    from rlx.run import driver
 
     driver.train(config, tmp_path / "whole", show_progress=False)
     driver.train(config, tmp_path / "cut", show_progress=False, max_chunks=2)

@@ -26,14 +26,14 @@ parser.add_argument("--resume", action="store_true")
 parser.add_argument("--steps", type=int, default=128)
 args = parser.parse_args()
 
-from rlx import runtime  # noqa: E402
+from rlx.core import runtime  # noqa: E402
 
 if args.num_processes > 1:
     runtime.distributed(f"127.0.0.1:{args.port}", args.num_processes, args.process_id, 10)
 
 from conftest import CONFIGS, tiny_overrides  # noqa: E402
-from rlx import build as build_lib  # noqa: E402
-from rlx import driver  # noqa: E402
+from rlx.config import build as build_lib  # noqa: E402
+from rlx.run import driver  # noqa: E402
 
 overrides = [
     *tiny_overrides(str(Path(args.run_dir).parent)),
@@ -45,7 +45,7 @@ if args.kind == "train":
     config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", overrides)
     run = driver.train
 else:
-    from rlx.meta.run import train as run
+    from rlx.run.meta_run import train as run
 
     meta = [
         "meta.method=one_step",

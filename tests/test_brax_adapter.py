@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlx import build as build_lib
 from rlx import envs
+from rlx.config import build as build_lib
 
 CASES = [
     pytest.param(("inverted_pendulum", "mjx"), id="inverted_pendulum-mjx"),

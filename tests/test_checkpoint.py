@@ -4,8 +4,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from rlx import checkpoint
-from rlx.checkpoint import Checkpointer
+from rlx.run import checkpoint
+from rlx.run.checkpoint import Checkpointer
 
 
 def test_round_trip_keeps_keys_zero_size_arrays_and_the_record(tmp_path):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rlx import build as build_lib
 from rlx import config as config_lib
 from rlx.cli import main
+from rlx.config import build as build_lib
 
 
 def write(tmp_path: Path, text: str) -> Path:

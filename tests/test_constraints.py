@@ -9,10 +9,11 @@ import pytest
 from test_rewards import transition
 
 from conftest import CONFIGS, tiny_overrides, whole_and_resumed_rows
-from rlx import build as build_lib
-from rlx import cli, driver
+from rlx import cli
+from rlx.config import build as build_lib
 from rlx.rewards import combine, constraints, weights
 from rlx.rewards.base import chain
+from rlx.run import driver
 
 EVERY_4 = np.zeros((8, 2), bool)
 EVERY_4[[3, 7], :] = True  # both envs end an episode every 4 steps

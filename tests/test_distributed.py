@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS
-from rlx import cli, driver
+from rlx import cli
+from rlx.run import driver
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 TIMEOUT = 120  # s, per process: a hang fails the test instead of the suite

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlx import cli, members
+from rlx import cli
 from rlx import config as config_lib
+from rlx.run import members
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

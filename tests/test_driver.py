@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import HEAVY_CHUNK_CONFIGS, TRACE_ONLY_CONFIGS, tiny_overrides
-from rlx import build as build_lib
-from rlx import driver
+from rlx.config import build as build_lib
+from rlx.run import driver
 
 SHIPPED = sorted(p.name for p in (Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -128,7 +128,7 @@ def test_sigterm_stops_at_a_chunk_boundary_with_a_resumable_checkpoint(tmp_path,
 
 
 def test_plain_progress_prints_primary_and_reward_parts(capsys):
-    from rlx.progress import Progress
+    from rlx.run.progress import Progress
 
     row = {
         "env_steps": 100,
@@ -153,7 +153,8 @@ def test_rlx_train_turns_off_cpu_async_dispatch_before_the_backend_starts(tmp_pa
     probe = f"""
 import jax
 from jax._src import xla_bridge
-from rlx import cli, runtime
+from rlx import cli
+from rlx.core import runtime
 seen = []
 configure = runtime.configure
 runtime.configure = lambda: (seen.append(xla_bridge.backends_are_initialized()), configure())

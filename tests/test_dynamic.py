@@ -9,8 +9,8 @@ import pytest
 from test_rewards import transition
 
 from conftest import CONFIGS, tiny_overrides, whole_and_resumed_rows
-from rlx import build as build_lib
 from rlx import cli
+from rlx.config import build as build_lib
 from rlx.rewards import combine, dynamic, weights
 from rlx.rewards.base import chain
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import build as build_lib
-from rlx import cli, driver, policy
+from rlx import cli
+from rlx.config import build as build_lib
+from rlx.run import driver
+from rlx.ship import policy
 
 
 @pytest.mark.parametrize(
@@ -51,7 +53,7 @@ def _checkpoint_init(config, run_dir):
     """A run directory whose one checkpoint is the learner's initial state."""
     import jax
 
-    from rlx import rundir
+    from rlx.run import rundir
 
     program = driver.ppo_program(build_lib.build(config))
     files = rundir.Run(config, "train", run_dir, resume=False)

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from conftest import CACHE, tiny_overrides
-from rlx import build as build_lib
-from rlx import driver, envs
-from rlx.checkpoint import Checkpointer
+from rlx import envs
 from rlx.cli import main
+from rlx.config import build as build_lib
 from rlx.envs.probes import _Probe
+from rlx.run import driver
+from rlx.run.checkpoint import Checkpointer
 
 SMALL = [
     "train.num_envs=4",
@@ -239,7 +240,7 @@ def test_unusable_run_dirs_are_refused_before_anything_is_built(tmp_path, repo_c
 def test_the_stop_flag_asks_once_then_aborts_and_fault_points_count(monkeypatch):
     import signal
 
-    from rlx import interrupts
+    from rlx.core import interrupts
 
     flag = interrupts.StopFlag()
     flag(signal.SIGTERM, None)  # the first signal only asks for a stop

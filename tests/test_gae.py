@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from brax.training.agents.ppo.losses import compute_gae as brax_compute_gae
 
-from rlx.losses import compute_gae
+from rlx.learn.losses import compute_gae
 
 
 def test_gae_hand_computed_with_termination_and_truncation():

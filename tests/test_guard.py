@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import CACHE
-from rlx import build as build_lib
-from rlx.checkpoint import Checkpointer
 from rlx.cli import main
+from rlx.config import build as build_lib
 from rlx.meta import run as meta_run
+from rlx.run.checkpoint import Checkpointer
 
 SMALL = [
     "train.num_envs=8",
@@ -93,7 +93,7 @@ def test_a_meta_run_that_diverges_later_keeps_its_last_finite_checkpoint(
 def test_a_population_replaces_a_non_finite_member_and_diverges_only_when_all_are():
     from test_meta import lure_meta
 
-    from rlx import driver
+    from rlx.run import driver
 
     pop, hps = lure_meta("population")
     state = jax.jit(pop.init)(jax.random.key(0), hps)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rlx import build as build_lib
-from rlx import driver, members
+from rlx.config import build as build_lib
+from rlx.run import driver, members
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlx import running_stats as normalize
-from rlx.distributions import categorical, tanh_normal
-from rlx.losses import ppo_loss
+from rlx.core import running_stats as normalize
+from rlx.learn.distributions import categorical, tanh_normal
+from rlx.learn.losses import ppo_loss
 
 
 def test_ppo_loss_hand_computed():
@@ -72,7 +72,7 @@ def test_categorical_log_prob_and_mode():
 @pytest.mark.parametrize("dist", [categorical(3), tanh_normal(size=2, low=-1.0, high=1.0)])
 def test_noise_drawn_ahead_samples_what_sample_draws(dist):
     """A rollout draws every step's noise in one vmapped call before its scan
-    (rlx.acting.unroll): that must give the very actions per-step sampling gives, and
+    (rlx.learn.acting.unroll): that must give the very actions per-step sampling gives, and
     jax.random.categorical / normal's own draws."""
     keys = jax.random.split(jax.random.key(3), 7)  # 7 steps
     params = jax.random.normal(jax.random.key(4), (7, 5, dist.param_size))  # [T, B, P]
@@ -118,7 +118,7 @@ def test_elementwise_gradient_clip_clips_each_element_with_the_same_state():
     restores under either, and Adam after an elementwise clip is optax's."""
     import optax
 
-    from rlx import optim
+    from rlx.learn import optim
 
     params = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
     grads = {"a": jnp.array([3.0, -0.1, 0.4]), "b": jnp.array([[-2.0, 0.2], [0.0, 5.0]])}

@@ -232,8 +232,8 @@ def test_eval_success_is_the_share_of_episodes_ending_within_the_threshold(tmp_p
     # eval/success reads the success term on each episode's last step; with the final_success
     # primary, the primary return is that same indicator, summed over the episode.
     from conftest import CONFIGS, tiny_overrides
-    from rlx import acting
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
+    from rlx.learn import acting
 
     overrides = [
         *tiny_overrides(str(tmp_path)),

@@ -1,4 +1,4 @@
-"""``rlx train --seeds N --sweep KEY=V1,V2``: members vmapped in one program (rlx.members)."""
+"""``rlx train --seeds N --sweep KEY=V1,V2``: members vmapped in one program (rlx.run.members)."""
 
 import json
 import shutil
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import CACHE, CONFIGS
-from rlx import cli, driver, members
-from rlx.schema import ConfigError
+from rlx import cli
+from rlx.core.schema import ConfigError
+from rlx.run import driver, members
 
 CARTPOLE = str(Path(CONFIGS) / "cartpole.yaml")
 SMALL = [
@@ -89,7 +90,7 @@ def test_members_equal_single_seed_runs(seeds_run, tmp_path):
     plan = json.loads((run_dir / "members.json").read_text())
     assert plan["seeds"] == 2 and plan["sweep"] == [["reward.weights.alive", ["1", "0.5"]]]
     for index, overrides in ((1, ["train.seed=1"]), (2, ["reward.weights.alive=0.5"])):
-        from rlx import build as build_lib
+        from rlx.config import build as build_lib
 
         config = build_lib.load(CARTPOLE, [*SMALL, *overrides])
         driver.train(config, tmp_path / str(index), show_progress=False)
@@ -174,7 +175,7 @@ def test_the_cli_splits_the_members_over_cpu_devices_and_keeps_their_numbers(tmp
     summary = json.loads((run_dir / "summary.json").read_text())
     cores = os.cpu_count() or 1
     assert summary["devices"] == f"{2 if cores >= 2 else 1} x cpu"
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
 
     config = build_lib.load(CARTPOLE, [*SMALL, "train.seed=1"])
     driver.train(config, tmp_path / "single", show_progress=False)

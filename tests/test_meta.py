@@ -10,7 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from rlx import envs, meta, optim, ppo
+from rlx import envs, meta
+from rlx.learn import optim, ppo
 from rlx.meta import grads, inner
 from rlx.rewards import weighted_sum
 
@@ -99,7 +100,7 @@ def test_bootstrapped_meta_gradient_matches_finite_differences():
 @pytest.mark.parametrize("which", ["categorical", "tanh_normal"])
 def test_distribution_kl_is_the_closed_form(which):
     """The matching loss's KL against a Monte-Carlo estimate E_p[log p - log q]."""
-    from rlx import distributions
+    from rlx.learn import distributions
 
     dist = (
         distributions.categorical(3)

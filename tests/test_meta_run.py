@@ -7,10 +7,11 @@ import jax
 import pytest
 
 from conftest import TRACE_ONLY_ENVS, tiny_overrides
-from rlx import build as build_lib
-from rlx import cli, driver
+from rlx import cli
 from rlx import config as config_lib
+from rlx.config import build as build_lib
 from rlx.meta import run as meta_run
+from rlx.run import driver
 
 META_CONFIGS = sorted(
     p.name for p in (Path(__file__).parent.parent / "configs" / "meta").glob("*.yaml")
@@ -45,7 +46,7 @@ def test_shipped_meta_config_runs_a_tiny_meta_training(tmp_path, repo_configs, n
     assert (tmp_path / "run" / "phi.png").stat().st_size > 0
     assert (tmp_path / "run" / "checkpoints").exists()
     # rlx eval restores the inner learner under the learned reward params: the run's own eval
-    from rlx import policy
+    from rlx.ship import policy
 
     restored = policy.restore(tmp_path / "run")
     assert restored.kind == "meta"

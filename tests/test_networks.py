@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlx import build as build_lib
-from rlx.networks import MLP, Policy
+from rlx.config import build as build_lib
+from rlx.learn.networks import MLP, Policy
 
 
 def kernels(params) -> list[np.ndarray]:
@@ -58,7 +58,8 @@ def test_config_key_reaches_the_agents_policy_and_value(repo_configs):
 
 
 def test_config_lists_the_networks_inits():
-    from rlx import config, networks
+    from rlx import config
+    from rlx.learn import networks
 
     assert config.KERNEL_INITS == networks.KERNEL_INITS
 

@@ -35,7 +35,7 @@ def test_the_notebook_parses_and_its_imports_resolve():
                 modules |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 modules.add(node.module)
-                for alias in node.names:  # from rlx import members: rlx.members must exist
+                for alias in node.names:  # from rlx import members: rlx.run.members must exist
                     if importlib.util.find_spec(node.module) is not None:
                         candidate = f"{node.module}.{alias.name}"
                         try:
@@ -46,7 +46,7 @@ def test_the_notebook_parses_and_its_imports_resolve():
                             modules.add(candidate)
     missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
     assert not missing, f"the notebook imports what is not installed: {missing}"
-    assert {"rlx.members", "rlx.policy", "rlx.render"} <= modules
+    assert {"rlx.run.members", "rlx.ship.policy", "rlx.ship.render"} <= modules
 
 
 RUNNER = """

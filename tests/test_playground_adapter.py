@@ -10,9 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from rlx import build as build_lib
 from rlx import config as config_lib
 from rlx import envs
+from rlx.config import build as build_lib
 from rlx.envs import playground_adapter
 
 # The two cheapest suite tasks to compile: one whose reward is a product of reported factors,

@@ -1,4 +1,4 @@
-"""``rlx eval`` and ``rlx.policy``: a trained policy out of a run directory."""
+"""``rlx eval`` and ``rlx.ship.policy``: a trained policy out of a run directory."""
 
 import json
 from pathlib import Path
@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import build as build_lib
-from rlx import cli, driver, policy
+from rlx import cli
+from rlx.config import build as build_lib
+from rlx.run import driver
+from rlx.ship import policy
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -54,7 +56,7 @@ def test_load_gives_the_mode_action(cartpole_run):
     restored = policy.restore(cartpole_run)
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     actions = np.asarray(act(obs))
-    from rlx import acting
+    from rlx.learn import acting
 
     actor = restored.agent.actor
     logits = acting.policy_params(actor, restored.train.params, restored.train.obs_stats, obs)

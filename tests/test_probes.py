@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from rlx import envs, ppo
+from rlx import envs
+from rlx.learn import ppo
 from rlx.rewards import weighted_sum
 
 
@@ -42,15 +43,15 @@ def train_probe(name: str, iterations: int, **hparams):
 
 
 def value_of(agent, state, obs):
-    from rlx.networks import Value
+    from rlx.learn.networks import Value
 
     net = Value(agent.static.value_hidden, agent.static.activation)
     return float(net.apply(state.params["value"], jnp.asarray(obs, jnp.float32)))
 
 
 def policy_params(agent, state, obs):
-    from rlx.distributions import for_action_space
-    from rlx.networks import Policy
+    from rlx.learn.distributions import for_action_space
+    from rlx.learn.networks import Policy
 
     dist = for_action_space(agent.env.action_space)
     net = Policy(

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlx import build as build_lib
 from rlx import config as config_lib
 from rlx import envs
+from rlx.config import build as build_lib
 
 RANGES = {"mass": (0.5, 2.0), "friction": (0.8, 1.2), "actuator_gain": (0.25, 0.5)}
 

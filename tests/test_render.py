@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import build as build_lib
-from rlx import driver, rundir
+from rlx.config import build as build_lib
+from rlx.run import driver, rundir
 
 
 def _checkpoint_init(name: str, run_dir: Path, root: Path, extra=()):
@@ -34,7 +34,7 @@ def rlx(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def gl():
     pytest.importorskip("imageio_ffmpeg")
-    from rlx import render
+    from rlx.ship import render
 
     try:  # in a subprocess: this process may have loaded mujoco already
         return render.choose_gl()
@@ -60,7 +60,7 @@ def test_render_writes_the_episodes_frames(tmp_path, gl):
         str(out),
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    from rlx import render
+    from rlx.ship import render
 
     frames, meta = render.read_video(out)
     config = build_lib.load(Path(CONFIGS) / "reach.yaml", tiny_overrides(str(tmp_path)))
@@ -95,7 +95,7 @@ def test_render_draws_brax_mjx_and_playground_envs(tmp_path, gl, name, extra, ne
         "render", str(tmp_path / "run"), "--width", "64", "--height", "48", "--out", str(out)
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    from rlx import render
+    from rlx.ship import render
 
     frames, _ = render.read_video(out)
     episode = build_lib.build(config).env.episode_length
@@ -157,7 +157,7 @@ def test_training_writes_videos_and_tensorboard_videos(tmp_path, gl):
         "--no-progress",
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    from rlx import render
+    from rlx.ship import render
 
     videos = sorted((run_dir / "videos").glob("step-*.mp4"))
     assert [v.name for v in videos] == ["step-32.mp4", "step-64.mp4"]

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import build as build_lib
-from rlx import cli, driver
+from rlx import cli
+from rlx.config import build as build_lib
+from rlx.run import driver
 
 CODE_CONFIG = Path(CONFIGS) / "cartpole_code.yaml"
 CARTPOLE = Path(CONFIGS) / "cartpole.yaml"

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from rlx import build as build_lib
-from rlx import envs, ppo
+from rlx import envs
 from rlx import rewards as R
+from rlx.config import build as build_lib
+from rlx.core.types import Transition
+from rlx.learn import ppo
 from rlx.rewards import terms as T
 from rlx.rewards import weights as W
-from rlx.types import Transition
 
 
 def transition(

@@ -1,9 +1,9 @@
-"""rlx.runtime's process-wide settings (conftest has called ``runtime.configure()``)."""
+"""rlx.core.runtime's process-wide settings (conftest has called ``runtime.configure()``)."""
 
 import jax
 import numpy as np
 
-from rlx import runtime
+from rlx.core import runtime
 
 
 def _bits_and_hlo():

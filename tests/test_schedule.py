@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, tiny_overrides, whole_and_resumed_rows
-from rlx import build as build_lib
 from rlx import cli
+from rlx.config import build as build_lib
 from rlx.rewards import schedule as schedules
 
 CARTPOLE = Path(CONFIGS) / "cartpole.yaml"

@@ -265,7 +265,7 @@ def test_every_bilevel_task_loads_with_each_arms_settings():
 def test_bilevel_reports_a_populations_weights_decoded_not_its_log_scale_phi():
     """A population logs only phi; under ``log_scale`` phi is log|w|. The report holds the
     weights themselves (100, not 4.6), and the effective weights where a method logs them."""
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
 
     bilevel = _bilevel()
     task = bilevel.TASKS["cartpole"]

@@ -12,8 +12,8 @@ SCRIPT = textwrap.dedent(
     """
     import functools, json, sys
     import jax, numpy as np
-    from rlx import build as build_lib
-    from rlx import driver, sharding
+    from rlx.config import build as build_lib
+    from rlx.run import driver, sharding
 
     assert jax.device_count() == 4, jax.devices()
     overrides = [
@@ -80,7 +80,8 @@ def test_rlx_train_uses_all_local_devices(tmp_path, repo_configs):
     code = textwrap.dedent(
         """
         import sys
-        from rlx import build as build_lib, driver
+        from rlx.config import build as build_lib
+        from rlx.run import driver
         config = build_lib.load(sys.argv[1], sys.argv[3:])
         print(driver.train(config, sys.argv[2], show_progress=False)["devices"])
         """
@@ -99,7 +100,8 @@ META_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from rlx import build as build_lib, sharding
+    from rlx.config import build as build_lib
+    from rlx.run import sharding
     from rlx.meta import run as meta_run
 
     assert jax.device_count() == 4, jax.devices()
@@ -149,8 +151,9 @@ POPULATION = textwrap.dedent(
     """
     import json, sys
     import jax
-    from rlx import build as build_lib, sharding
-    from rlx.meta.run import _shardings, meta_program, train
+    from rlx.config import build as build_lib
+    from rlx.run import sharding
+    from rlx.run.meta_run import _shardings, meta_program, train
 
     config = build_lib.load(sys.argv[1], sys.argv[3:])
     program = meta_program(build_lib.build(config, meta=True))
@@ -175,7 +178,7 @@ def test_a_population_splits_its_members_over_the_devices(tmp_path, repo_configs
     """8 members on 4 faked devices run 2 on each, with the rows of 1 device (the same
     programs per member; only where they live changes)."""
     from conftest import tiny_overrides
-    from rlx import driver
+    from rlx.run import driver
 
     overrides = [
         *tiny_overrides(str(tmp_path)),

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlx import acting, envs, ppo
+from rlx import envs
+from rlx.learn import acting, ppo
 from rlx.rewards import weighted_sum
 
 STATIC = ppo.PPOStatic(
@@ -153,7 +154,7 @@ def test_value_pass_equals_a_value_pass_over_every_next_observation(unroll_lengt
 def test_accumulate_episodes_matches_a_step_by_step_loop():
     # Episode sums carried across batches: every episode that ends inside the batch is
     # totalled (with what it had gathered in earlier batches), the rest carried on.
-    from rlx.ppo import accumulate_episodes
+    from rlx.learn.ppo import accumulate_episodes
 
     rng = np.random.default_rng(0)
     T, B = 7, 5

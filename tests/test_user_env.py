@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import build as build_lib
-from rlx import cli, driver, policy
+from rlx import cli
+from rlx.config import build as build_lib
+from rlx.run import driver
+from rlx.ship import policy
 
 CONFIG = Path(CONFIGS) / "point_mass_user.yaml"
 EXAMPLE = Path(CONFIGS) / "code" / "point_mass.py"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import build as build_lib
-from rlx import driver
+from rlx.config import build as build_lib
+from rlx.run import driver
 
 
 def wandb_records(path: Path):
@@ -69,7 +69,8 @@ def test_an_offline_wandb_run_logs_every_rows_scalars(tmp_path):
 
 def test_wandb_that_does_not_start_is_one_line(tmp_path, capsys, monkeypatch):
     pytest.importorskip("wandb")
-    from rlx import cli, rundir
+    from rlx import cli
+    from rlx.run import rundir
 
     def fails(self, wandb, settings, run_id):
         raise RuntimeError("api key not configured (no-tty)")

@@ -1,7 +1,7 @@
 """A user's own env, loaded from this file by ``env.name: code/point_mass.py:PointMass``
 (configs/point_mass_user.yaml): a point mass on a plane pushed toward a goal.
 
-It follows the env protocol (rlx.types.Env) as the built-in envs do: a frozen dataclass whose
+It follows the env protocol (rlx.core.types.Env) as the built-in envs do: a frozen dataclass whose
 fields are its typed config (``env.params``), pure ``reset``/``step`` for one env, and named,
 unweighted reward terms; the reward layer weights them.
 """
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from rlx.envs.base import make_state, transition_state
-from rlx.types import Box
+from rlx.core.types import Box
 
 
 @dataclasses.dataclass(frozen=True)

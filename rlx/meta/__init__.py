@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rlx import ppo as ppo_lib
+from rlx.learn import ppo as ppo_lib
 from rlx.meta import grads
 from rlx.meta.base import (
     OUTER_SCHEDULES,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlx import ppo as ppo_lib
+from rlx.learn import ppo as ppo_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,14 +40,14 @@ class MetaStatic:
     # Meta-gradients go through the last this many minibatch steps of an update (0: all).
     grad_steps: int = 0
     # Differentiate Adam's second moment and the clipping norm too (exact), or hold them
-    # constant (LIRPG's choice); see rlx/optim.py.
+    # constant (LIRPG's choice); see rlx/learn/optim.py.
     exact_gradient: bool = False
     # The outer step size's schedule over the run's meta-iterations (after the warmup):
     # constant, or a linear or cosine decay to outer_final_fraction of it at the end.
     outer_schedule: str = "constant"
     # one_step/unrolled: BMG's bootstrap, L plain updates past the K differentiated ones (0: off)
     bootstrap_steps: int = 0
-    total_iterations: int = 0  # the run's meta-iterations (set from the config by rlx.build)
+    total_iterations: int = 0  # the run's meta-iterations (set from the config by rlx.config.build)
 
 
 OUTER_SCHEDULES = ("constant", "linear", "cosine")

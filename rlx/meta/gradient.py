@@ -45,9 +45,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlx import acting, optim
-from rlx import ppo as ppo_lib
-from rlx.losses import compute_gae
+from rlx.learn import acting, optim
+from rlx.learn import ppo as ppo_lib
+from rlx.learn.losses import compute_gae
+from rlx.learn.networks import Value
 from rlx.meta import grads
 from rlx.meta.base import (
     Hps,
@@ -63,7 +64,6 @@ from rlx.meta.base import (
     with_phi,
 )
 from rlx.meta.inner import critic_update, make_sgd
-from rlx.networks import Value
 
 
 @struct.dataclass

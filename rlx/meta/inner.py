@@ -11,14 +11,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlx import acting
-from rlx import ppo as ppo_lib
-from rlx.networks import Value
+from rlx.learn import acting
+from rlx.learn import ppo as ppo_lib
+from rlx.learn.networks import Value
 
 
 def make_sgd(grad_steps: int, exact: bool) -> ppo_lib.SGD:
     """An ``sgd`` for ``ppo.update``: PPO's epochs x minibatches, with the optimizer's
-    derivative exact or linearised (``exact``, see ``rlx.optim``) and, when ``0 < grad_steps <
+    derivative exact or linearised (``exact``, see ``rlx.learn.optim``) and, when ``0 < grad_steps <
     epochs x minibatches``, the reward's gradient through the last ``grad_steps`` steps only.
 
     The forward values are PPO's own: the same minibatches in the same order, the same Adam.

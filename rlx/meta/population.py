@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlx import ppo as ppo_lib
+from rlx.learn import ppo as ppo_lib
 from rlx.meta.base import (
     Hps,
     MetaStatic,

@@ -7,9 +7,9 @@ import dataclasses
 from typing import Any
 
 from rlx import meta as meta_lib
-from rlx import schema
+from rlx.core import schema
+from rlx.core.schema import NON_NEGATIVE, OPEN_UNIT, POSITIVE, SIZES, UNIT, field, one_of
 from rlx.meta.population import check_population
-from rlx.schema import NON_NEGATIVE, OPEN_UNIT, POSITIVE, SIZES, UNIT, field, one_of
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,9 +46,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from rlx import build as build_lib  # noqa: E402
 from rlx import config as config_lib  # noqa: E402
-from rlx import driver, runtime  # noqa: E402
+from rlx.config import build as build_lib  # noqa: E402
+from rlx.core import runtime  # noqa: E402
+from rlx.run import driver  # noqa: E402
 
 TASKS = {
     "cartpole": {
@@ -237,7 +238,7 @@ def run_arm(
     every = min(cfg.eval.every_chunks, max(1, chunks // 10))  # >= 10 points per curve
     done, wall_before, checkpointer = 0, 0.0, None
     if arm_dir is not None:
-        from rlx.checkpoint import Checkpointer
+        from rlx.run.checkpoint import Checkpointer
 
         checkpointer = Checkpointer(arm_dir, max_to_keep=1)
         found = checkpointer.restore_newest_valid(states)

@@ -37,7 +37,7 @@ def _flag(tokens: list[str], name: str, default: str | None = None) -> str | Non
 
 def redecode(path: Path, bilevel) -> list[str]:
     """Decodes the raw weights of ``path``'s population arms in place; the arms changed."""
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
 
     data = json.loads(path.read_text())
     tokens = data["meta"]["commands"][0].split()

@@ -4,7 +4,7 @@ multiplier, against the best fixed weight that meets the bound, at equal env ste
   python scripts/experiments/constraint_gate.py [--config C] [--bound 0.25] [--seeds 4]
       [--steps 200000] [--eval-term T --eval-scale S] [--reuse STAMP]
 
-Both arms are one vmapped program each (``rlx.members``): the fixed weights of ``ctrl_cost``
+Both arms are one vmapped program each (``rlx.run.members``): the fixed weights of ``ctrl_cost``
 (``--weights``, the config's other weights kept) times the seeds, and the constrained config
 (pendulum's own weights plus ``reward.constraints: [{term: ctrl_cost, statistic: mean,
 bound}]``) times the same seeds. The final eval gives each member's primary return and mean
@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from rlx import members, rundir  # noqa: E402
+from rlx.run import members, rundir  # noqa: E402
 
 
 def finals(run_dir: Path, term: str, eval_term: str, eval_scale: float) -> list[dict]:
@@ -85,7 +85,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(ROOT / "docs/experiments/constraint_gate_pendulum"))
     args = parser.parse_args()
-    from rlx import runtime
+    from rlx.core import runtime
 
     runtime.cpu_devices_for(args.seeds * 2)
     stamp = args.reuse or time.strftime("%Y%m%d-%H%M%S")

@@ -41,8 +41,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 
-from rlx import build as build_lib  # noqa: E402
-from rlx import runtime  # noqa: E402
+from rlx.config import build as build_lib  # noqa: E402
+from rlx.core import runtime  # noqa: E402
 from rlx.meta import gradient  # noqa: E402
 
 TASKS = {

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from rlx import members  # noqa: E402
+from rlx.run import members  # noqa: E402
 
 
 def front(points: list[tuple[float, float]]) -> list[int]:
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--dynamic-set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
-    from rlx import runtime
+    from rlx.core import runtime
 
     runtime.cpu_devices_for(len(args.weights.split(",")) * args.seeds)  # members side by side
     out = Path(args.out)

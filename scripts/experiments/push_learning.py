@@ -33,7 +33,7 @@ GATE_WALL_S = 30 * 60
 
 def eval_rows(seed_dir: Path) -> list[dict]:
     """The eval rows of one run directory's metrics.jsonl, in order."""
-    from rlx import rundir
+    from rlx.run import rundir
 
     rows = rundir.read_rows(seed_dir / "metrics.jsonl")
     return [r for r in rows if r.get("eval/success") is not None]
@@ -41,7 +41,7 @@ def eval_rows(seed_dir: Path) -> list[dict]:
 
 def seed_dirs(run_dir: Path) -> list[Path]:
     """One directory per seed: the members' (``--seeds`` > 1) or the run's own."""
-    from rlx import members
+    from rlx.run import members
 
     if members.is_members_run(run_dir):
         return [run_dir / m.directory for m in members.read_plan(run_dir)[2]]
@@ -124,7 +124,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     first = seeds[0]
-    from rlx import build as build_lib
+    from rlx.config import build as build_lib
 
     eval_envs = build_lib.load(run_dir / "config.yaml").eval.num_envs
     lines = [

@@ -2,7 +2,8 @@
 
 A run directory holds ``config.yaml`` (resolved), ``metrics.jsonl`` (one row per chunk),
 TensorBoard event files under ``tb/``, ``checkpoints/`` and, at the end, ``summary.json``
-(``rlx.rundir``). Signals are handled over the whole run (``rlx.interrupts``): a run stops at a
+(``rlx.run.rundir``). Signals are handled over the whole run (``rlx.core.interrupts``): a run stops
+at a
 chunk boundary, or at once on a second Ctrl-C, and always writes its summary.
 """
 
@@ -20,10 +21,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from rlx import build as build_lib
 from rlx import config as config_lib
-from rlx import interrupts, rundir, runtime, sharding
-from rlx.progress import Progress
+from rlx.config import build as build_lib
+from rlx.core import interrupts, runtime
+from rlx.run import rundir, sharding
+from rlx.run.progress import Progress
 
 # Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
 # Metrics that are a current value, not a rate: a chunk's row keeps the last iteration's.
@@ -133,7 +135,7 @@ class Program:
     init: key -> state; chunk: (state, hparams, num_iterations) -> (state, metrics stacked over
     iterations); evaluate: (state, hparams, key) -> dict of [] values; shardings: (state, mesh)
     -> shardings of the state; steps_per_iteration: env steps one iteration takes (per learner);
-    config: the resolved config the run directory records; members (``rlx.members``): the
+    config: the resolved config the run directory records; members (``rlx.run.members``): the
     learners a stacked state holds (empty: one learner), member_configs their configs.
     """
 
@@ -148,7 +150,7 @@ class Program:
     kind: str = "train"  # the command that runs it: train or meta
     members: tuple = ()
     member_configs: tuple = ()
-    # (state, hparams, path) -> what rlx.render wrote: eval.video_every_chunks' videos
+    # (state, hparams, path) -> what rlx.ship.render wrote: eval.video_every_chunks' videos
     video: Callable[..., dict] | None = None
 
 
@@ -172,8 +174,8 @@ def ppo_program(built: build_lib.Built) -> Program:
 
 
 def _video_hook(agent, config, policy_of):
-    """rlx.render's hook for the driver, or a ConfigError naming eval.video_every_chunks."""
-    from rlx import render
+    """rlx.ship.render's hook for the driver, or a ConfigError naming eval.video_every_chunks."""
+    from rlx.ship import render
 
     try:
         return render.video_hook(agent, config, policy_of)
@@ -226,9 +228,9 @@ def _compile(program: Program, state, hparams, mesh, chunk_iterations: int):
 def _mesh_for(config: config_lib.Config, members: int = 0, population: bool = False):
     mesh = sharding.make_mesh()
     if members and members % mesh.size == 0:
-        return mesh  # a members run splits its members over the devices (rlx.members)
+        return mesh  # a members run splits its members over the devices (rlx.run.members)
     if population:
-        return mesh  # its members are split, or it is replicated whole (rlx.meta.run)
+        return mesh  # its members are split, or it is replicated whole (rlx.run.meta_run)
     if config.train.num_envs % mesh.size:
         raise config_lib.ConfigError(
             f"key 'train.num_envs': {config.train.num_envs} must be a multiple of the "
@@ -278,7 +280,7 @@ def run(
             devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
             print(f"[rlx] run directory: {run_dir}  devices: {devices}", flush=True)
         if program.members:
-            from rlx.members import MembersRun
+            from rlx.run.members import MembersRun
 
             files = MembersRun(program, run_dir, resume, allow_config_change)
         else:

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from rlx import config as config_lib
-from rlx import interrupts, runtime
-from rlx.checkpoint import Checkpointer
+from rlx.core import interrupts, runtime
+from rlx.run.checkpoint import Checkpointer
 
 
 class RunDirError(ValueError):
@@ -246,7 +246,7 @@ class Run:
         none (the run starts from scratch with its stored config, its rows dropped)."""
         found = self.checkpointer.restore_newest_valid(abstract_state, expect={"kind": self.kind})
         if found is None and self.kind == "train":  # a member of a members run, resumed alone
-            from rlx import members
+            from rlx.run import members
 
             found = members.restore_alone(self.dir, abstract_state)
         state, start_chunk, wall_offset = None, 0, 0.0

@@ -8,10 +8,10 @@ from typing import Any
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rlx import build as build_lib
 from rlx import config as config_lib
-from rlx import driver, rundir, sharding
 from rlx import meta as meta_lib
+from rlx.config import build as build_lib
+from rlx.run import driver, rundir, sharding
 
 
 def _shardings(state: Any, mesh) -> Any:

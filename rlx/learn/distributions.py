@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlx.types import Box, Discrete
+from rlx.core.types import Box, Discrete
 
 
 class Distribution(NamedTuple):

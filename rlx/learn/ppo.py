@@ -3,7 +3,8 @@
 Static settings (shapes, counts, network sizes) live in ``PPOStatic``, a field of the ``PPO``
 bundle; everything tuned (learning rate, costs, clip, gamma, lambda, reward params) is a leaf of
 ``Hparams``, an argument, so one compiled program serves any values and ``vmap`` over seeds or
-hparams works. Acting (rollouts, value passes, evaluation) is ``rlx.acting``; this module is the
+hparams works. Acting (rollouts, value passes, evaluation) is ``rlx.learn.acting``; this module is
+the
 learner: reward, GAE, the loss, the shuffled minibatches and their SGD steps, the update.
 
 An iteration is ``update(agent, *collect(agent, state), hparams)``. Code that composes its own
@@ -23,13 +24,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlx import acting, optim, running_stats
-from rlx.distributions import Distribution, for_action_space
-from rlx.losses import compute_gae, ppo_loss
-from rlx.networks import Policy, Value
+from rlx.core import running_stats
+from rlx.core.types import Box, Env, EnvState, Transition, observation_size
+from rlx.learn import acting, optim
+from rlx.learn.distributions import Distribution, for_action_space
+from rlx.learn.losses import compute_gae, ppo_loss
+from rlx.learn.networks import Policy, Value
 from rlx.rewards import RewardFn
 from rlx.rewards.code import TERM_PREFIX
-from rlx.types import Box, Env, EnvState, Transition, observation_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +47,11 @@ class PPOStatic:
     value_hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     init_log_std: float = 0.0
-    kernel_init: str = "orthogonal"  # rlx.networks.KERNEL_INITS
+    kernel_init: str = "orthogonal"  # rlx.learn.networks.KERNEL_INITS
     normalize_observations: bool = True
     normalize_advantages: bool = True
     anneal_learning_rate: bool = True
-    gradient_clip: str = "global_norm"  # or "elementwise" (rlx.optim.ppo_optimizer)
+    gradient_clip: str = "global_norm"  # or "elementwise" (rlx.learn.optim.ppo_optimizer)
     clip_value_loss: bool = False  # V's change clipped to +-clip_epsilon (losses.ppo_loss)
     num_eval_envs: int = 16
     deterministic_eval: bool = True
@@ -465,7 +467,8 @@ def update(
     agent: PPO, state: TrainState, batch: Batch, hparams: Hparams, sgd: SGD = sgd
 ) -> tuple[TrainState, dict]:
     """The learning half of an iteration on a collected batch: reward, GAE, epochs x
-    minibatches of SGD (``sgd``, same signature as ``rlx.ppo.sgd``), normaliser update, episode
+    minibatches of SGD (``sgd``, same signature as ``rlx.learn.ppo.sgd``), normaliser update,
+    episode
     bookkeeping. Differentiable in ``hparams.reward_params`` and ``hparams.gamma``."""
     samples, rewards, reward_state, reward_info = samples_of(
         agent, batch, hparams, state.reward_state

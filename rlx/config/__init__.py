@@ -2,10 +2,10 @@
 
 This module only assembles: each layer owns its section's schema (``rlx.envs.schema``,
 ``rlx.rewards.schema``, ``rlx.meta.schema``; the learner's and the run's sections are here) and
-``rlx.schema`` the field specs and coercion. Unknown keys, wrong types and out-of-range values
+``rlx.core.schema`` the field specs and coercion. Unknown keys, wrong types and out-of-range values
 raise ``ConfigError`` naming the key and where it came from (the file, or the command-line
 override). What depends on the env (its params' defaults, term and signal names) is checked
-where the env is built, once: ``rlx.build``. Loading never writes anything.
+where the env is built, once: ``rlx.config.build``. Loading never writes anything.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from typing import Any
 
 import yaml
 
-from rlx import schema
-from rlx.envs.schema import EnvConfig
-from rlx.meta.schema import MetaConfig
-from rlx.rewards.schema import RewardConfig
-from rlx.schema import (
+from rlx.core import schema
+from rlx.core.schema import (
     INT32_MAX,
     NON_NEGATIVE,
     OPEN_UNIT,
@@ -34,9 +31,12 @@ from rlx.schema import (
     field,
     one_of,
 )
+from rlx.envs.schema import EnvConfig
+from rlx.meta.schema import MetaConfig
+from rlx.rewards.schema import RewardConfig
 
 ACTIVATIONS = ("tanh", "relu", "swish", "elu")
-KERNEL_INITS = ("orthogonal", "lecun_normal", "lecun_uniform")  # rlx.networks.KERNEL_INITS
+KERNEL_INITS = ("orthogonal", "lecun_normal", "lecun_uniform")  # rlx.learn.networks.KERNEL_INITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ class TrainConfig:
     normalize_advantages: bool = field(True)
     gradient_clip: str = field(
         "global_norm",
-        one_of(("global_norm", "elementwise")),  # rlx.optim.GRADIENT_CLIPS (test_layout)
+        one_of(("global_norm", "elementwise")),  # rlx.learn.optim.GRADIENT_CLIPS (test_layout)
         "clip the gradient to ppo.max_grad_norm by its global norm (PPO's usual: PureJaxRL, "
         "Brax, CleanRL) or element by element (rejax)",
     )
@@ -246,7 +246,7 @@ def load(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
     """Reads ``path`` (YAML), applies dotted overrides, validates strictly.
 
     Env-dependent checks and defaults (env params, reward terms and signals, ``meta.learn``)
-    come where the env is built: ``rlx.build.resolve``.
+    come where the env is built: ``rlx.config.build.resolve``.
     """
     path = Path(path)
     data = read_yaml(path) or {}

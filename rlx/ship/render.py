@@ -1,6 +1,6 @@
 """``rlx render RUN_DIR --out video.mp4``: a run's policy on video, with its terms beside it.
 
-The policy (``rlx.policy.restore``) runs ``episodes`` deterministic episodes in one batched,
+The policy (``rlx.ship.policy.restore``) runs ``episodes`` deterministic episodes in one batched,
 jitted rollout that records each step's joint positions and terms; on the host, MuJoCo's
 offscreen renderer draws every step of each env's first episode (``mujoco.Renderer``, headless:
 EGL, else OSMesa, chosen before mujoco is imported), a strip plot of the terms over the
@@ -113,7 +113,7 @@ def _rollout_program(agent, episodes: int, qpos_of):
     import jax
     import jax.numpy as jnp
 
-    from rlx import acting
+    from rlx.learn import acting
 
     actor, dist = agent.actor, agent.actor.dist
     batched = actor.batched
@@ -141,7 +141,7 @@ def video_hook(agent, config, policy_of):
     ``eval.video_width`` x ``eval.video_height``, one episode, of the learner ``policy_of(state,
     hparams) -> (TrainState, Hparams)`` picks; checks the env renders first (RenderError)."""
     source(agent.env)
-    from rlx import policy
+    from rlx.ship import policy
 
     def hook(state, hparams, path: Path) -> dict:
         train, train_hparams = policy_of(state, hparams)

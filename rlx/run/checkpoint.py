@@ -144,7 +144,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, record: dict) -> None:
         """Writes synchronously: the caller may donate ``state``'s buffers right after."""
-        from rlx import interrupts
+        from rlx.core import interrupts
 
         storable = _to_storable(state)
         record = {**record, "format": FORMAT, "checksum": checksum(storable)}
@@ -179,7 +179,7 @@ class Checkpointer:
         return None
 
     def _quarantine(self, step: int, error: Exception) -> None:
-        from rlx import runtime
+        from rlx.core import runtime
 
         if not runtime.is_primary():  # process 0 moves it; the others wait for that
             runtime.barrier(f"rlx-quarantine-{step}")
@@ -238,7 +238,7 @@ class Checkpointer:
         # where the others' is fine; they agree before the checksum (a collective) or the
         # quarantine (a barrier), so all of them take the same path. (A read that fails inside
         # orbax's own collective restore ends in orbax's barrier timeout instead.)
-        from rlx import interrupts, runtime
+        from rlx.core import interrupts, runtime
 
         failure = None
         try:

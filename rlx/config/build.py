@@ -14,12 +14,12 @@ from typing import Any
 
 from rlx import config as config_lib
 from rlx import meta as meta_lib
-from rlx import ppo
+from rlx.core.types import Env
 from rlx.envs import schema as env_schema
+from rlx.learn import ppo
 from rlx.meta import schema as meta_schema
 from rlx.rewards import RewardFn, spec
 from rlx.rewards import schema as reward_schema
-from rlx.types import Env
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Acting: running a policy in the batched env, the value passes over a rollout, evaluation.
 
-Apart from the learner (``rlx.ppo``: loss, SGD, update): everything here reads network
+Apart from the learner (``rlx.learn.ppo``: loss, SGD, update): everything here reads network
 parameters and never changes them. ``Actor`` is the small typed bundle these functions share.
 
 - ``unroll``: the scan of policy and env steps -> ``Transition`` [T, B] (``value`` left at 0);
@@ -17,13 +17,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rlx import running_stats
-from rlx.distributions import Distribution
+from rlx.core import running_stats
+from rlx.core.types import Env, EnvState, Transition
 from rlx.envs.wrappers import VmapWrapper
-from rlx.networks import Policy, Value
+from rlx.learn.distributions import Distribution
+from rlx.learn.networks import Policy, Value
 from rlx.rewards import RewardFn, for_batch
 from rlx.rewards.code import TERM_PREFIX
-from rlx.types import Env, EnvState, Transition
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ The env states and per-env episode sums (leading axis ``[B]``) are split over a 
 every process's devices (``jax.devices()``: the local ones in a single process); parameters,
 optimizer state and the rest are replicated. XLA's partitioner (GSPMD) then runs the rollout
 where the envs live and inserts the collectives the update needs, so the same program runs on
-one CPU, a GPU, a TPU slice or several hosts (``rlx.runtime.distributed``).
+one CPU, a GPU, a TPU slice or several hosts (``rlx.core.runtime.distributed``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``rlx export RUN_DIR --format onnx|jax``: a run's deterministic policy, self-contained.
 
-The exported function is ``rlx.policy.load``'s: observations [N, obs_size] float32 -> the env's
+The exported function is ``rlx.ship.policy.load``'s: observations [N, obs_size] float32 -> the env's
 action (observation normalisation, the MLP, the mode of the action distribution and its map
 to the env's action space, all included), with the run's params as constants.
 
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlx import policy as policy_lib
+from rlx.ship import policy as policy_lib
 
 FORMATS = ("onnx", "jax")
 INPUT, OUTPUT = "obs", "action"
@@ -147,7 +147,7 @@ def _activation(helper, nodes, activation: str, x: str, out: str) -> str:
 
 
 def _obs_size(restored: policy_lib.Restored) -> int:
-    from rlx.types import observation_size
+    from rlx.core.types import observation_size
 
     return observation_size(restored.agent.env)
 

@@ -37,10 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlx import build as build_lib
 from rlx import config as config_lib
-from rlx import rundir, runtime, sharding
-from rlx.schema import ConfigError
+from rlx.config import build as build_lib
+from rlx.core import runtime
+from rlx.core.schema import ConfigError
+from rlx.run import rundir, sharding
 
 MEMBERS_FILE = "members.json"
 TRACED_SECTIONS = ("ppo.", "reward.")
@@ -117,7 +118,7 @@ def _reward_program(built: build_lib.Built) -> str:
     batched = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((agent.static.num_envs, *x.shape), x.dtype), env_state
     )
-    from rlx import ppo
+    from rlx.learn import ppo
 
     traj = ppo._abstract_transition(agent, batched, jax.random.key(0))
     reward_state = jax.eval_shape(
@@ -207,7 +208,7 @@ def member_shardings(state: Any, mesh) -> Any:
 
 def program(builts: list[build_lib.Built], members: list[Member], base: config_lib.Config):
     """The driver's Program for the members: state and hparams stacked on a leading axis."""
-    from rlx import driver
+    from rlx.run import driver
 
     agent = builts[0].agent
     hparams = stack([b.hparams for b in builts])
@@ -311,7 +312,7 @@ class MembersRun:
         runtime.barrier("rlx-members-dir")
         self.checkpointer = None
         if self.config.run.checkpoint or resume:
-            from rlx.checkpoint import Checkpointer
+            from rlx.run.checkpoint import Checkpointer
 
             self.checkpointer = Checkpointer(
                 run_dir / "checkpoints", self.config.run.max_checkpoints
@@ -424,7 +425,7 @@ def restore_alone(
     index = next((m.index for m in members if run_dir / m.directory == member_dir), None)
     if index is None or not (run_dir / "checkpoints").is_dir():
         return None
-    from rlx.checkpoint import Checkpointer
+    from rlx.run.checkpoint import Checkpointer
 
     stacked = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((len(members), *x.shape), x.dtype), abstract_state
@@ -528,7 +529,7 @@ def train(
 ) -> dict:
     """``rlx train CONFIG --seeds N --sweep ...`` into ``run_dir`` (see the module docstring).
     ConfigError (nothing written) for a bad sweep, a static key or a config a member refuses."""
-    from rlx import driver
+    from rlx.run import driver
 
     base = config_lib.load(config_path, overrides)
     members = plan(base.train.seed, seeds, [parse_sweep(t) for t in sweeps])
@@ -539,7 +540,7 @@ def train(
 def resume(run_dir: Path, **run_options) -> dict:
     """``rlx train --resume RUN_DIR`` of a members run: every member from the newest chunk they
     all have a checkpoint of."""
-    from rlx import driver
+    from rlx.run import driver
 
     _, _, members = read_plan(run_dir)
     base = config_lib.load(run_dir / "config.yaml")

@@ -1,4 +1,4 @@
-"""A trained policy out of a run directory: ``rlx eval RUN_DIR`` and ``rlx.policy.load``.
+"""A trained policy out of a run directory: ``rlx eval RUN_DIR`` and ``rlx.ship.policy.load``.
 
 ``restore(run_dir)`` finds the run's kind from its checkpoint (``rlx train``, a member of a
 members run, ``rlx meta`` with a gradient method, a population or the hybrid), rebuilds its
@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlx import build as build_lib
 from rlx import config as config_lib
+from rlx.config import build as build_lib
 
 
 class PolicyError(ValueError):
@@ -46,7 +46,7 @@ class Restored:
 
 
 def _checkpoint_kind(run_dir: Path) -> str:
-    from rlx.checkpoint import Checkpointer
+    from rlx.run.checkpoint import Checkpointer
 
     checkpoints = run_dir / "checkpoints"
     if not checkpoints.is_dir():
@@ -58,7 +58,7 @@ def _checkpoint_kind(run_dir: Path) -> str:
             return "none"
         import orbax.checkpoint as ocp
 
-        from rlx.checkpoint import _RECORD
+        from rlx.run.checkpoint import _RECORD
 
         only_record = ocp.args.Composite(**{_RECORD: ocp.args.JsonRestore()})
         record = checkpointer._manager.restore(step, args=only_record)[_RECORD]
@@ -73,8 +73,8 @@ def restore(
     """The learner of ``run_dir`` at chunk ``checkpoint`` (default: the newest that restores).
     Raises PolicyError naming what is wrong: not a run directory, no checkpoint, a members
     run's top directory, a member that does not exist."""
-    from rlx import members as members_lib
-    from rlx.checkpoint import Checkpointer, CheckpointFormatError
+    from rlx.run import members as members_lib
+    from rlx.run.checkpoint import Checkpointer, CheckpointFormatError
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -96,11 +96,11 @@ def restore(
     meta = kind == "meta"
     built = build_lib.build(config, meta=meta)
     if meta:
-        from rlx.meta.run import meta_program
+        from rlx.run.meta_run import meta_program
 
         program = meta_program(built)
     else:
-        from rlx.driver import ppo_program
+        from rlx.run.driver import ppo_program
 
         program = ppo_program(built)
     abstract = jax.eval_shape(jax.jit(program.init), jax.random.key(config.train.seed))
@@ -154,7 +154,7 @@ def evaluate(
     ``eval.deterministic``): for each quantity (``return``,
     ``primary_return``, ``length``, ``terms/<name>``) its mean, std, min and max over episodes.
     The defaults reproduce the run's own evaluation."""
-    from rlx import acting
+    from rlx.learn import acting
 
     agent, config = restored.agent, restored.config
     episodes = config.eval.num_envs if episodes is None else episodes
@@ -176,7 +176,7 @@ def evaluate(
             episodes,
             deterministic=not stochastic,
         )
-        # the mean as the run's own eval takes it (rlx.acting.evaluate), in the same program
+        # the mean as the run's own eval takes it (rlx.learn.acting.evaluate), in the same program
         return per_episode, {k: jnp.mean(v) for k, v in per_episode.items()}
 
     values, means = jax.device_get(run(jax.random.key(seed)))
@@ -195,7 +195,7 @@ def evaluate(
 def act_fn(restored: Restored):
     """The restored learner's deterministic ``obs -> action`` (not jitted): normalisation, the
     policy network, the distribution's mode and its map to the env's action space."""
-    from rlx import acting
+    from rlx.learn import acting
 
     actor, state = restored.agent.actor, restored.train
     dist = actor.dist

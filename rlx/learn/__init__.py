@@ -1,0 +1,1 @@
+"""The learner: acting (collect, evaluate), PPO's losses and update, networks, optimisers."""

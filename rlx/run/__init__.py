@@ -1,0 +1,1 @@
+"""The run machinery: the host driver, run directories, members runs, checkpoints, progress."""
