@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from rlx.core.types import Box, EnvState
 from rlx.envs.adapters import first_state, next_state, split_reward
+from rlx.envs.scene import RenderError, data_fields
 
 # Brax env -> {metric: scale}: the parts Brax sums into its reward (Brax 0.14 sources).
 REWARD_PARTS: dict[str, dict[str, float]] = {
@@ -36,6 +38,15 @@ REWARD_PARTS: dict[str, dict[str, float]] = {
     "walker2d": {"reward_forward": 1.0, "reward_healthy": 1.0, "reward_ctrl": 1.0},
 }
 LOCOMOTION = ("ant", "halfcheetah", "hopper", "humanoid", "swimmer", "walker2d")
+# A locomotion env's term proportional to its x velocity, the primary (rlx tune's anchor).
+PRIMARY_TERMS = {
+    "ant": "reward_forward",
+    "halfcheetah": "reward_run",
+    "hopper": "reward_forward",
+    "humanoid": "reward_linvel",
+    "swimmer": "reward_fwd",
+    "walker2d": "reward_forward",
+}
 # Metrics that duplicate a reward part and would only add noise as signals.
 _DUPLICATES = {"forward_reward"}
 
@@ -119,10 +130,29 @@ class BraxEnv:
         return (*self.reward_parts, "residual")
 
     @property
+    def primary_term(self) -> str | None:
+        """The term that is the forward velocity (the primary) of a locomotion env."""
+        return PRIMARY_TERMS.get(self.brax_name)
+
+    @property
     def signal_names(self) -> tuple[str, ...]:
         metrics = _metric_names(self.brax_name, self.backend)
         skip = set(self.reward_parts) | _DUPLICATES
         return (*(m for m in metrics if m not in skip), "torso_height")
+
+    render_camera: ClassVar[str | None] = None  # the renderer's camera, following the body
+
+    def render_model(self):
+        """Brax's own ``mujoco.MjModel`` (the mjx backend only; rlx.envs.scene)."""
+        if self.backend != "mjx":
+            raise RenderError(
+                f"env {self.name!r} on the {self.backend} backend has no renderer: use "
+                "env.params.backend: mjx"
+            )
+        return self.brax.sys.mj_model
+
+    def render_state(self, physics) -> dict:
+        return data_fields(physics.pipeline_state)  # the mjx backend's state is an mjx.Data
 
     def _signals(self, brax_state) -> dict[str, jax.Array]:
         signals = {k: brax_state.metrics[k] for k in self.signal_names if k != "torso_height"}

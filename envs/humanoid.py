@@ -26,19 +26,27 @@ from rlx.envs.mjx_base import (
     run_frames,
     scale_action,
 )
+from rlx.envs.scene import Stage, staged_model
 from rlx.rewards.terms import alive_bonus, contact_cost, control_cost
+
+
+def _mjcf_path() -> str:
+    """The path of Brax's humanoid MJCF."""
+    import_mujoco(
+        "the humanoid env needs mujoco, mujoco-mjx and brax (for its MJCF)", "etils.epath"
+    )
+    from etils import epath
+
+    return str(epath.resource_path("brax") / "envs/assets/humanoid.xml")
 
 
 @functools.cache
 def _model(solver_iterations: int, ls_iterations: int, impl: str = "jax"):
     """(mujoco.MjModel, mjx.Model) of Brax's humanoid MJCF with Brax's MJX solver settings."""
-    mujoco = import_mujoco(
-        "the humanoid env needs mujoco, mujoco-mjx and brax (for its MJCF)", "etils.epath"
-    )
-    from etils import epath
+    path = _mjcf_path()  # a one-line MujocoUnavailableError when mujoco or brax is missing
+    import mujoco
 
-    path = epath.resource_path("brax") / "envs/assets/humanoid.xml"
-    model = mujoco.MjModel.from_xml_path(str(path))
+    model = mujoco.MjModel.from_xml_path(path)
     model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
     model.opt.disableflags = model.opt.disableflags | mujoco.mjtDisableBit.mjDSBL_EULERDAMP
     model.opt.iterations = solver_iterations
@@ -68,12 +76,30 @@ class Humanoid(MjxEnv):
     ls_iterations: int = 4
     impl: str = "jax"  # MJX's implementation: jax, or warp (MuJoCo Warp, a CUDA GPU)
     name: ClassVar[str] = "humanoid"
+    # The term that is the primary objective (rlx tune holds its weight fixed)
+    primary_term: ClassVar[str | None] = "forward_velocity"
 
     term_names = ("forward_velocity", "alive", "ctrl_cost", "constraint_cost")
     signal_names = ("torso_height", "uprightness", "forward_velocity", "x_position")
 
+    # drawn from the side and a little above, following the torso as it walks (its floor
+    # dressed in 0.5 m squares)
+    stage: ClassVar[Stage] = Stage(
+        lookat=(0.0, 0.0, -0.2),
+        distance=4.0,
+        elevation=12.0,
+        azimuth=90.0,
+        track="torso",
+        floor="floor",
+        floor_size=100.0,
+        square=0.5,
+    )
+
     def _models(self):
         return _model(self.solver_iterations, self.ls_iterations, self.impl)
+
+    def render_model(self):
+        return staged_model(_mjcf_path(), self.stage, is_path=True)
 
     def _com(self, model, data) -> jax.Array:
         mass = jnp.asarray(model.body_mass[1:], jnp.float32)

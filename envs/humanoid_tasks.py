@@ -114,6 +114,7 @@ class HumanoidStand(_HumanoidTask):
     """Stand up straight and still (see the module docstring for terms and primary)."""
 
     name: ClassVar[str] = "humanoid_stand"
+    primary_term: ClassVar[str | None] = None  # primary: height while upright, no term
     task: ClassVar[str] = "stand"
 
 
@@ -123,6 +124,7 @@ class HumanoidWalk(_HumanoidTask):
 
     target_speed: float = 1.0
     name: ClassVar[str] = "humanoid_walk"
+    primary_term: ClassVar[str | None] = None  # primary: -|v - target_speed|, no term
     task: ClassVar[str] = "walk"
 
 

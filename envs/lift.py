@@ -20,8 +20,9 @@ import jax.numpy as jnp
 
 from rlx.core.types import EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.envs.mjx_base import MjxEnv, forward_at, load_model, scale_action
+from rlx.envs.mjx_base import MjxEnv, forward_at, scale_action
 from rlx.envs.reach import check_primary_objective, on_last_step, physics_step
+from rlx.envs.scene import Stage
 from rlx.rewards.terms import control_cost
 from rlx.rewards.terms import distance as distance_between
 
@@ -142,8 +143,13 @@ class Lift(MjxEnv):
             raise ValueError("ball_range must be in [0, 0.12] (the gantry reaches 0.15 m)")
         super().__post_init__()
 
-    def _models(self):
-        return load_model(LIFT_XML, self.impl)
+    # drawn from the front and above, the gantry's reach and the lift height in view
+    stage: ClassVar[Stage] = Stage(
+        lookat=(0.0, 0.0, 0.04), distance=0.45, elevation=30.0, azimuth=60.0, floor="floor"
+    )
+
+    def _mjcf(self) -> str:
+        return LIFT_XML
 
     @functools.cached_property
     def _ids(self) -> tuple[int, int, int, int]:

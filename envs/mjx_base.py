@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from rlx.core.types import Box, EnvState
+from rlx.envs.scene import CAMERA, Stage, data_fields, staged_model
 
 INSTALL = "pip install -c constraints.txt '.[mjx]'"
 
@@ -114,16 +116,35 @@ def forward_at(model, *, qpos: jax.Array, qvel: jax.Array | None = None, mocap_x
 
 class MjxEnv:
     """What the MJX envs share; a base of frozen dataclasses that have a ``frames_per_step``
-    field and define ``_models`` (a cached (MjModel, mjx.Model) loader), ``reset_with_model``
-    and ``step_with_model``."""
+    field and define ``_mjcf`` (the MJCF of their configuration) or ``_models`` (a cached
+    (MjModel, mjx.Model) loader), ``reset_with_model`` and ``step_with_model``.
+
+    They render (``rlx.envs.scene.Renderable``): their MJCF with their ``stage`` added, seen
+    from the stage's camera, posed by the state's joint positions and mocap poses.
+    """
+
+    stage: ClassVar[Stage] = Stage()
+    render_camera: ClassVar[str | None] = CAMERA
 
     def __post_init__(self):
         check_impl(getattr(self, "impl", "jax"))
         self._models()  # load the MJCF outside any trace
 
+    def _mjcf(self) -> str:
+        """The MJCF (a string) of this env's configuration."""
+        raise NotImplementedError
+
     def _models(self):
         """(mujoco.MjModel, mjx.Model) of this env's configuration; cached by the loader."""
-        raise NotImplementedError
+        return load_model(self._mjcf(), getattr(self, "impl", "jax"))
+
+    def render_model(self):
+        """The ``mujoco.MjModel`` a renderer draws: the MJCF with ``stage`` added (cached)."""
+        return staged_model(self._mjcf(), self.stage)
+
+    def render_state(self, physics) -> dict:
+        """The MjData fields of ``physics`` (an ``mjx.Data``) that place what a frame shows."""
+        return data_fields(physics)
 
     @property
     def mj_model(self):

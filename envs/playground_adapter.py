@@ -30,12 +30,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from rlx.core.types import Box, EnvState
 from rlx.envs.adapters import first_state, next_state, split_reward
+from rlx.envs.scene import data_fields
 
 INSTALL = (
     "playground:<Name> envs need MuJoCo Playground 0.2 (PyPI 'playground'): "
@@ -176,6 +178,15 @@ class PlaygroundEnv:
     def playground(self):
         """The Playground ``MjxEnv`` this env steps."""
         return _load(self.playground_name, self.impl, self.episode_length)
+
+    render_camera: ClassVar[str | None] = None  # the renderer's camera, following the body
+
+    def render_model(self):
+        """Playground's own ``mujoco.MjModel`` (its floor, sky and cameras; rlx.envs.scene)."""
+        return self.playground.mj_model
+
+    def render_state(self, physics) -> dict:
+        return data_fields(physics.data)
 
     @property
     def action_space(self) -> Box:

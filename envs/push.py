@@ -18,14 +18,15 @@ import jax
 import jax.numpy as jnp
 
 from rlx.core.types import EnvState
-from rlx.envs.mjx_base import load_model
 from rlx.envs.reach import (
     ARM_ACTUATORS_GEARED,
+    ARM_STAGE,
     ARM_XML,
     ArmTask,
     arm_observation,
     sample_in_annulus,
 )
+from rlx.envs.scene import Stage
 from rlx.rewards.terms import distance as distance_between
 
 PUCK_RADIUS = 0.02
@@ -220,8 +221,12 @@ class Push(ArmTask):
                 )
         super().__post_init__()
 
-    def _models(self):
-        xml = _push_xml(
+    @property
+    def stage(self) -> Stage:  # the pusher has no shoulder to mount
+        return ARM_STAGE if self.effector == "arm" else dataclasses.replace(ARM_STAGE, base=0.0)
+
+    def _mjcf(self) -> str:
+        return _push_xml(
             self.solver_iterations,
             self.ls_iterations,
             self.gear,
@@ -229,7 +234,6 @@ class Push(ArmTask):
             self.effector,
             self.pusher_speed,
         )
-        return load_model(xml, self.impl)
 
     def _goal(self, key: jax.Array, puck: jax.Array) -> jax.Array:
         """[2] the goal: in the annulus, independent of the puck (``goal_offset_max`` 0), or

@@ -6,7 +6,8 @@ draws, from the episode's key, a uniform scale per body (mass and inertia togeth
 (sliding friction) and per actuator (gain and bias, so position actuators stay consistent) and
 keeps them in the env state, so under ``vmap`` every env runs its own model. With the episode
 wrapper's ``reset_mode: fresh`` each episode draws anew; with ``cached`` an env keeps its first
-draw. Ranges are ``(low, high)`` multipliers; ``(1, 1)`` leaves a quantity alone.
+draw. Ranges are ``(low, high)`` multipliers; ``(1, 1)`` leaves a quantity alone. A renderer
+gets the inner env's fields and the scaled model fields (``render_state``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ import jax
 from flax import struct
 
 from rlx.core.types import EnvState
+from rlx.envs.scene import MODEL_PREFIX
+
+# The model fields ``model_for`` scales (none changes what a frame shows; a renderer sets them
+# all the same, so that it draws the model the episode ran on).
+SCALED_FIELDS = (
+    "body_mass",
+    "body_inertia",
+    "geom_friction",
+    "actuator_gainprm",
+    "actuator_biasprm",
+)
 
 
 @struct.dataclass
@@ -93,6 +105,12 @@ class DomainRandomization:
             actuator_gainprm=model.actuator_gainprm * scales.gain_scale[:, None],
             actuator_biasprm=model.actuator_biasprm * scales.gain_scale[:, None],
         )
+
+    def render_state(self, physics: RandomizedPhysics) -> dict:
+        """The inner env's render fields and, as ``model.<field>``, the scaled model fields."""
+        model = self.model_for(physics)
+        fields = self.env.render_state(physics.physics)
+        return fields | {MODEL_PREFIX + name: getattr(model, name) for name in SCALED_FIELDS}
 
     def reset(self, key: jax.Array) -> EnvState:
         key, scale_key = jax.random.split(key)

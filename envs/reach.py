@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 from rlx.core.types import EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.envs.mjx_base import MjxEnv, forward_at, load_model, run_frames, scale_action
+from rlx.envs.mjx_base import MjxEnv, forward_at, run_frames, scale_action
+from rlx.envs.scene import Stage
 from rlx.rewards.terms import control_cost, progress, small_control, success, tolerance
 from rlx.rewards.terms import distance as distance_between
 
@@ -45,6 +46,12 @@ ARM_ACTUATORS_GEARED = """
   </actuator>
 """
 ARM_ACTUATORS = ARM_ACTUATORS_GEARED.format(gear=1)  # 1 N m at |action| = 1
+
+# How reach and push are drawn (rlx.envs.scene): the arm's 0.2 m disc filling the frame, seen
+# from 55 degrees above so that the plane reads, on 0.05 m squares, the shoulder on a post.
+ARM_STAGE = Stage(
+    distance=0.52, elevation=55.0, azimuth=90.0, floor_size=0.6, square=0.05, base=0.02
+)
 
 REACH_XML = f"""
 <mujoco model="rlx_reach">
@@ -204,8 +211,10 @@ class Reach(ArmTask):
             raise ValueError("need 0 <= target_radius_min <= target_radius_max")
         super().__post_init__()
 
-    def _models(self):
-        return load_model(REACH_XML, self.impl)
+    stage: ClassVar[Stage] = ARM_STAGE
+
+    def _mjcf(self) -> str:
+        return REACH_XML
 
     @functools.cached_property
     def _fingertip(self) -> int:

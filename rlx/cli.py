@@ -1,5 +1,5 @@
-"""The CLI: ``rlx train|meta CONFIG [dotted.key=value ...]``, ``rlx train|meta --resume
-RUN_DIR`` and ``rlx eval RUN_DIR``."""
+"""The CLI: ``rlx train|meta|tune CONFIG [dotted.key=value ...]``, ``rlx train|meta|tune --resume
+RUN_DIR``, ``rlx eval|export|render RUN_DIR``."""
 
 from __future__ import annotations
 
@@ -9,47 +9,72 @@ import sys
 from pathlib import Path
 
 
+def _add_run_arguments(sub: argparse.ArgumentParser, name: str) -> None:
+    """The arguments of ``rlx train``, ``rlx meta`` and ``rlx tune``."""
+    sub.add_argument("config", nargs="?", help="YAML config, e.g. configs/cartpole.yaml")
+    sub.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
+    sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    sub.add_argument("--run-dir", help="run directory (default runs/<config>-<UTC time>)")
+    sub.add_argument("--no-progress", action="store_true", help="no progress output")
+    sub.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: accept an edited config.yaml (the change is recorded)",
+    )
+    several = sub.add_argument_group(
+        "several processes (jax.distributed; or from JAX_COORDINATOR_ADDRESS, SLURM, TPU pods)"
+    )
+    several.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    several.add_argument("--num-processes", type=int, metavar="N")
+    several.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    if name == "tune":
+        sub.add_argument(
+            "--budget",
+            type=float,
+            default=None,
+            metavar="K",
+            help="env steps: K times one run's (default 4; 1: one learner, no extra steps)",
+        )
+        sub.add_argument(
+            "--learn",
+            nargs="+",
+            default=[],
+            metavar="TERM",
+            help="the weights to tune (default: every weight but the env's primary term's)",
+        )
+        sub.add_argument(
+            "--compare",
+            action="store_true",
+            help="also train the start weighting for the same env steps per learner",
+        )
+    if name == "train":
+        sub.add_argument(
+            "--seeds",
+            type=int,
+            default=1,
+            metavar="N",
+            help="train N seeds (train.seed, +1, ...) vmapped in one program",
+        )
+        sub.add_argument(
+            "--sweep",
+            action="append",
+            default=[],
+            metavar="KEY=V1,V2",
+            help="also vmap over these values of a traced key (ppo.*, reward numbers); "
+            "repeat for a grid",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlx", description="JAX-native RL for robot control")
     commands = parser.add_subparsers(dest="command", required=True)
     helps = {
         "train": "train PPO on a config",
         "meta": "meta-learn the reward params (the config's meta section) around PPO",
+        "tune": "tune the config's reward weights within a budget of K runs' env steps",
     }
     for name, text in helps.items():
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("config", nargs="?", help="YAML config, e.g. configs/cartpole.yaml")
-        sub.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
-        sub.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
-        sub.add_argument("--run-dir", help="run directory (default runs/<config>-<UTC time>)")
-        sub.add_argument("--no-progress", action="store_true", help="no progress output")
-        sub.add_argument(
-            "--allow-config-change",
-            action="store_true",
-            help="with --resume: accept an edited config.yaml (the change is recorded)",
-        )
-        several = sub.add_argument_group(
-            "several processes (jax.distributed; or from JAX_COORDINATOR_ADDRESS, SLURM, TPU pods)"
-        )
-        several.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
-        several.add_argument("--num-processes", type=int, metavar="N")
-        several.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
-        if name == "train":
-            sub.add_argument(
-                "--seeds",
-                type=int,
-                default=1,
-                metavar="N",
-                help="train N seeds (train.seed, +1, ...) vmapped in one program",
-            )
-            sub.add_argument(
-                "--sweep",
-                action="append",
-                default=[],
-                metavar="KEY=V1,V2",
-                help="also vmap over these values of a traced key (ppo.*, reward numbers); "
-                "repeat for a grid",
-            )
+        _add_run_arguments(commands.add_parser(name, help=text), name)
     sub = commands.add_parser("eval", help="evaluate a run's policy from its checkpoint")
     sub.add_argument("run_dir", metavar="RUN_DIR")
     sub.add_argument("--checkpoint", type=int, metavar="N", help="chunk N (default: newest)")
@@ -72,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("run_dir", metavar="RUN_DIR")
     sub.add_argument("--out", metavar="FILE", help="default RUN_DIR/video.mp4")
     sub.add_argument("--episodes", type=int, default=1, metavar="K")
-    sub.add_argument("--camera", metavar="NAME", help="a camera of the model (default: tracking)")
+    sub.add_argument(
+        "--camera", metavar="NAME", help="a camera of the model (default: the env's own, view)"
+    )
     sub.add_argument("--width", type=int, default=480)
     sub.add_argument("--height", type=int, default=360)
     sub.add_argument("--fps", type=float, help="default: real time (10-60)")
@@ -284,22 +311,23 @@ def _split_cpu(args: argparse.Namespace, members: bool) -> None:
     """Before JAX starts: a members run gets one CPU device per core its members can share
     evenly (``rlx.core.runtime.cpu_devices_for``), so its learners run side by side."""
     from rlx.core import runtime
-    from rlx.run import members as members_lib
+    from rlx.run import sweep
 
     count = 0
     if members:
         count = args.seeds
         for text in args.sweep:
-            count *= len(members_lib.parse_sweep(text)[1])
-    elif args.command == "train" and args.resume and members_lib.is_members_run(Path(args.resume)):
-        count = len(members_lib.read_plan(Path(args.resume))[2])
+            count *= len(sweep.parse_sweep(text)[1])
+    elif args.command == "train" and args.resume and sweep.is_members_run(Path(args.resume)):
+        count = len(sweep.read_plan(Path(args.resume))[2])
     if count > 1:
         runtime.cpu_devices_for(count)
 
 
 def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
     from rlx import config as config_lib
-    from rlx.run import driver, members, rundir
+    from rlx import runs
+    from rlx.run import rundir, sweep, sweep_table
     from rlx.run.checkpoint import CheckpointFormatError, CheckpointMismatchError
 
     options = {
@@ -307,36 +335,39 @@ def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
         "allow_config_change": args.allow_config_change,
     }
     try:
-        if args.command == "train" and args.resume and members.is_members_run(run_dir):
-            summary = members.resume(run_dir, **options)
+        if args.command == "train" and args.resume and sweep.is_members_run(run_dir):
+            summary = runs.resume_members(run_dir, **options)
         elif args.command == "train" and (args.seeds != 1 or args.sweep):
-            summary = members.train(
+            summary = runs.train_members(
                 args.config, args.overrides, args.seeds, args.sweep, run_dir, **options
             )
+        elif args.command == "tune":
+            return _tune(args, run_dir, options)
         else:
-            run_fn = driver.train
-            if args.command == "meta":
-                from rlx.run.meta_run import train as run_fn
+            run_fn = runs.meta if args.command == "meta" else runs.train
             summary = run_fn(config, run_dir, resume=bool(args.resume), **options)
     except config_lib.ConfigError as error:
         return _fail(f"config: {error}")
-    except (CheckpointFormatError, rundir.RunDirError) as error:
+    except (CheckpointFormatError, rundir.RunDirError, sweep.PlanError) as error:
         return _fail(str(error))
     except CheckpointMismatchError as error:
         other = "train" if args.command == "meta" else "meta"
         return _fail(f"{error}: {run_dir} is not an rlx {args.command} run (rlx {other} --resume?)")
     if summary["status"] == "diverged":
         return _diverged(args.command, run_dir, summary["diverged"])
-    _report(summary, run_dir)
-    if summary.get("sweep"):
-        from rlx.run.members import settings_markdown
-
+    if summary.get("sweep"):  # several weightings: their mean return compares nothing
+        table = summary["sweep"]
         print(
-            f"[rlx] {summary['members']} members; final eval return per setting "
-            f"({Path(run_dir) / 'sweep.md'}):",
+            f"[rlx] {summary['members']} members; per setting ({Path(run_dir) / 'sweep.md'}):",
             flush=True,
         )
-        print(settings_markdown(summary["sweep"]), end="", flush=True)
+        print(sweep_table.settings_markdown(table), end="", flush=True)
+        _say(
+            f"[rlx] {summary['status']}: {summary['env_steps']:,} env steps per member in "
+            f"{summary['wall_s']:.1f}s; {sweep_table.best_line(table)}; results in {run_dir}"
+        )
+    else:
+        _report(summary, run_dir)
     if summary["status"] == "interrupted":
         print(f"[rlx] resume with: rlx {args.command} --resume {run_dir}", flush=True)
         if summary.get("signal") is not None:
@@ -344,16 +375,65 @@ def _run(args: argparse.Namespace, config, run_dir: Path) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace, run_dir: Path, options: dict) -> int:
+    """``rlx tune``: the tuning run, then one line per outcome (the report's place)."""
+    from rlx import tune
+
+    if args.resume:
+        out = tune.resume(run_dir, **options)
+    else:
+        budget = tune.DEFAULT_BUDGET if args.budget is None else args.budget
+        out = tune.tune(
+            args.config,
+            args.overrides,
+            run_dir,
+            budget,
+            tuple(args.learn),
+            args.compare,
+            **options,
+        )
+    summary = out["meta"]
+    if summary["status"] == "diverged":
+        return _diverged("tune", run_dir, summary["diverged"])
+    plan = out["plan"]
+    if out["status"] != "completed":
+        print(f"[rlx] resume with: rlx tune --resume {run_dir}", flush=True)
+        signal = summary.get("signal") or out.get("compare", {}).get("signal")
+        return 128 + int(signal) if signal is not None else 0
+    weights = ", ".join(f"{k}={v:.4g}" for k, v in out["weights"].items())
+    report = out["report"]
+    compare = report.get("compare_primary_return")
+    _say(
+        f"[rlx] tuned ({plan['method']}, {plan['members']} learner(s), "
+        f"{plan['total_env_steps']:,} env steps in all): {weights}; the chosen policy's eval "
+        f"primary return {report['primary_return']:.2f}"
+        + ("" if compare is None else f" (the start weighting's: {compare:.2f})")
+        + f"; {Path(run_dir) / 'tuned.yaml'} and report.md"
+    )
+    return 0
+
+
 def _report(summary: dict, run_dir: Path) -> None:
     final, primary = summary["final_eval_return"], summary.get("final_eval_primary_return")
     compile_s = summary["compile_s"]
-    print(
+    _say(
         f"[rlx] {summary['status']}: {summary['env_steps']:,} env steps in "
         f"{summary['wall_s']:.1f}s (compile {'-' if compile_s is None else f'{compile_s:.1f}'}s), "
         f"final eval return {'-' if final is None else f'{final:.1f}'}"
-        f"{'' if primary is None else f' (primary {primary:.1f})'}; results in {run_dir}",
-        flush=True,
+        f"{'' if primary is None else f' (primary {primary:.1f})'}; results in {run_dir}"
     )
+
+
+def _say(text: str) -> None:
+    """``text`` wrapped at the terminal's width (``COLUMNS``, else 80), never inside a word or a
+    path: a closing line stays readable in an 80-column terminal or a log."""
+    import shutil
+    import textwrap
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    lines = textwrap.wrap(text, width=max(width, 40), subsequent_indent="      ",
+                          break_long_words=False, break_on_hyphens=False)  # fmt: skip
+    print("\n".join(lines), flush=True)
 
 
 def _diverged(command: str, run_dir, diverged: dict) -> int:
@@ -400,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.config:
             args.config, extra = extra[0], extra[1:]
         args.overrides = [*args.overrides, *extra]
+    if getattr(args, "learn", None):  # --learn TERM ... may have taken overrides after it
+        args.overrides = [*args.overrides, *[x for x in args.learn if "=" in x]]
+        args.learn = [x for x in args.learn if "=" not in x]
     from rlx.core import interrupts
 
     # One handler for the whole command: a signal during config, build or compile stops it

@@ -17,7 +17,7 @@ Flax) plus rejax, gymnax and their import-time needs, installed with ``--no-deps
 dependency of rlx:
 
   python scripts/bench_cartpole.py --setup-peer          # makes .bench-venv/ (once)
-  python scripts/bench_cartpole.py [--seeds 16] [--rounds 2] [--out docs/bench_cartpole.json]
+  python scripts/bench_cartpole.py [--seeds 16] [--rounds 2] [--out docs/bench/bench_cartpole.json]
 
 Also measured, for rlx only ("curve"): eval return after every chunk of 10 iterations, to find
 the env steps at which it first reaches 475, per seed.
@@ -323,7 +323,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "docs" / "bench_cartpole.json"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "bench_cartpole.json"))
     parser.add_argument("--setup-peer", action="store_true", help="make .bench-venv/ and exit")
     parser.add_argument("--no-curve", action="store_true", help="skip rlx's steps-to-475 curve")
     parser.add_argument("--part", choices=tuple(PARTS), help=argparse.SUPPRESS)
@@ -442,7 +442,7 @@ def _markdown(result: dict, seeds: int) -> str:
         "Both processes start through this script, so both run with rlx's CPU runtime "
         "settings (`rlx.core.runtime`: XLA's concurrency-optimised scheduler off, synchronous "
         "dispatch, JAX's threefry lowered as straight-line code instead of a loop; what that "
-        "last one buys is measured in `docs/bench_threefry.md`), the peer included. Each "
+        "last one buys is measured in `docs/bench/bench_threefry.md`), the peer included. Each "
         "measurement is read on two clocks:\n\n"
         + "".join(f"- **{clock.replace('_', ' ')}**: {text}\n" for clock, text in CLOCKS.items())
         + "\nrlx runs PureJaxRL's settings with the gradient clipped element by element and "

@@ -4,9 +4,9 @@ For each env and batch size: the cold XLA compile (persistent cache off) of a ji
 ``lax.scan`` of ``--steps`` steps of ``VmapWrapper(envs.make(name))`` with uniform random
 actions, then env steps/s of that program (median of ``--repeats`` runs).
 
-  python scripts/bench_envs.py reach push --envs 64 256 [--out docs/bench_envs.json]
+  python scripts/bench_envs.py reach push --envs 64 256 [--out docs/bench/bench_envs.json]
   python scripts/bench_envs.py brax:halfcheetah --envs 256 \
-      --backends spring positional generalized mjx --out docs/bench_envs_halfcheetah.json
+      --backends spring positional generalized mjx --out docs/bench/bench_envs_halfcheetah.json
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     parser.add_argument("--envs", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="docs/bench_envs.json")
+    parser.add_argument("--out", default="docs/bench/bench_envs.json")
     parser.add_argument(
         "--backends", nargs="+", help="brax:<name> envs: one row per Brax backend (env param)"
     )

@@ -1,6 +1,7 @@
 """What the numerical guard costs: guard-on and guard-off train chunks alternating in one process.
 
-  python scripts/bench_guard.py [--pairs 9] [--only cartpole humanoid] [--out docs/bench_guard.json]
+  python scripts/bench_guard.py [--pairs 9] [--only cartpole humanoid]
+      [--out docs/bench/bench_guard.json]
 
 For each env (``configs/cartpole.yaml`` and ``configs/humanoid_cpu.yaml``, their shipped sizes),
 two programs are built from the same config, differing only in ``PPOStatic.guard``: on, the
@@ -113,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=9, help="on/off chunk pairs (>= 7)")
     parser.add_argument("--only", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
-    parser.add_argument("--out", default=str(REPO / "docs" / "bench_guard.json"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "bench_guard.json"))
     args = parser.parse_args()
     runtime.configure()
     results = [measure(name, args.pairs) for name in args.only]

@@ -7,7 +7,7 @@ timed alternately ``--repeats`` times; the ratio of medians is the meta-iteratio
 plain iterations. The issue's aim: one_step <= 2x.
 
   python scripts/bench_meta.py [--configs configs/meta/cartpole_anti_pd.yaml ...]
-      [--methods one_step implicit unrolled] [--out docs/bench_meta.json] [overrides ...]
+      [--methods one_step implicit unrolled] [--out docs/bench/bench_meta.json] [overrides ...]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def bench(path: str, methods: list[str], iterations: int, repeats: int, override
     for method in methods:
         cfg = build_lib.load(path, [*overrides, "meta.inner_iterations=1", f"meta.method={method}"])
         built = build_lib.build(cfg, meta=True)
-        meta, mhps = built.meta, (built.hparams, built.meta_hparams)
+        meta, mhps = built.meta, built.meta_hps
         chunk = jax.jit(functools.partial(meta.chunk, num_iterations=iterations))
         programs[method] = (chunk, jax.jit(meta.init)(jax.random.key(0), mhps), mhps)
     times = {name: [] for name in programs}
@@ -84,7 +84,7 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", default=["one_step", "implicit", "unrolled"])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="docs/bench_meta.json")
+    parser.add_argument("--out", default="docs/bench/bench_meta.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     runtime.configure()

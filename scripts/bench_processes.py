@@ -2,7 +2,7 @@
 the same run's training steps/s, alternating, to show what gloo's collectives cost.
 
   python scripts/bench_processes.py [--rounds 2] [--config configs/cartpole.yaml]
-      [--out docs/bench_processes.json] [overrides ...]
+      [--out docs/bench/bench_processes.json] [overrides ...]
 
 Each measurement is fresh processes running ``rlx train`` with the same config: ``one`` is one
 process with ``--xla_force_host_platform_device_count=2``; ``two`` is two processes joined by
@@ -81,7 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--config", default="configs/cartpole.yaml")
-    parser.add_argument("--out", default=str(REPO / "docs/bench_processes.json"))
+    parser.add_argument("--out", default=str(REPO / "docs/bench/bench_processes.json"))
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     overrides = [*DEFAULTS, *args.overrides]

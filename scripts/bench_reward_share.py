@@ -10,7 +10,7 @@ Two measures, in one process, on the same shapes (configs/humanoid_cpu.yaml unle
 The spec exercises every stage: running term normalisation, a product combination, potential
 shaping, a running bounded transform and clipping.
 
-  python scripts/bench_reward_share.py [--repeats 5] [--out docs/bench_reward_share.json]
+  python scripts/bench_reward_share.py [--repeats 5] [--out docs/bench/bench_reward_share.json]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     parser.add_argument("--config", default=str(REPO / "configs" / "humanoid_stand.yaml"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=10, help="train iterations per timing")
-    parser.add_argument("--out", default="docs/bench_reward_share.json")
+    parser.add_argument("--out", default="docs/bench/bench_reward_share.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     runtime.configure()

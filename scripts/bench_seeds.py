@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/cartpole.yaml")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "docs" / "bench_seeds.json"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "bench_seeds.json"))
     parser.add_argument("overrides", nargs="*", help="dotted.key=value for both commands")
     args = parser.parse_args()
     rlx = [sys.executable, "-m", "rlx", "train", str(REPO / args.config), "--no-progress"]

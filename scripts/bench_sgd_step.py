@@ -1,6 +1,7 @@
 """What one PPO minibatch step costs on the CPU under each clipping setting, in one process.
 
-  python scripts/bench_sgd_step.py [--iterations 50] [--rounds 6] [--out docs/bench_sgd_step.json]
+  python scripts/bench_sgd_step.py [--iterations 50] [--rounds 6]
+      [--out docs/bench/bench_sgd_step.json]
 
 The CartPole bench's program (``scripts/bench_cartpole.py``: PureJaxRL's settings, 64x64 tanh
 MLPs, minibatches of 128) collects one batch; then, for each variant of ``train.gradient_clip``
@@ -80,7 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--out", default=str(REPO / "docs" / "bench_sgd_step.json"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "bench_sgd_step.json"))
     args = parser.parse_args()
     runtime.configure()
     import jax

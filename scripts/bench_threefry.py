@@ -1,7 +1,7 @@
 """What lowering JAX's threefry PRNG as straight-line code on the CPU buys (``rlx.core.runtime``).
 
   python scripts/bench_threefry.py [--seeds 1 16] [--iterations 100] [--rounds 6]
-      [--out docs/bench_threefry.json]
+      [--out docs/bench/bench_threefry.json]
 
 JAX lowers threefry on the CPU as a ``while`` loop of 5 rounds per random draw (on GPU/TPU
 as straight-line code); ``rlx.core.runtime.configure`` registers the straight-line form for the CPU
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--out", default=str(REPO / "docs" / "bench_threefry.json"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "bench_threefry.json"))
     args = parser.parse_args()
     runtime.configure()
     rows = [measure(n, args.iterations, args.rounds) for n in args.seeds]

@@ -10,7 +10,7 @@ of K x ``--iterations`` iterations (median of ``--repeats``), so each time is re
 iteration, as a ratio to PPO's.
 
   python scripts/bench_unroll.py [--config configs/meta/cartpole_anti_pd.yaml]
-      [--ks 1 2 4 8 16] [--out docs/bench_unroll.json] [overrides ...]
+      [--ks 1 2 4 8 16] [--out docs/bench/bench_unroll.json] [overrides ...]
 
 Writes <out> (JSON) and <out>.md (the table).
 """
@@ -54,7 +54,7 @@ def compiled_program(config, iterations: int, meta: bool):
     """(jitted chunk, its compiled form for one iteration, state, hps)."""
     if meta:
         built = build_lib.build(config, meta=True)
-        learner, hps = built.meta, (built.hparams, built.meta_hparams)
+        learner, hps = built.meta, built.meta_hps
         state = jax.jit(learner.init)(jax.random.key(0), hps)
         step = learner.chunk
     else:
@@ -142,7 +142,7 @@ def main(argv=None) -> None:
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 4, 8, 16])
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="docs/bench_unroll.json")
+    parser.add_argument("--out", default="docs/bench/bench_unroll.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     runtime.configure()

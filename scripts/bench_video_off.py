@@ -6,7 +6,7 @@ feature), the same run alternating, the median train steps/s and wall time of ea
 BASE_REV is checked out into a scratch git worktree; both sides run ``rlx train CONFIG`` in a
 fresh process with the compilation cache off, from their own source tree (``sys.path``), and
 the run's own summary gives its wall time and the rows their steps/s (compile excluded). Writes
-``docs/bench_video_off.json``.
+``docs/bench/bench_video_off.json``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("base")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--config", default="configs/cartpole.yaml")
-    parser.add_argument("--out", default=str(REPO / "docs" / "bench_video_off.json"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "bench_video_off.json"))
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-video-off-"))

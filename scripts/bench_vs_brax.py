@@ -18,7 +18,7 @@ Definitions (the same for both):
   raw env rate: the same wrappers (auto-reset) with the policy's inference in the loop, no
     learning, same number of envs.
 
-  python scripts/bench_vs_brax.py                # CPU sizes, 3 seeds, writes docs/
+  python scripts/bench_vs_brax.py                # CPU sizes, 3 seeds, writes docs/bench/
   python scripts/bench_vs_brax.py --gpu          # 2048 envs, more steps
 """
 
@@ -195,9 +195,8 @@ def run_rlx(env_name: str, seed: int, sizes: dict, out_dir: Path) -> dict:
 
     import yaml
 
-    from rlx import envs
+    from rlx import envs, runs
     from rlx.config import build as build_lib
-    from rlx.run import driver
 
     brax_name = env_name.removeprefix("brax:")
     steps = sizes["steps"].get(brax_name, sizes["steps"]["humanoid"])
@@ -211,7 +210,7 @@ def run_rlx(env_name: str, seed: int, sizes: dict, out_dir: Path) -> dict:
     config = build_lib.load(f.name, [*rlx_overrides(env_name, sizes, steps), f"train.seed={seed}"])
     run_dir = out_dir / f"rlx-{env_name.replace(':', '_')}-{seed}-{int(time.time())}"
     start = time.perf_counter()
-    summary = driver.train(config, run_dir, show_progress=False)
+    summary = runs.train(config, run_dir, show_progress=False)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     after_first = rows[1:]
     steps_after = sum(r["env_steps"] - p["env_steps"] for p, r in zip(rows, rows[1:], strict=False))
@@ -420,7 +419,7 @@ def main() -> None:
     import mujoco
 
     sizes_name = "gpu" if args.gpu else "cpu"
-    out = Path(args.out or REPO / "docs" / f"bench_vs_brax_{sizes_name}.json")
+    out = Path(args.out or REPO / "docs" / "bench" / f"bench_vs_brax_{sizes_name}.json")
     rows = []
     for env in args.envs.split(","):
         # Alternate the frameworks seed by seed, so a machine whose speed drifts during the
@@ -445,7 +444,7 @@ def main() -> None:
         "sizes": GPU if args.gpu else CPU,
         "common": COMMON,
         "shim": "Brax's trainer ran with jax.device_put_replicated shimmed (removed in JAX 0.10)",
-        "command": "python scripts/bench_vs_brax.py" + (" --gpu" if args.gpu else ""),
+        "command": " ".join(["python scripts/bench_vs_brax.py", *sys.argv[1:]]),
         "rows": rows,
         "ratios": ratios,
     }

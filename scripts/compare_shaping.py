@@ -7,7 +7,7 @@ is the env's *primary* objective (never the shaped reward, which differs between
 Writes ``<out>.json`` (every curve), ``<out>.md`` (a table) and ``<out>.png`` (a plot).
 
   python scripts/compare_shaping.py --config configs/reach.yaml \
-      --specs configs/shaping/reach.yaml --seeds 4 --out docs/compare_shaping_reach
+      --specs configs/shaping/reach.yaml --seeds 4 --out docs/bench/compare_shaping_reach
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     parser.add_argument("--specs", default="configs/shaping/reach.yaml")
     parser.add_argument("--only", nargs="*", help="spec names to run (default: all)")
     parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--out", default="docs/compare_shaping_reach")
+    parser.add_argument("--out", default="docs/bench/compare_shaping_reach")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides")
     args = parser.parse_args(argv)
     runtime.configure()

@@ -1,7 +1,7 @@
 """The fault matrix: kill, interrupt and damage short rlx runs, resume them, and check that every
 resumed run's metrics are bit-identical to the uninterrupted run's.
 
-  python scripts/fault_matrix.py [--seed 0] [--out docs/fault_matrix.md] [--quick]
+  python scripts/fault_matrix.py [--seed 0] [--out docs/bench/fault_matrix.md] [--quick]
 
 Against two short runs (``configs/cartpole.yaml`` with ``rlx train`` and
 ``configs/meta/cartpole_anti_pd.yaml`` with ``rlx meta``, shrunk by ``SIZES``), seeded:
@@ -306,7 +306,7 @@ def report(matrix: Matrix, args, elapsed: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "docs" / "fault_matrix.md"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "fault_matrix.md"))
     parser.add_argument("--quick", action="store_true", help="one case per kind")
     args = parser.parse_args()
     rng = random.Random(args.seed)

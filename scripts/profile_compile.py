@@ -1,6 +1,6 @@
 """Where the XLA CPU compile of a train program goes, kernel by kernel, for rlx and rejax.
 
-  python scripts/profile_compile.py [--seeds 1] [--out docs/profile_compile.json]
+  python scripts/profile_compile.py [--seeds 1] [--out docs/bench/profile_compile.json]
 
 Runs ``scripts/bench_cartpole.py``'s timed programs (rlx's whole run and rejax's, the same
 PureJaxRL settings; rejax from ``.bench-venv/``, see that script's ``--setup-peer``), each in a
@@ -107,7 +107,7 @@ def _group(kernel: str, op_name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--out", default=str(REPO / "docs" / "profile_compile.json"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "bench" / "profile_compile.json"))
     args = parser.parse_args()
     if not PEER_PYTHON.exists():
         raise SystemExit(f"no peer venv at {PEER_PYTHON}: run {BENCH} --setup-peer first")

@@ -91,11 +91,12 @@ def whole_and_resumed_rows(config, tmp_path) -> tuple[list[dict], list[dict]]:
     (an exact resume makes them equal)."""
     import json
 
+    from rlx import runs
     from rlx.run import driver
 
-    driver.train(config, tmp_path / "whole", show_progress=False)
-    driver.train(config, tmp_path / "cut", show_progress=False, max_chunks=2)
-    driver.train(config, tmp_path / "cut", resume=True, show_progress=False)
+    runs.train(config, tmp_path / "whole", show_progress=False)
+    runs.train(config, tmp_path / "cut", show_progress=False, max_chunks=2)
+    runs.train(config, tmp_path / "cut", resume=True, show_progress=False)
     untimed = lambda r: {k: v for k, v in r.items() if k not in driver.TIMING_KEYS}
     read = lambda d: [
         untimed(json.loads(r)) for r in (tmp_path / d / "metrics.jsonl").read_text().splitlines()

@@ -32,8 +32,8 @@ if args.num_processes > 1:
     runtime.distributed(f"127.0.0.1:{args.port}", args.num_processes, args.process_id, 10)
 
 from conftest import CONFIGS, tiny_overrides  # noqa: E402
+from rlx import runs  # noqa: E402
 from rlx.config import build as build_lib  # noqa: E402
-from rlx.run import driver  # noqa: E402
 
 overrides = [
     *tiny_overrides(str(Path(args.run_dir).parent)),
@@ -43,9 +43,9 @@ overrides = [
 ]
 if args.kind == "train":
     config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", overrides)
-    run = driver.train
+    run = runs.train
 else:
-    from rlx.run.meta_run import train as run
+    run = runs.meta
 
     meta = [
         "meta.method=one_step",

@@ -156,3 +156,66 @@ def test_reward_spec_resolves_and_round_trips(tmp_path):
     assert config.reward.shaping[1] == {"clip": {"low": -1.0, "high": 10.0}}
     again = write(tmp_path, config_lib.dump(config))
     assert build_lib.load(again) == config
+
+
+def test_every_static_and_traced_setting_is_set_from_the_config():
+    """Each field of PPO's and the meta-learner's static and traced bundles has its config key
+    written out (a renamed field cannot fall back to its default in silence), the key exists,
+    and the built bundle carries the config's value."""
+    import dataclasses
+
+    from rlx import meta
+    from rlx.config import build as build_lib
+    from rlx.learn import ppo
+    from rlx.meta import schema as meta_schema
+
+    fields = lambda cls: {f.name for f in dataclasses.fields(cls)}
+    assert fields(ppo.PPOStatic) == set(build_lib.PPO_STATIC_KEYS) | set(
+        build_lib.PPO_STATIC_NOT_CONFIGURED
+    )
+    assert fields(ppo.Hparams) == set(build_lib.HPARAMS_KEYS) | {"reward_params"}
+    assert fields(meta.MetaStatic) == set(meta_schema.STATIC_FIELDS) | set(
+        meta_schema.STATIC_NOT_CONFIGURED
+    )
+    assert fields(meta.MetaHparams) == set(meta_schema.HPARAMS_FIELDS)
+    assert fields(meta_schema.MetaConfig) >= set(meta_schema.STATIC_FIELDS) | set(
+        meta_schema.HPARAMS_FIELDS
+    )
+    # Non-default values travel: every numeric key of the ppo/train/network/eval sections
+    # the bundles read, set to another value, arrives in the built bundle.
+    overrides = [
+        "train.num_envs=4",
+        "train.unroll_length=8",
+        "train.num_minibatches=2",
+        "train.num_epochs=3",
+        "train.anneal_learning_rate=false",
+        "train.normalize_observations=false",
+        "train.normalize_advantages=false",
+        "train.gradient_clip=elementwise",
+        "train.clip_value_loss=true",
+        "network.policy_hidden=[7]",
+        "network.value_hidden=[9]",
+        "network.activation=relu",
+        "network.init_log_std=-0.5",
+        "network.kernel_init=lecun_normal",
+        "eval.num_envs=3",
+        "eval.deterministic=false",
+        "ppo.learning_rate=0.125",
+        "ppo.entropy_cost=0.25",
+        "ppo.value_cost=0.375",
+        "ppo.clip_epsilon=0.5",
+        "ppo.gamma=0.625",
+        "ppo.gae_lambda=0.75",
+        "ppo.max_grad_norm=0.875",
+    ]
+    from conftest import CONFIGS
+
+    config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", overrides)
+    static = build_lib.ppo_static(config, 1)
+    hparams = build_lib.ppo_hparams(config, {})
+    for name, key in build_lib.PPO_STATIC_KEYS.items():
+        assert key in " ".join(overrides), f"{key} has no non-default value in this test"
+        assert getattr(static, name) == build_lib.config_value(config, key), name
+        assert getattr(static, name) != getattr(ppo.PPOStatic(), name), name
+    for name, key in build_lib.HPARAMS_KEYS.items():
+        assert float(getattr(hparams, name)) == build_lib.config_value(config, key), name

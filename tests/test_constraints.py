@@ -9,11 +9,10 @@ import pytest
 from test_rewards import transition
 
 from conftest import CONFIGS, tiny_overrides, whole_and_resumed_rows
-from rlx import cli
+from rlx import cli, runs
 from rlx.config import build as build_lib
 from rlx.rewards import combine, constraints, weights
 from rlx.rewards.base import chain
-from rlx.run import driver
 
 EVERY_4 = np.zeros((8, 2), bool)
 EVERY_4[[3, 7], :] = True  # both envs end an episode every 4 steps
@@ -147,7 +146,7 @@ def test_ppo_reaches_the_constrained_optimum_of_a_bandit(tmp_path):
         f"run.root={tmp_path}",
     ]
     config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", overrides)
-    driver.train(config, tmp_path / "run", show_progress=False)
+    runs.train(config, tmp_path / "run", show_progress=False)
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     first, last = rows[0], rows[-4:]
     assert first["constraint/c/value"] > 0.6  # unconstrained at first: action 1 mostly

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HEAVY_CHUNK_CONFIGS, TRACE_ONLY_CONFIGS, tiny_overrides
+from rlx import runs
 from rlx.config import build as build_lib
 from rlx.run import driver
 
@@ -41,7 +42,7 @@ def test_heavy_shipped_config_runs_a_tiny_chunk(tmp_path, repo_configs, name):
 
 
 def _tiny_chunk(config, tmp_path):
-    summary = driver.train(config, tmp_path / "run", show_progress=False)
+    summary = runs.train(config, tmp_path / "run", show_progress=False)
     run_rows = rows(tmp_path / "run")
     assert summary["status"] == "completed" and len(run_rows) == config.iterations // 2
     first = run_rows[0]
@@ -74,13 +75,13 @@ def _trace_only(config):
 def test_resume_gives_identical_metrics(tmp_path, repo_configs):
     overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=96"]  # 3 chunks
     config = build_lib.load(Path(repo_configs) / "cartpole.yaml", overrides)
-    driver.train(config, tmp_path / "whole", show_progress=False)
-    partial = driver.train(config, tmp_path / "split", show_progress=False, max_chunks=1)
+    runs.train(config, tmp_path / "whole", show_progress=False)
+    partial = runs.train(config, tmp_path / "split", show_progress=False, max_chunks=1)
     assert partial["status"] == "interrupted"
     # A row written after the last checkpoint (as if killed mid-chunk) must be dropped.
     with (tmp_path / "split" / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"chunk": 2, "env_steps": -1}) + "\n")
-    resumed = driver.train(config, tmp_path / "split", resume=True, show_progress=False)
+    resumed = runs.train(config, tmp_path / "split", resume=True, show_progress=False)
     assert resumed["status"] == "completed"
     whole, split = rows(tmp_path / "whole"), rows(tmp_path / "split")
     assert [r["chunk"] for r in split] == [1, 2, 3]
@@ -122,7 +123,7 @@ def test_sigterm_stops_at_a_chunk_boundary_with_a_resumable_checkpoint(tmp_path,
     done = rows(run_dir)
     assert done and done[-1]["chunk"] < 1000
     config = build_lib.load(run_dir / "config.yaml")
-    resumed = driver.train(config, run_dir, resume=True, show_progress=False, max_chunks=1)
+    resumed = runs.train(config, run_dir, resume=True, show_progress=False, max_chunks=1)
     assert rows(run_dir)[-1]["chunk"] == done[-1]["chunk"] + 1
     assert resumed["chunks"] == done[-1]["chunk"] + 1
 

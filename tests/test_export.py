@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import cli
+from rlx import cli, runs
 from rlx.config import build as build_lib
 from rlx.run import driver
 from rlx.ship import policy
@@ -31,7 +31,7 @@ def test_onnx_and_jax_exports_match_the_policy(tmp_path, name, capsys):
     if name == "reach.yaml":  # an MJX train chunk compiles for a minute: checkpoint the init
         _checkpoint_init(config, run_dir)
     else:
-        driver.train(config, run_dir, show_progress=False)
+        runs.train(config, run_dir, show_progress=False)
     assert cli.main(["export", str(run_dir), "--format", "onnx"]) == 0
     assert "max abs diff" in capsys.readouterr().out
     spec = json.loads((run_dir / "export" / "policy.onnx.json").read_text())
@@ -58,7 +58,8 @@ def _checkpoint_init(config, run_dir):
     program = driver.ppo_program(build_lib.build(config))
     files = rundir.Run(config, "train", run_dir, resume=False)
     state = jax.jit(program.init)(jax.random.key(config.train.seed))
-    files.write({"chunk": 1, "iteration": 0, "env_steps": 0, "wall_s": 0.0}, state)
+    row = {"chunk": 1, "iteration": 0, "env_steps": 0, "wall_s": 0.0}
+    files.write(row, [row], state)
     files.close()
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import CACHE, tiny_overrides
-from rlx import envs
+from rlx import envs, runs
 from rlx.cli import main
 from rlx.config import build as build_lib
 from rlx.envs.probes import _Probe
@@ -84,9 +84,9 @@ def test_an_env_that_emits_nan_later_diverges_and_keeps_its_finite_checkpoint(tm
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, repo_configs, capsys):
     overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=96", "run.tensorboard=true"]
     config = build_lib.load(Path(repo_configs) / "cartpole.yaml", overrides)
-    driver.train(config, tmp_path / "whole", show_progress=False)
+    runs.train(config, tmp_path / "whole", show_progress=False)
     split = tmp_path / "split"
-    driver.train(config, split, show_progress=False, max_chunks=2)
+    runs.train(config, split, show_progress=False, max_chunks=2)
     # The newest checkpoint's data files cut short, and half a row left in metrics.jsonl.
     for path in (split / "checkpoints" / "2").rglob("*"):
         if path.is_file() and path.stat().st_size > 64 and "ocdbt" in str(path):
@@ -94,7 +94,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, repo
     with (split / "metrics.jsonl").open("a") as f:
         f.write('{"chunk": 3, "env_st')
     capsys.readouterr()
-    resumed = driver.train(config, split, resume=True, show_progress=False)
+    resumed = runs.train(config, split, resume=True, show_progress=False)
     err = capsys.readouterr().err
     assert "checkpoint 2 is damaged" in err and "truncated last line" in err
     assert resumed["status"] == "completed"
@@ -242,14 +242,18 @@ def test_the_stop_flag_asks_once_then_aborts_and_fault_points_count(monkeypatch)
 
     from rlx.core import interrupts
 
+    exits = []
+    monkeypatch.setattr(interrupts.os, "_exit", exits.append)
     flag = interrupts.StopFlag()
     flag(signal.SIGTERM, None)  # the first signal only asks for a stop
-    assert flag.signum == signal.SIGTERM
-    flag(signal.SIGINT, None)  # outside the chunk loop (imports, compile) nothing is raised
+    assert flag.signum == signal.SIGTERM and not exits
+    flag(signal.SIGTERM, None)  # a second outside the chunk loop (imports, build) ends it
+    assert exits == [128 + signal.SIGTERM]
     flag.abortable = True
     with pytest.raises(interrupts.Interrupted):
-        flag(signal.SIGINT, None)  # in the chunk loop a second Ctrl-C stops at once
+        flag(signal.SIGINT, None)  # in the chunk loop a second signal stops at once
     flag(signal.SIGINT, None)  # later ones are ignored while the run winds down
+    assert exits == [128 + signal.SIGTERM] and flag.handled == 4
     killed = []
     monkeypatch.setattr(interrupts.os, "kill", lambda pid, sig: killed.append(sig))
     monkeypatch.setattr(interrupts, "_reached", interrupts.collections.Counter())

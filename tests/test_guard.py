@@ -14,7 +14,7 @@ import pytest
 from conftest import CACHE
 from rlx.cli import main
 from rlx.config import build as build_lib
-from rlx.meta import run as meta_run
+from rlx.run import meta_run
 from rlx.run.checkpoint import Checkpointer
 
 SMALL = [

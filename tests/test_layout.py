@@ -2,7 +2,7 @@
 of meta-learning, a thin config module, and the one-way import order of the package's floors
 (its folders)
 
-    core -> envs, rewards -> learn -> meta -> config -> run -> ship -> cli
+    core -> envs, rewards -> learn -> meta -> config -> run -> ship -> lab -> cli
 
 (envs and rewards do not import each other, except the term building blocks
 ``rlx.rewards.terms`` that envs use)."""
@@ -34,8 +34,8 @@ FLOORS = {
     "config": 4,
     "run": 5,
     "ship": 6,
-    "lab": 6,
-    "": 7,
+    "lab": 7,
+    "": 8,
 }
 
 
@@ -185,21 +185,27 @@ def test_config_only_assembles_section_schemas():
 
 def test_option_lists_are_written_once():
     """The options a config accepts are the registries that build them (imported here)."""
-    from rlx.config import TrainConfig
+    from rlx.config import NetworkConfig, TrainConfig
     from rlx.core.schema import ConfigError, Source, from_dict
+    from rlx.learn.networks import ACTIVATIONS, KERNEL_INITS
     from rlx.learn.optim import GRADIENT_CLIPS
-    from rlx.meta import METHODS
+    from rlx.meta import MEMBER_GRADIENTS, METHODS
     from rlx.meta.schema import MetaConfig
     from rlx.rewards import schema, spec
 
     assert set(schema.SHAPING_CONFIGS) == set(spec.SHAPING)
     for options, cls, key in (
         (METHODS, MetaConfig, "method"),
+        (MEMBER_GRADIENTS, MetaConfig, "member_gradient"),
         (spec.COMBINES, schema.RewardConfig, "combine"),
         (spec.PARAMETERIZATIONS, schema.RewardConfig, "parameterization"),
         (GRADIENT_CLIPS, TrainConfig, "gradient_clip"),
+        (tuple(ACTIVATIONS), NetworkConfig, "activation"),
+        (KERNEL_INITS, NetworkConfig, "kernel_init"),
     ):
+        context = {"method": "population"} if key == "member_gradient" else {}
         for option in options:
-            assert getattr(from_dict(cls, {key: option}, Source("t")), key) == option
+            data = {**context, key: option}
+            assert getattr(from_dict(cls, data, Source("t")), key) == option
         with pytest.raises(ConfigError, match=re.escape("must be one of " + "|".join(options))):
             from_dict(cls, {key: "nope"}, Source("t"))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from rlx import runs
 from rlx.config import build as build_lib
-from rlx.run import driver, members
 
 pytestmark = pytest.mark.slow
 
@@ -16,16 +16,18 @@ def test_cartpole_config_reaches_450(tmp_path, repo_configs):
     # plateau (~490) and a dip PPO often takes there (seed 0 has ended at 262 and at 483,
     # depending on the env's key stream); the mean over 4 seeds is what the config delivers.
     config = Path(repo_configs) / "cartpole.yaml"
-    members.train(config, [f"run.root={tmp_path}"], 4, [], tmp_path / "run", show_progress=False)
+    runs.train_members(
+        config, [f"run.root={tmp_path}"], 4, [], tmp_path / "run", show_progress=False
+    )
     (setting,) = json.loads((tmp_path / "run" / "sweep.json").read_text())
-    assert len(setting["finals"]) == 4
-    assert setting["mean"] >= 450, setting["finals"]
+    assert len(setting["return"]["values"]) == 4
+    assert setting["return"]["mean"] >= 450, setting["return"]["values"]
 
 
 def test_pendulum_config_learns_past_minus_300(tmp_path, repo_configs):
     # A random policy scores about -1200 over the 200-step episode; upright and still is 0.
     config = build_lib.load(Path(repo_configs) / "pendulum.yaml", [f"run.root={tmp_path}"])
-    summary = driver.train(config, tmp_path / "run", show_progress=False)
+    summary = runs.train(config, tmp_path / "run", show_progress=False)
     assert summary["final_eval_return"] >= -300
 
 
@@ -48,7 +50,7 @@ def test_brax_inverted_pendulum_learns_through_the_adapter(tmp_path, repo_config
         f"run.root={tmp_path}",
     ]
     config = build_lib.load(Path(repo_configs) / "cartpole.yaml", overrides)
-    summary = driver.train(config, tmp_path / "run", show_progress=False)
+    summary = runs.train(config, tmp_path / "run", show_progress=False)
     assert summary["best_eval_return"] >= 500
 
 
@@ -57,7 +59,7 @@ def test_reach_config_brings_the_fingertip_to_the_target(tmp_path, repo_configs)
     # scores about -9.2 (mean distance 0.18 m); configs/reach.yaml measured -2.68 after 614k
     # steps (about 30 s on 2 cores), with the final-step distance 0.01 m.
     config = build_lib.load(Path(repo_configs) / "reach.yaml", [f"run.root={tmp_path}"])
-    summary = driver.train(config, tmp_path / "run", show_progress=False)
+    summary = runs.train(config, tmp_path / "run", show_progress=False)
     assert summary["final_eval_primary_return"] >= -4.0
 
 
@@ -68,7 +70,7 @@ def test_push_config_pushes_the_puck_onto_its_goal(tmp_path, repo_configs):
     # 0.03. This run (3.3M steps, so a shorter learning-rate anneal) passed in 127 s.
     overrides = [f"run.root={tmp_path}", "train.total_steps=3300000"]
     config = build_lib.load(Path(repo_configs) / "push.yaml", overrides)
-    driver.train(config, tmp_path / "run", show_progress=False)
+    runs.train(config, tmp_path / "run", show_progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     success = [r["eval/success"] for r in rows if "eval/success" in r]
     assert success[-1] >= 0.8
@@ -82,7 +84,7 @@ def test_lift_config_lifts_the_ball(tmp_path, repo_configs):
     # 242 s.
     overrides = [f"run.root={tmp_path}", "train.total_steps=1500000", "eval.num_envs=64"]
     config = build_lib.load(Path(repo_configs) / "lift.yaml", overrides)
-    driver.train(config, tmp_path / "run", show_progress=False)
+    runs.train(config, tmp_path / "run", show_progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     success = [r["eval/success"] for r in rows if "eval/success" in r]
     assert success[-1] >= 0.5

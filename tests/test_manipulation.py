@@ -248,11 +248,8 @@ def test_eval_success_is_the_share_of_episodes_ending_within_the_threshold(tmp_p
         return acting.evaluate_episodes(
             agent.actor,
             agent.reward_fn,
-            state.params,
-            state.obs_stats,
-            state.reward_state,
-            hp.reward_params,
-            hp.gamma,
+            state,
+            hp,
             key,
             64,
             deterministic=False,  # sampled actions: some episodes end near the target

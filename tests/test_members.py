@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import CACHE, CONFIGS
-from rlx import cli
+from rlx import cli, runs
 from rlx.core.schema import ConfigError
-from rlx.run import driver, members
+from rlx.run import driver, members_dir, sweep
 
 CARTPOLE = str(Path(CONFIGS) / "cartpole.yaml")
 SMALL = [
@@ -51,8 +51,8 @@ def assert_rows_close(got: list[dict], want: list[dict], rtol: float = RTOL) -> 
 
 
 def test_plan_is_the_grid_times_the_seeds():
-    sweeps = [members.parse_sweep("ppo.learning_rate=1e-4,3e-4"), ("reward.weights.alive", ("1",))]
-    plan = members.plan(5, 2, sweeps)
+    sweeps = [sweep.parse_sweep("ppo.learning_rate=1e-4,3e-4"), ("reward.weights.alive", ("1",))]
+    plan = sweep.plan(5, 2, sweeps)
     assert [(m.seed, m.label) for m in plan] == [
         (5, "ppo.learning_rate=1e-4, reward.weights.alive=1"),
         (6, "ppo.learning_rate=1e-4, reward.weights.alive=1"),
@@ -66,9 +66,9 @@ def test_plan_is_the_grid_times_the_seeds():
     ]
     for bad in ("ppo.learning_rate", "ppo.learning_rate=", "=1,2", "ppo.gamma=0.9,"):
         with pytest.raises(ConfigError, match="KEY=V1,V2"):
-            members.parse_sweep(bad)
+            sweep.parse_sweep(bad)
     with pytest.raises(ConfigError, match="given twice"):
-        members.plan(0, 1, [("ppo.gamma", ("0.9",)), ("ppo.gamma", ("0.99",))])
+        sweep.plan(0, 1, [("ppo.gamma", ("0.9",)), ("ppo.gamma", ("0.99",))])
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +76,11 @@ def seeds_run(tmp_path_factory):
     """``--seeds 2`` with a sweep of a reward weight, stopped after one chunk then resumed."""
     run_dir = tmp_path_factory.mktemp("members") / "run"
     sweep = ["reward.weights.alive=1,0.5"]
-    out = members.train(CARTPOLE, SMALL, 2, sweep, run_dir, show_progress=False, max_chunks=1)
+    out = runs.train_members(CARTPOLE, SMALL, 2, sweep, run_dir, show_progress=False, max_chunks=1)
     assert out["status"] == "interrupted"
     alone = run_dir.parent / "alone"  # a copy of the run as it stood, for member 3 alone
     shutil.copytree(run_dir, alone)
-    summary = members.resume(run_dir, show_progress=False)
+    summary = runs.resume_members(run_dir, show_progress=False)
     return run_dir, summary
 
 
@@ -93,7 +93,7 @@ def test_members_equal_single_seed_runs(seeds_run, tmp_path):
         from rlx.config import build as build_lib
 
         config = build_lib.load(CARTPOLE, [*SMALL, *overrides])
-        driver.train(config, tmp_path / str(index), show_progress=False)
+        runs.train(config, tmp_path / str(index), show_progress=False)
         member_dir = run_dir / plan["members"][index]["dir"]
         assert_rows_close(rows(member_dir), rows(tmp_path / str(index)))
     # The top rows are the members' means; the table has one line per setting.
@@ -101,15 +101,26 @@ def test_members_equal_single_seed_runs(seeds_run, tmp_path):
     want = np.mean([r[-1]["eval/return"] for r in member_rows])
     assert rows(run_dir)[-1]["eval/return"] == pytest.approx(want)
     table = json.loads((run_dir / "sweep.json").read_text())
-    assert [e["setting"] for e in table] == ["reward.weights.alive=1", "reward.weights.alive=0.5"]
-    assert table[1]["finals"] == [r[-1]["eval/return"] for r in member_rows[2:]]
-    assert "reward.weights.alive=0.5" in (run_dir / "sweep.md").read_text()
+    # A sweep of a reward weight ranks its settings by the primary return (the weighted
+    # returns of two weightings compare nothing), best first, each with its seeds' interval.
+    by_setting = {e["setting"]: e for e in table}
+    assert set(by_setting) == {"reward.weights.alive=1", "reward.weights.alive=0.5"}
+    half = by_setting["reward.weights.alive=0.5"]
+    assert half["return"]["values"] == [r[-1]["eval/return"] for r in member_rows[2:]]
+    assert half["primary"]["values"] == [r[-1]["eval/primary_return"] for r in member_rows[2:]]
+    assert all(e["ranked_by"] == "primary" for e in table)
+    means = [e["primary"]["mean"] for e in table]
+    assert means == sorted(means, reverse=True) and [e["rank"] for e in table] == [1, 2]
+    low, high = half["primary"]["ci95"]
+    assert low <= half["primary"]["mean"] <= high
+    text = (run_dir / "sweep.md").read_text()
+    assert "Ranked by the final eval primary return" in text and "alive=0.5" in text
 
 
 def test_a_resumed_members_run_equals_an_uninterrupted_one(seeds_run, tmp_path):
     run_dir, _ = seeds_run
     sweep = ["reward.weights.alive=1,0.5"]
-    members.train(CARTPOLE, SMALL, 2, sweep, tmp_path / "whole", show_progress=False)
+    runs.train_members(CARTPOLE, SMALL, 2, sweep, tmp_path / "whole", show_progress=False)
     assert [untimed(r) for r in rows(run_dir)] == [untimed(r) for r in rows(tmp_path / "whole")]
     for i in range(4):
         got = rows(run_dir / f"members/{i}")
@@ -129,9 +140,9 @@ def test_a_member_resumes_alone_as_a_single_run(seeds_run, capsys):
 
 def test_a_member_resumed_alone_is_detached_from_the_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    members.train(CARTPOLE, SMALL, 2, [], run_dir, show_progress=False, max_chunks=1)
+    runs.train_members(CARTPOLE, SMALL, 2, [], run_dir, show_progress=False, max_chunks=1)
     assert cli.main(["train", "--resume", str(run_dir / "members/1"), "--no-progress"]) == 0
-    assert (run_dir / "members/1" / members.DETACHED).exists()
+    assert (run_dir / "members/1" / members_dir.DETACHED).exists()
     assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "members/1 went on alone" in err and len(err.splitlines()) == 1
@@ -178,5 +189,5 @@ def test_the_cli_splits_the_members_over_cpu_devices_and_keeps_their_numbers(tmp
     from rlx.config import build as build_lib
 
     config = build_lib.load(CARTPOLE, [*SMALL, "train.seed=1"])
-    driver.train(config, tmp_path / "single", show_progress=False)
+    runs.train(config, tmp_path / "single", show_progress=False)
     assert_rows_close(rows(run_dir / "members/1"), rows(tmp_path / "single"))

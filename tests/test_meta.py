@@ -203,7 +203,7 @@ def lure_meta(method: str, **static):
     )
     settings = dict(method=method, learn=("lure",), critic_hidden=(16,), population_size=4)
     m = meta.make(agent, meta.MetaStatic(**(settings | static)), hp.reward_params)
-    return m, (hp, mh)
+    return m, meta.Hps(hp, mh)
 
 
 METHOD_CASES = [
@@ -230,8 +230,9 @@ def test_harmful_auxiliary_weight_goes_down_and_compiles_once(method):
     chex.clear_trace_counter()
     for _ in range(2):  # a second call with a moved phi reuses the compiled program
         state, metrics = chunk(state, hps)
-    lure = state.phi["reward_params"]["lure"]
-    reward = state.phi["reward_params"]["reward"]
+    phi = m.members_of(state)[1] if method == "population" else state.phi
+    lure = phi["reward_params"]["lure"]
+    reward = phi["reward_params"]["reward"]
     if method == "population":
         # Exploit/explore keeps the members whose lure weight let them pick action 1.
         best = int(jnp.argmax(state.fitness))
@@ -252,11 +253,11 @@ def test_harmful_auxiliary_weight_goes_down_and_compiles_once(method):
 
 def test_learned_discount_moves_and_is_penalised():
     m, (hp, mh) = lure_meta("one_step", learn_gamma=True)
-    state = jax.jit(m.init)(jax.random.key(1), (hp, mh))
+    state = jax.jit(m.init)(jax.random.key(1), meta.Hps(hp, mh))
     np.testing.assert_allclose(jax.nn.sigmoid(state.phi["gamma_logit"]), 0.9, rtol=1e-5)
     chunk = jax.jit(lambda s, h: m.chunk(s, h, 10))
     strong = mh.replace(gamma_l2=jnp.float32(10.0), l2=jnp.float32(0.0))
-    after, metrics = chunk(state, (hp, strong))
+    after, metrics = chunk(state, meta.Hps(hp, strong))
     # gamma_l2 * gamma_phi pushes the discount down (BARFI's penalty)
     assert float(jax.nn.sigmoid(after.phi["gamma_logit"])) < 0.9
     assert metrics["meta/gamma"].shape == (10,)
@@ -349,11 +350,11 @@ def test_outer_step_schedules_and_gradient_clipping():
 def test_a_linear_outer_schedule_to_zero_stops_phi_at_the_last_step():
     m, (hp, mh) = lure_meta("one_step", outer_schedule="linear", total_iterations=6)
     mh = mh.replace(outer_final_fraction=jnp.float32(0.0), outer_max_grad_norm=jnp.float32(1.0))
-    state = jax.jit(m.init)(jax.random.key(0), (hp, mh))
+    state = jax.jit(m.init)(jax.random.key(0), meta.Hps(hp, mh))
     step = jax.jit(m.step)
     lures = []
     for _ in range(6):
-        state, metrics = step(state, (hp, mh))
+        state, metrics = step(state, meta.Hps(hp, mh))
         lures.append(float(state.phi["reward_params"]["lure"]))
     assert float(metrics["meta/outer_step_size"]) == 0.0
     assert lures[-1] == lures[-2]  # the last step is zero
@@ -390,21 +391,27 @@ def test_search_radius_boxes_phi_and_a_replaced_member_can_resample_in_the_box()
     radius = 0.25
     m, (hp, mh) = lure_meta("one_step")
     mh = mh.replace(search_radius=jnp.float32(radius), outer_learning_rate=jnp.float32(1.0))
-    state = jax.jit(m.init)(jax.random.key(0), (hp, mh))
-    state, _ = jax.jit(lambda s, h: m.chunk(s, h, 10))(state, (hp, mh))
+    state = jax.jit(m.init)(jax.random.key(0), meta.Hps(hp, mh))
+    state, _ = jax.jit(lambda s, h: m.chunk(s, h, 10))(state, meta.Hps(hp, mh))
     lure = float(state.phi["reward_params"]["lure"])
     assert lure == pytest.approx(2.0 - radius), lure  # pushed down to the box's edge
     np.testing.assert_allclose(state.phi["reward_params"]["reward"], 1.0)  # not learned
 
     pop, (hp, mh) = lure_meta("population", init_distribution="uniform")
     mh = mh.replace(search_radius=jnp.float32(radius), perturb_scale=jnp.float32(5.0))
-    state = jax.jit(pop.init)(jax.random.key(1), (hp, mh))
+    state = jax.jit(pop.init)(jax.random.key(1), meta.Hps(hp, mh))
     lures = np.asarray(state.phi["reward_params"]["lure"])
     assert lures[0] == 2.0 and len(set(lures.tolist())) == 4  # member 0 at the start
     assert np.all(np.abs(lures - 2.0) <= radius + 1e-6), lures
     source, replaced = jnp.asarray([0, 1, 0, 0]), jnp.asarray([False, False, True, True])
     explore = lambda p: population._explore(
-        pop, state.phi, source, replaced, (hp, mh.replace(**p)), jax.random.key(2), state.iteration
+        pop,
+        state.phi,
+        source,
+        replaced,
+        meta.Hps(hp, mh.replace(**p)),
+        jax.random.key(2),
+        state.iteration,
     )
     noisy = explore({"perturb_scale": 5.0, "resample_probability": 0.0})["reward_params"]
     assert np.all(np.abs(np.asarray(noisy["lure"]) - 2.0) <= radius + 1e-6)  # clipped to the box
@@ -431,11 +438,11 @@ def test_resample_until_stops_resampling_after_that_fraction_of_the_run():
         resample_probability=jnp.float32(1.0),
         resample_until=jnp.float32(0.5),
     )
-    state = jax.jit(pop.init)(jax.random.key(1), (hp, mh))
+    state = jax.jit(pop.init)(jax.random.key(1), meta.Hps(hp, mh))
     source, replaced = jnp.asarray([0, 1, 0, 0]), jnp.asarray([False, False, True, True])
     explore = jax.jit(
         lambda i: population._explore(
-            pop, state.phi, source, replaced, (hp, mh), jax.random.key(2), i
+            pop, state.phi, source, replaced, meta.Hps(hp, mh), jax.random.key(2), i
         )["reward_params"]["lure"]
     )
     copy = float(state.phi["reward_params"]["lure"][0])

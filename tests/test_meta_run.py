@@ -7,10 +7,9 @@ import jax
 import pytest
 
 from conftest import TRACE_ONLY_ENVS, tiny_overrides
-from rlx import cli
+from rlx import cli, runs
 from rlx import config as config_lib
 from rlx.config import build as build_lib
-from rlx.meta import run as meta_run
 from rlx.run import driver
 
 META_CONFIGS = sorted(
@@ -30,13 +29,13 @@ def test_shipped_meta_config_runs_a_tiny_meta_training(tmp_path, repo_configs, n
         # A Brax or MJX physics compile is 30-60 s: trace the meta-learner's programs instead
         # (the same learner code compiles and runs on the other configs).
         built = build_lib.build(config, meta=True)
-        meta, hps = built.meta, (built.hparams, built.meta_hparams)
+        meta, hps = built.meta, built.meta_hps
         state = jax.eval_shape(meta.init, jax.random.key(0), hps)
         new_state, metrics = jax.eval_shape(lambda s: meta.chunk(s, hps, 2), state)
         assert jax.tree.structure(new_state) == jax.tree.structure(state)
         assert f"phi/{config.meta.learn[0]}" in metrics and "meta/gamma" in metrics
         return
-    summary = meta_run.train(config, tmp_path / "run", show_progress=False)
+    summary = runs.meta(config, tmp_path / "run", show_progress=False)
     assert summary["status"] == "completed"
     row = rows(tmp_path / "run")[-1]
     learned = config.meta.learn[0].split("/")[-1]
@@ -87,9 +86,9 @@ def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs, extra):
     path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
     overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=128", "run.chunk_iterations=2"]
     config = build_lib.load(path, overrides + extra)
-    meta_run.train(config, tmp_path / "full", show_progress=False)
-    meta_run.train(config, tmp_path / "part", show_progress=False, max_chunks=2)
-    summary = meta_run.train(config, tmp_path / "part", resume=True, show_progress=False)
+    runs.meta(config, tmp_path / "full", show_progress=False)
+    runs.meta(config, tmp_path / "part", show_progress=False, max_chunks=2)
+    summary = runs.meta(config, tmp_path / "part", resume=True, show_progress=False)
     assert summary["status"] == "completed"
     strip = lambda r: {k: v for k, v in r.items() if k not in driver.TIMING_KEYS}
     full, part = rows(tmp_path / "full"), rows(tmp_path / "part")

@@ -57,13 +57,6 @@ def test_config_key_reaches_the_agents_policy_and_value(repo_configs):
     assert head.std() == pytest.approx(1 / 16, rel=0.1)
 
 
-def test_config_lists_the_networks_inits():
-    from rlx import config
-    from rlx.learn import networks
-
-    assert config.KERNEL_INITS == networks.KERNEL_INITS
-
-
 def test_policy_head_keeps_its_log_std_under_every_init():
     for name in ("orthogonal", "lecun_normal"):
         net = Policy((8,), 4, state_independent_std=True, init_log_std=-0.5, kernel_init=name)

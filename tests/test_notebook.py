@@ -46,7 +46,40 @@ def test_the_notebook_parses_and_its_imports_resolve():
                             modules.add(candidate)
     missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
     assert not missing, f"the notebook imports what is not installed: {missing}"
-    assert {"rlx.run.members", "rlx.ship.policy", "rlx.ship.render"} <= modules
+    assert {"rlx.runs", "rlx.ship.policy", "rlx.ship.render"} <= modules
+
+
+def test_no_cell_needs_ipython_magics():
+    """Every code cell is plain Python (the install is a subprocess, not ``%pip``), so the slow
+    test below runs the notebook whole, the first cell included."""
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    magics = [
+        line
+        for cell in cells
+        if cell["cell_type"] == "code"
+        for line in cell["source"]
+        if line.lstrip().startswith(("%", "!"))
+    ]
+    assert not magics
+
+
+def first_cell(cwd: Path, monkeypatch) -> dict:
+    monkeypatch.chdir(cwd)
+    namespace = {"__name__": "__main__"}
+    exec(compile(code_cells()[0], "cell 0", "exec"), namespace)
+    return namespace
+
+
+def test_the_first_cell_finds_the_checkout_and_keeps_the_runtimes_jax(tmp_path, monkeypatch):
+    import jax
+    import jaxlib
+
+    namespace = first_cell(NOTEBOOK.parent, monkeypatch)  # rlx is installed: nothing to do
+    assert namespace["CONFIGS"] == REPO / "configs"
+    pins = namespace["runtime_pins"]()
+    assert f"jax=={jax.__version__}" in pins and f"jaxlib=={jaxlib.__version__}" in pins
+    with pytest.raises(RuntimeError, match="RLX_GIT_URL"):  # no checkout, no URL: it says so
+        first_cell(tmp_path, monkeypatch)
 
 
 RUNNER = """

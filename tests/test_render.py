@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
+from rlx import envs
 from rlx.config import build as build_lib
 from rlx.run import driver, rundir
+from rlx.ship import policy, render
 
 
 def _checkpoint_init(name: str, run_dir: Path, root: Path, extra=()):
@@ -21,7 +23,8 @@ def _checkpoint_init(name: str, run_dir: Path, root: Path, extra=()):
     program = driver.ppo_program(build_lib.build(config))
     files = rundir.Run(config, "train", run_dir, resume=False)
     state = jax.jit(program.init)(jax.random.key(config.train.seed))
-    files.write({"chunk": 1, "iteration": 0, "env_steps": 0, "wall_s": 0.0}, state)
+    row = {"chunk": 1, "iteration": 0, "env_steps": 0, "wall_s": 0.0}
+    files.write(row, [row], state)
     files.close()
     return config
 
@@ -73,6 +76,7 @@ def test_render_writes_the_episodes_frames(tmp_path, gl):
     )  # frame over its strip of terms
     scene = frames[:, :48].astype(int)
     assert np.abs(scene[1:] - scene[:-1]).max() > 0  # the arm moves
+    assert scene.mean() > 60 and scene.std() > 10  # a lit floor, not a black background
     assert f"{2 * episode} frames" in done.stdout
     done = rlx("render", str(run_dir), "--camera", "nope", "--out", str(tmp_path / "c.mp4"))
     assert done.returncode == 2 and "--camera 'nope'" in done.stderr
@@ -229,7 +233,137 @@ def test_a_failing_video_is_a_warning_and_training_goes_on(tmp_path, capsys):
         config, eval=dataclasses.replace(config.eval, video_every_chunks=1)
     )
     program = dataclasses.replace(program, config=with_video, video=broken)
-    summary = driver.run(program, tmp_path / "run", show_progress=False)
+    summary = driver.run(program, tmp_path / "run", driver.RunOptions(show_progress=False))
     assert summary["status"] == "completed" and len(calls) == 1  # tried once, then off
     err = capsys.readouterr().err
     assert "the video at" in err and "OSError: disk full" in err and "no more videos" in err
+
+
+# env -> {what the renderer draws (body or site): the signals that say where the env has it}
+PLACES = {
+    "reach": {
+        ("body", "target"): ("target_x", "target_y"),
+        ("site", "fingertip"): ("fingertip_x", "fingertip_y"),
+    },
+    "push": {
+        ("body", "goal"): ("goal_x", "goal_y"),
+        ("body", "puck"): ("object_x", "object_y"),
+        ("site", "fingertip"): ("fingertip_x", "fingertip_y"),
+    },
+}
+
+
+@pytest.mark.parametrize("name", ["reach", "push"])
+def test_a_video_draws_the_target_where_the_env_has_it(tmp_path, name):
+    """Every frame of a rendered rollout puts reach's target (push's goal and puck, the
+    fingertip) where the env state's signals say it is: mocap bodies included, not at their
+    MJCF default (0.1, 0.1)."""
+    config = build_lib.load(Path(CONFIGS) / f"{name}.yaml", tiny_overrides(str(tmp_path)))
+    built = build_lib.build(config)
+    train = jax.jit(built.agent.init)(jax.random.key(0), built.reward_params)
+    restored = policy.Restored(config, built.agent, train, built.hparams, "train", 0)
+    episodes = 2
+    record = render.rollout(restored, episodes, seed=3)
+    _, model = render.source(built.agent.env)
+    for k in range(episodes):
+        scene = {field: v[:, k] for field, v in record.scene.items()}
+        for t, (_, data) in enumerate(render.posed(model, scene)):
+            for (kind, part), (x, y) in PLACES[name].items():
+                drawn = getattr(data, kind)(part).xpos[:2]
+                want = [record.signals[x][t, k], record.signals[y][t, k]]
+                np.testing.assert_allclose(drawn, want, atol=1e-5, err_msg=f"{part} at step {t}")
+    target = next(iter(PLACES[name].values()))
+    start = np.stack([record.signals[target[0]][0], record.signals[target[1]][0]], -1)
+    assert np.abs(start - 0.1).min() > 1e-3  # drawn where the env put it, not where the MJCF has it
+
+
+def test_a_randomised_env_renders_its_episodes_model():
+    env = envs.make("reach", episode_length=4, randomize={"mass": (0.5, 2.0)})
+    drawn, model = render.source(env)
+    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), 2))
+    scene = jax.device_get(jax.jit(jax.vmap(drawn.render_state))(state.physics))
+    trained = drawn.mj_model
+    masses = np.asarray(trained.body_mass) * np.asarray(state.physics.body_scale)
+    for k, (posed_model, data) in enumerate(render.posed(model, scene)):
+        target = [state.signals["target_x"][k], state.signals["target_y"][k]]
+        np.testing.assert_allclose(data.body("target").xpos[:2], target, atol=1e-5)
+        np.testing.assert_allclose(posed_model.body_mass[: trained.nbody], masses[k], rtol=1e-6)
+    assert model.body_mass[: trained.nbody].tolist() == trained.body_mass.tolist()  # kept
+
+
+STAGED = [
+    ("reach", {}),
+    ("push", {}),
+    ("push", {"effector": "pusher", "contact": "fingertip"}),
+    ("lift", {}),
+    ("humanoid_walk", {}),  # Brax's MJCF: its own floor, sky and light, dressed
+]
+
+
+@pytest.mark.parametrize(("name", "params"), STAGED)
+def test_the_stage_is_drawn_only_and_keeps_the_state_layout(name, params):
+    """The render model adds a floor, sky, light and camera; training's model is the MJCF's
+    own, and every index a state carries (qpos, qvel, mocap, bodies, geoms, actuators) maps
+    over unchanged."""
+    import mujoco
+
+    if name.startswith("humanoid"):
+        pytest.importorskip("brax")
+    env = envs.make_raw(name, **params)
+    trained, drawn = env.mj_model, env.render_model()
+    assert drawn is not trained and env.render_camera in [
+        drawn.cam(i).name for i in range(drawn.ncam)
+    ]
+    assert "view" not in [trained.cam(i).name for i in range(trained.ncam)]
+    for size in ("nq", "nv", "nu", "nmocap", "njnt"):
+        assert getattr(drawn, size) == getattr(trained, size), size
+    assert drawn.nbody == trained.nbody + 1  # the stage, last
+    for field in ("body_parentid", "body_pos", "body_mocapid", "jnt_qposadr", "actuator_gear"):
+        np.testing.assert_array_equal(
+            getattr(drawn, field)[: len(getattr(trained, field))],
+            getattr(trained, field),
+            err_msg=field,
+        )
+    solid = trained.geom_type != mujoco.mjtGeom.mjGEOM_PLANE  # a dressed floor grows (drawn only)
+    np.testing.assert_array_equal(drawn.geom_size[: trained.ngeom][solid], trained.geom_size[solid])
+    for field in ("geom_bodyid", "geom_type", "geom_contype", "geom_conaffinity"):
+        np.testing.assert_array_equal(
+            getattr(drawn, field)[: trained.ngeom], getattr(trained, field)
+        )
+    stage = drawn.body("rlx_stage").id
+    added = np.nonzero(drawn.geom_bodyid == stage)[0]
+    assert (added >= trained.ngeom).all() and not drawn.geom_contype[added].any()
+    assert not drawn.geom_conaffinity[added].any()
+    skyboxes = drawn.tex_type == mujoco.mjtTexture.mjTEXTURE_SKYBOX
+    assert skyboxes.any() and drawn.nlight > trained.nlight
+    planes = drawn.geom_type == mujoco.mjtGeom.mjGEOM_PLANE
+    assert (drawn.geom_matid[planes] >= 0).all()  # a checker floor
+
+
+TERMS = {
+    name: envs.REGISTRY[name].term_names for name in ("reach", "push", "lift", "humanoid_walk")
+}
+
+
+@pytest.mark.parametrize("width", [480, 320, 120])
+@pytest.mark.parametrize("name", sorted(TERMS))
+def test_the_strips_labels_never_overlap(name, width):
+    rng = np.random.default_rng(0)
+    steps = 50
+    terms = {t: rng.normal(size=steps) * 10.0 ** rng.integers(-6, 7) for t in TERMS[name]}
+    height = max(16, (width * 3 // 4 // 3) // 2 * 2)  # the strip under a 4:3 frame
+    image, columns, labels, top = render.strip(terms, rng.normal(size=steps), width, height)
+    assert image.shape == (height, width, 3) and len(columns) == steps
+    boxes = list(labels.values())
+    for i, (left, upper, right, lower) in enumerate(boxes):
+        assert 0 <= left < right <= width and 0 <= upper < lower <= top <= height
+        for other in boxes[i + 1 :]:
+            apart = right <= other[0] or other[2] <= left or lower <= other[1] or other[3] <= upper
+            assert apart, (labels, width)
+    inside = np.zeros((top, width), bool)  # the text drawn is inside its measured box
+    for left, upper, right, lower in boxes:
+        inside[max(upper - 1, 0) : lower + 1, max(left - 1, 0) : right + 1] = True
+        assert (image[upper:lower, left:right] < 200).any()  # and drawn
+    assert (image[:top][~inside] > 250).all()
+    if width >= 320:  # every series named at the sizes videos are made at
+        assert set(labels) == {"primary", *TERMS[name]}

@@ -9,9 +9,8 @@ import jax.numpy as jnp
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import cli
+from rlx import cli, runs
 from rlx.config import build as build_lib
-from rlx.run import driver
 
 CODE_CONFIG = Path(CONFIGS) / "cartpole_code.yaml"
 CARTPOLE = Path(CONFIGS) / "cartpole.yaml"
@@ -58,7 +57,7 @@ def test_mode_reward_replaces_the_combination(tmp_path):
         f'reward.code={{"file": "{path}", "mode": "reward"}}',
     ]
     config = build_lib.load(CARTPOLE, overrides)
-    driver.train(config, tmp_path / "run", show_progress=False)
+    runs.train(config, tmp_path / "run", show_progress=False)
     row = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
     assert 0 < row["eval/return"] <= row["eval/length"]  # 1 - angle^2 per step, in (0, 1]
 
@@ -106,7 +105,7 @@ def test_resuming_after_the_reward_file_changed_is_an_error(tmp_path, capsys):
         'reward.weights={"alive": 1.0, "x": 0.1}',
     ]
     config = build_lib.load(CARTPOLE, overrides)
-    driver.train(config, run_dir, show_progress=False, max_chunks=1)
+    runs.train(config, run_dir, show_progress=False, max_chunks=1)
     path.write_text(path.read_text().replace("pole_angle", "cart_position"))
     assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()

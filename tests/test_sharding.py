@@ -13,7 +13,9 @@ SCRIPT = textwrap.dedent(
     import functools, json, sys
     import jax, numpy as np
     from rlx.config import build as build_lib
-    from rlx.run import driver, sharding
+    from rlx.core import sharding
+    from rlx.run import driver
+    from rlx import runs
 
     assert jax.device_count() == 4, jax.devices()
     overrides = [
@@ -82,8 +84,9 @@ def test_rlx_train_uses_all_local_devices(tmp_path, repo_configs):
         import sys
         from rlx.config import build as build_lib
         from rlx.run import driver
+        from rlx import runs
         config = build_lib.load(sys.argv[1], sys.argv[3:])
-        print(driver.train(config, sys.argv[2], show_progress=False)["devices"])
+        print(runs.train(config, sys.argv[2], show_progress=False)["devices"])
         """
     )
     overrides = [*tiny_overrides(str(tmp_path)), "train.num_envs=4"]
@@ -101,8 +104,7 @@ META_SCRIPT = textwrap.dedent(
     import json, sys
     import jax, numpy as np
     from rlx.config import build as build_lib
-    from rlx.run import sharding
-    from rlx.meta import run as meta_run
+    from rlx.core import sharding
 
     assert jax.device_count() == 4, jax.devices()
     overrides = [
@@ -112,12 +114,12 @@ META_SCRIPT = textwrap.dedent(
     ]
     config = build_lib.load(sys.argv[1], overrides)
     built = build_lib.build(config, meta=True)
-    meta, hps = built.meta, (built.hparams, built.meta_hparams)
+    meta, hps = built.meta, built.meta_hps
 
     def run(devices):
         mesh = sharding.make_mesh(devices)
         state = meta.init(jax.random.key(0), hps)
-        shardings = meta_run._shardings(state, mesh)
+        shardings = meta.shardings(state, mesh)
         state = jax.device_put(state, shardings)
         hp = jax.device_put(hps, sharding.replicated(mesh))
         fn = jax.jit(lambda s, h: meta.chunk(s, h, 3),
@@ -152,13 +154,14 @@ POPULATION = textwrap.dedent(
     import json, sys
     import jax
     from rlx.config import build as build_lib
-    from rlx.run import sharding
-    from rlx.run.meta_run import _shardings, meta_program, train
+    from rlx.core import sharding
+    from rlx import runs
+    from rlx.run.meta_run import meta_program
 
     config = build_lib.load(sys.argv[1], sys.argv[3:])
     program = meta_program(build_lib.build(config, meta=True))
     abstract = jax.eval_shape(program.init, jax.random.key(0))
-    shardings = _shardings(abstract, sharding.make_mesh())
+    shardings = program.shardings(abstract, sharding.make_mesh())
     # members per device, from the shardings the run's state is given (every per-member leaf)
     per_device = sorted({
         s.shard_shape(a.shape)[0]
@@ -166,7 +169,7 @@ POPULATION = textwrap.dedent(
                         jax.tree.leaves((shardings.train, shardings.phi, shardings.fitness)))
     })
     devices = len(shardings.fitness.device_set)
-    summary = train(config, sys.argv[2], show_progress=False)
+    summary = runs.meta(config, sys.argv[2], show_progress=False)
     print(json.dumps({"devices": summary["devices"], "per_device": per_device,
                       "fitness_devices": devices}))
     """

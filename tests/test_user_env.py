@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
-from rlx import cli
+from rlx import cli, runs
 from rlx.config import build as build_lib
-from rlx.run import driver
 from rlx.ship import policy
 
 CONFIG = Path(CONFIGS) / "point_mass_user.yaml"
@@ -28,7 +27,7 @@ def test_the_example_env_trains_and_its_run_restores(tmp_path):
     config = build_lib.load(CONFIG, tiny_overrides(str(tmp_path)))
     assert config.env.name == f"{EXAMPLE.resolve()}:PointMass"  # found next to the config
     assert len(config.env.file_sha256) == 64
-    driver.train(config, tmp_path / "run", show_progress=False)
+    runs.train(config, tmp_path / "run", show_progress=False)
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "reward/at_goal" in rows[-1] and "reward/distance" in rows[-1]
     act = policy.load(tmp_path / "run")  # a fresh build from the run's own config.yaml
@@ -87,7 +86,7 @@ def test_resuming_after_the_env_file_changed_is_an_error(tmp_path, capsys):
     path = copy(tmp_path)
     run_dir = tmp_path / "run"
     overrides = [*tiny_overrides(str(tmp_path)), f"env.name={path}:PointMass"]
-    driver.train(build_lib.load(CONFIG, overrides), run_dir, show_progress=False, max_chunks=1)
+    runs.train(build_lib.load(CONFIG, overrides), run_dir, show_progress=False, max_chunks=1)
     path.write_text(path.read_text().replace("damping: float = 0.5", "damping: float = 0.6"))
     assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()

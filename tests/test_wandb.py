@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIGS, tiny_overrides
+from rlx import runs
 from rlx.config import build as build_lib
-from rlx.run import driver
 
 
 def wandb_records(path: Path):
@@ -42,7 +42,7 @@ def test_an_offline_wandb_run_logs_every_rows_scalars(tmp_path):
     pytest.importorskip("wandb")
     overrides = [*tiny_overrides(str(tmp_path)), "run.wandb.mode=offline"]
     config = build_lib.load(Path(CONFIGS) / "cartpole.yaml", overrides)
-    summary = driver.train(config, tmp_path / "run", show_progress=False)
+    summary = runs.train(config, tmp_path / "run", show_progress=False)
     assert summary["wandb_init_s"] > 0
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     (path,) = glob.glob(str(tmp_path / "run" / "wandb" / "offline-run-*" / "run-*.wandb"))

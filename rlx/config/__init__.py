@@ -1,7 +1,7 @@
 """Strict, typed run configuration: YAML file + dotted overrides -> a frozen ``Config``.
 
 This module only assembles: each layer owns its section's schema (``rlx.envs.schema``,
-``rlx.rewards.schema``, ``rlx.meta.schema``; the learner's and the run's sections are here) and
+``rlx.rewards.schema``, ``rlx.learn.schema``, ``rlx.meta.schema``; the run's sections are here) and
 ``rlx.core.schema`` the field specs and coercion. Unknown keys, wrong types and out-of-range values
 raise ``ConfigError`` naming the key and where it came from (the file, or the command-line
 override). What depends on the env (its params' defaults, term and signal names) is checked
@@ -22,70 +22,16 @@ from rlx.core import schema
 from rlx.core.schema import (
     INT32_MAX,
     NON_NEGATIVE,
-    OPEN_UNIT,
     POSITIVE,
     SEED,
-    SIZES,
-    UNIT,
     ConfigError,
     field,
     one_of,
 )
 from rlx.envs.schema import EnvConfig
+from rlx.learn.schema import NetworkConfig, PPOConfig, TrainConfig
 from rlx.meta.schema import MetaConfig
 from rlx.rewards.schema import RewardConfig
-
-ACTIVATIONS = ("tanh", "relu", "swish", "elu")
-KERNEL_INITS = ("orthogonal", "lecun_normal", "lecun_uniform")  # rlx.learn.networks.KERNEL_INITS
-
-
-@dataclasses.dataclass(frozen=True)
-class PPOConfig:
-    learning_rate: float = field(3e-4, POSITIVE)
-    entropy_cost: float = field(0.01, NON_NEGATIVE)
-    value_cost: float = field(0.5, NON_NEGATIVE)
-    clip_epsilon: float = field(0.2, OPEN_UNIT)
-    gamma: float = field(0.99, UNIT)
-    gae_lambda: float = field(0.95, UNIT)
-    max_grad_norm: float = field(0.5, POSITIVE)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    seed: int = field(0, SEED, wide=True)
-    total_steps: int = field(500_000, POSITIVE, "env steps per learner", wide=True)
-    num_envs: int = field(8, POSITIVE)
-    unroll_length: int = field(128, POSITIVE)
-    num_minibatches: int = field(4, POSITIVE)
-    num_epochs: int = field(4, POSITIVE)
-    anneal_learning_rate: bool = field(True)
-    normalize_observations: bool = field(True)
-    normalize_advantages: bool = field(True)
-    gradient_clip: str = field(
-        "global_norm",
-        one_of(("global_norm", "elementwise")),  # rlx.learn.optim.GRADIENT_CLIPS (test_layout)
-        "clip the gradient to ppo.max_grad_norm by its global norm (PPO's usual: PureJaxRL, "
-        "Brax, CleanRL) or element by element (rejax)",
-    )
-    clip_value_loss: bool = field(
-        False,
-        doc="clip V's change to +-ppo.clip_epsilon around the rollout's value and take the "
-        "larger loss (CleanRL's clip_vloss, rejax)",
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkConfig:
-    policy_hidden: tuple[int, ...] = field((64, 64), SIZES)
-    value_hidden: tuple[int, ...] = field((64, 64), SIZES)
-    activation: str = field("tanh", one_of(ACTIVATIONS))
-    init_log_std: float = field(0.0)
-    kernel_init: str = field(
-        "orthogonal",
-        one_of(KERNEL_INITS),
-        "how the layers' kernels start: PureJaxRL's scaled orthogonal, Flax's default "
-        "lecun_normal (rejax), Brax's lecun_uniform",
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +64,12 @@ class RunConfig:
     max_checkpoints: int = field(2, POSITIVE)
     tensorboard: bool = field(True)
     compilation_cache: str = field("~/.cache/rlx/jax", doc="'' turns the cache off")
+    stall_timeout_s: float = field(
+        1800.0,
+        NON_NEGATIVE,
+        "end the run (exit 4, its last checkpoint kept) when a compiled call, compile or "
+        "checkpoint makes no progress for this long (0: never)",
+    )
     wandb: WandbConfig = schema.section(WandbConfig)
 
 

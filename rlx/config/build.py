@@ -39,6 +39,11 @@ class Built:
     meta: meta_lib.Meta | None = None
     meta_hparams: meta_lib.MetaHparams | None = None
 
+    @property
+    def meta_hps(self) -> meta_lib.Hps:
+        """What the meta-learner's functions take: the inner and the outer hparams."""
+        return meta_lib.Hps(self.hparams, self.meta_hparams)
+
 
 def resolve(config: config_lib.Config) -> tuple[config_lib.Config, Env, RewardFn, Any]:
     """(resolved config, wrapped env, reward fn, reward params): every env-dependent check."""
@@ -67,21 +72,59 @@ def resolve(config: config_lib.Config) -> tuple[config_lib.Config, Env, RewardFn
     return config_lib.with_source(resolved, source), env, reward_fn, reward_params
 
 
-def ppo_static(config: config_lib.Config, total_iterations: int) -> ppo.PPOStatic:
-    """PPO's static settings: the ``train``, ``network`` and ``eval`` fields it names."""
-    sections = (config.train, config.network)
-    values = {
-        f.name: getattr(section, f.name)
-        for section in sections
-        for f in dataclasses.fields(section)
-        if f.name in ppo.PPOStatic.__dataclass_fields__
-    }
-    return ppo.PPOStatic(
-        **values,
-        total_iterations=total_iterations,
-        num_eval_envs=config.eval.num_envs,
-        deterministic_eval=config.eval.deterministic,
+# Where each of PPO's static settings comes from: its config key. ``PPO_STATIC_NOT_CONFIGURED``
+# are set by the build (total_iterations: the run's) or left at their default (guard: off only
+# in a benchmark). tests/test_config.py checks that these cover every field.
+PPO_STATIC_KEYS = {
+    "num_envs": "train.num_envs",
+    "unroll_length": "train.unroll_length",
+    "num_minibatches": "train.num_minibatches",
+    "num_epochs": "train.num_epochs",
+    "anneal_learning_rate": "train.anneal_learning_rate",
+    "normalize_observations": "train.normalize_observations",
+    "normalize_advantages": "train.normalize_advantages",
+    "gradient_clip": "train.gradient_clip",
+    "clip_value_loss": "train.clip_value_loss",
+    "policy_hidden": "network.policy_hidden",
+    "value_hidden": "network.value_hidden",
+    "activation": "network.activation",
+    "init_log_std": "network.init_log_std",
+    "kernel_init": "network.kernel_init",
+    "num_eval_envs": "eval.num_envs",
+    "deterministic_eval": "eval.deterministic",
+}
+PPO_STATIC_NOT_CONFIGURED = ("total_iterations", "guard")
+# PPO's traced hyperparameters: each from the ppo section's field of the same name.
+HPARAMS_KEYS = {
+    name: f"ppo.{name}"
+    for name in (
+        "learning_rate",
+        "entropy_cost",
+        "value_cost",
+        "clip_epsilon",
+        "gamma",
+        "gae_lambda",
+        "max_grad_norm",
     )
+}
+
+
+def config_value(config: config_lib.Config, key: str) -> Any:
+    """The value of dotted ``key`` (``section.field``) of ``config``."""
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def ppo_static(config: config_lib.Config, total_iterations: int) -> ppo.PPOStatic:
+    """PPO's static settings, each from its key in ``PPO_STATIC_KEYS``."""
+    values = {name: config_value(config, key) for name, key in PPO_STATIC_KEYS.items()}
+    return ppo.PPOStatic(**values, total_iterations=total_iterations)
+
+
+def ppo_hparams(config: config_lib.Config, reward_params: Any) -> ppo.Hparams:
+    """PPO's traced hyperparameters (float32), each from its key in ``HPARAMS_KEYS``."""
+    values = {name: config_value(config, key) for name, key in HPARAMS_KEYS.items()}
+    return ppo.make_hparams(reward_params, **values)
 
 
 def build(config: config_lib.Config, *, meta: bool = False) -> Built:
@@ -92,7 +135,7 @@ def build(config: config_lib.Config, *, meta: bool = False) -> Built:
     if meta:
         iterations = config.meta_iterations * config.meta.ppo_iterations
     agent = ppo.make_ppo(ppo_static(config, iterations), env, reward_fn)
-    hparams = ppo.make_hparams(reward_params, **vars(config.ppo))
+    hparams = ppo_hparams(config, reward_params)
     built = Built(config, env, reward_fn, reward_params, agent, hparams)
     if not meta:
         return built

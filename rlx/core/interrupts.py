@@ -4,14 +4,18 @@
 (config, build, compile, chunks, checkpoint writes, eval). The first signal only sets
 ``StopFlag.signum``: the driver stops at the next chunk boundary (or before the first chunk,
 when it came during compile), writes ``summary.json`` and the CLI prints how to resume. A
-second Ctrl-C in the chunk loop raises ``Interrupted`` at once, which the driver catches to
-still write ``summary.json``; later signals are ignored while it does. During imports, build
-and compile nothing is raised (see ``StopFlag``). No KeyboardInterrupt is ever raised by rlx's
-handler.
+second signal (Ctrl-C or SIGTERM) in the chunk loop raises ``Interrupted`` at once, which the
+driver catches to still write ``summary.json``; later signals are ignored while it does.
+Elsewhere (imports, build) a second signal ends the process at once with one line: nothing
+of the run is lost there. A main thread stuck in a compiled call runs no Python handler at
+all: ``rlx.core.watchdog`` sees the signals then and ends the process on the second. No
+KeyboardInterrupt is ever raised by rlx's handler.
 
 ``fault(point)``: with ``RLX_FAULT=<point>[:<n>]`` in the environment, the process kills
-itself (SIGKILL) at the n-th time (default the first) it reaches ``point``: ``compile``,
-``chunk``, ``eval``, ``metrics`` (half a row written), ``checkpoint`` (mid-write). Used by
+itself (SIGKILL) at the n-th time (default the first) it reaches ``point``: ``init``,
+``compile``, ``chunk``, ``eval``, ``metrics`` (half a row written), ``checkpoint``
+(mid-write). ``RLX_FAULT=<point>:<n>:block`` blocks there instead, for ever, inside a compiled
+call (as a deadlocked XLA execution does: no Python signal handler runs). Used by
 ``scripts/fault_matrix.py``; a no-op otherwise. ``read_fault(point)``: with
 ``RLX_READ_FAULT=<point>@<process index>``, raises an OSError the first time that process (only
 it) reaches ``point`` (``restore``: just after orbax read a checkpoint's arrays), as arrays
@@ -27,7 +31,7 @@ import signal
 import sys
 import threading
 
-POINTS = ("compile", "chunk", "eval", "metrics", "checkpoint")
+POINTS = ("init", "compile", "chunk", "eval", "metrics", "checkpoint")
 
 
 class Interrupted(BaseException):  # noqa: N818 (like KeyboardInterrupt, not an error)
@@ -39,26 +43,31 @@ class Interrupted(BaseException):  # noqa: N818 (like KeyboardInterrupt, not an 
 
 
 class StopFlag:
-    """The handler: the first SIGINT/SIGTERM sets ``signum``; a second Ctrl-C raises, but only
-    inside ``abortable()`` (the chunk loop). Elsewhere (imports, build, compile) an exception
-    raised at a random bytecode can land inside a C extension's import and abort the process,
-    so there the run stops at the first safe point instead, and says so once."""
+    """The handler: the first SIGINT/SIGTERM sets ``signum``; a second one raises inside
+    ``abortable()`` (the chunk loop: the driver still writes its summary). Elsewhere (imports,
+    build) an exception raised at a random bytecode can land inside a C extension's import and
+    abort the process uncleanly, so there a second signal ends the process at once instead
+    (``os._exit``), with one line. ``handled`` counts the signals this handler ran for."""
 
     def __init__(self):
         self.signum: int | None = None
         self.aborting = False
         self.abortable = False
-        self.told = False
+        self.handled = 0
 
     def __call__(self, signum, frame):
+        self.handled += 1
         if self.signum is None:
             self.signum = signum
-        elif signum == signal.SIGINT and self.abortable and not self.aborting:
+        elif self.aborting:
+            return  # the run is winding down: it writes its summary and ends
+        elif self.abortable:
             self.aborting = True
             raise Interrupted(self.signum)
-        elif signum == signal.SIGINT and not self.told:
-            self.told = True
-            os.write(2, b"[rlx] stopping at the first safe point (after imports or compile)\n")
+        else:
+            sys.stdout.flush()
+            os.write(2, f"[rlx] second signal {signum}: stopped at once\n".encode())
+            os._exit(128 + signum)
 
 
 _installed: StopFlag | None = None
@@ -94,6 +103,11 @@ def install_for_process() -> None:
         _installed = StopFlag()
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, _installed)
+
+
+def handled() -> int:
+    """How many signals the process's handler has run for (0 when none is installed)."""
+    return 0 if _installed is None else _installed.handled
 
 
 def check() -> None:
@@ -136,14 +150,33 @@ def fault(point: str) -> None:
     wanted = os.environ.get("RLX_FAULT")
     if not wanted:
         return
-    name, _, count = wanted.partition(":")
+    name, _, rest = wanted.partition(":")
+    count, _, how = rest.partition(":")
     if name != point:
         return
     _reached[point] += 1
-    if _reached[point] == int(count or 1):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _reached[point] != int(count or 1):
+        return
+    if how == "block":
+        _block_in_a_compiled_call()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _block_in_a_compiled_call() -> None:
+    """Never returns: the main thread waits in XLA for a host callback that waits for ever."""
+    import jax
+    import jax.numpy as jnp
+
+    never = threading.Event()
+
+    def wait(x):
+        never.wait()
+        return x
+
+    out = jax.ShapeDtypeStruct((), jnp.float32)
+    jax.jit(lambda x: jax.pure_callback(wait, out, x))(jnp.float32(0)).block_until_ready()
 
 
 def read_fault(point: str) -> None:

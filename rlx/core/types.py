@@ -15,6 +15,9 @@ import jax.numpy as jnp
 from flax import struct
 
 Array = jax.Array
+# A pytree of arrays (a state, params, hparams, metrics, reward params): any nesting of
+# dicts, lists, tuples and flax/struct dataclasses with jax.Array leaves.
+PyTree = Any
 
 
 @struct.dataclass

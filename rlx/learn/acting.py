@@ -12,7 +12,7 @@ parameters and never changes them. ``Actor`` is the small typed bundle these fun
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,21 @@ class Actor:
     @property
     def batched(self) -> VmapWrapper:
         return VmapWrapper(self.env)
+
+
+class LearnerState(Protocol):
+    """What acting reads of a learner's state (``ppo.TrainState`` has it)."""
+
+    params: dict
+    obs_stats: Any
+    reward_state: Any
+
+
+class RewardHparams(Protocol):
+    """What acting reads of a learner's hparams (``ppo.Hparams`` has it)."""
+
+    reward_params: Any
+    gamma: jax.Array
 
 
 def normalize_obs(actor: Actor, obs_stats: running_stats.RunningStats, obs: jax.Array):
@@ -155,11 +170,8 @@ def collect(
 def evaluate(
     actor: Actor,
     reward_fn: RewardFn,
-    params: dict,
-    obs_stats,
-    reward_state: Any,
-    reward_params: Any,
-    gamma: jax.Array,
+    state: LearnerState,
+    hparams: RewardHparams,
     key: jax.Array,
     num_envs: int,
     deterministic: bool = True,
@@ -167,8 +179,10 @@ def evaluate(
     """Evaluation of ``num_envs`` full episodes, the mode action (or, not ``deterministic``,
     actions sampled from the policy).
 
-    ``reward_state``: the training run's (its running statistics carry over; its per-env
-    episode accumulators are replaced by fresh ones for these envs). Returns means over envs of
+    ``state``: the learner's (``ppo.TrainState``: its params, observation statistics and
+    reward state; the reward state's running statistics carry over, its per-env episode
+    accumulators are replaced by fresh ones for these envs); ``hparams``: its reward params
+    and discount (``ppo.Hparams``). Returns means over envs of
     the first episode's return (the RewardFn's reward), primary return, length and unweighted
     term sums, each a [] scalar: ``eval/return``, ``eval/primary_return``, ``eval/length``,
     ``eval/terms/<name>`` (user-code terms too); for an env with a ``success`` term (reach,
@@ -176,16 +190,7 @@ def evaluate(
     last step's value).
     """
     episodes = evaluate_episodes(
-        actor,
-        reward_fn,
-        params,
-        obs_stats,
-        reward_state,
-        reward_params,
-        gamma,
-        key,
-        num_envs,
-        deterministic=deterministic,
+        actor, reward_fn, state, hparams, key, num_envs, deterministic=deterministic
     )
     return {k: jnp.mean(v) for k, v in episodes.items()}
 
@@ -193,11 +198,8 @@ def evaluate(
 def evaluate_episodes(
     actor: Actor,
     reward_fn: RewardFn,
-    params: dict,
-    obs_stats,
-    reward_state: Any,
-    reward_params: Any,
-    gamma: jax.Array,
+    state: LearnerState,
+    hparams: RewardHparams,
     key: jax.Array,
     num_envs: int,
     deterministic: bool = True,
@@ -205,6 +207,7 @@ def evaluate_episodes(
     """``evaluate``'s quantities per env ([num_envs] each: the first episode of each env);
     ``deterministic=False`` samples actions from the policy instead of taking its mode."""
     env = actor.env
+    params, obs_stats = state.params, state.obs_stats
     k_reset, k_unroll, k_reward = jax.random.split(key, 3)  # one use per key
     env_state = actor.batched.reset(jax.random.split(k_reset, num_envs))
     _, traj = unroll(
@@ -219,7 +222,7 @@ def evaluate_episodes(
     traj = traj.replace(value=value_pass(actor, params, obs_stats, traj)[0])
     fresh = reward_fn.init(k_reward, env.term_names, num_envs)
     rewards, _, info = reward_fn.apply(
-        reward_params, for_batch(reward_state, fresh), traj, gamma=gamma
+        hparams.reward_params, for_batch(state.reward_state, fresh), traj, gamma=hparams.gamma
     )
     done = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
     # Count only each env's first episode: steps up to and including its first done.

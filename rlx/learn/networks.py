@@ -22,7 +22,7 @@ _INITIALIZERS = {
     "lecun_normal": lambda scale: nn.initializers.lecun_normal(),
     "lecun_uniform": lambda scale: nn.initializers.lecun_uniform(),
 }
-KERNEL_INITS = tuple(_INITIALIZERS)  # rlx.config.KERNEL_INITS checks the config against these
+KERNEL_INITS = tuple(_INITIALIZERS)  # the network.kernel_init options (rlx.learn.schema)
 
 
 def kernel_init(name: str, scale: float):

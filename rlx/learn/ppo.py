@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ import optax
 from flax import struct
 
 from rlx.core import running_stats
-from rlx.core.types import Box, Env, EnvState, Transition, observation_size
+from rlx.core.types import Box, Env, EnvState, PyTree, Transition, observation_size
 from rlx.learn import acting, optim
 from rlx.learn.distributions import Distribution, for_action_space
 from rlx.learn.losses import compute_gae, ppo_loss
@@ -80,10 +80,10 @@ class Hparams:
     gamma: jax.Array
     gae_lambda: jax.Array
     max_grad_norm: jax.Array
-    reward_params: Any
+    reward_params: PyTree
 
 
-def make_hparams(reward_params: Any, **values: float) -> Hparams:
+def make_hparams(reward_params: PyTree, **values: float) -> Hparams:
     """Hparams with float32 leaves (so a new value never retraces)."""
     leaves = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), reward_params)
@@ -95,10 +95,10 @@ class TrainState:
     """Everything one training run carries between iterations (a pytree; checkpointed whole)."""
 
     params: dict
-    opt_state: Any
+    opt_state: PyTree
     obs_stats: running_stats.RunningStats
     env_state: EnvState
-    reward_state: Any
+    reward_state: PyTree
     episode_sums: dict[str, jax.Array]
     key: jax.Array
     iteration: jax.Array
@@ -132,12 +132,12 @@ class PPO:
         return self.actor.dist
 
     @functools.cached_property
-    def _jitted_init(self) -> Callable[[jax.Array, Any], TrainState]:
+    def _jitted_init(self) -> Callable[[jax.Array, PyTree], TrainState]:
         # Jitted so every leaf is its own buffer (eager code may alias equal leaves, which
         # buffer donation refuses).
         return jax.jit(functools.partial(init, self))
 
-    def init(self, key: jax.Array, reward_params: Any) -> TrainState:
+    def init(self, key: jax.Array, reward_params: PyTree) -> TrainState:
         return self._jitted_init(key, reward_params)
 
     def collect(self, state: TrainState) -> tuple[TrainState, Batch]:
@@ -186,7 +186,7 @@ def _episode_keys(term_names, reward_names) -> tuple[str, ...]:
     )
 
 
-def _same_types(new: Any, old: Any) -> Any:
+def _same_types(new: PyTree, old: PyTree) -> PyTree:
     """Casts ``new``'s leaves to ``old``'s dtypes, dropping weak types.
 
     An env step can turn a leaf weakly typed (Brax stores Python floats in its metrics), and a
@@ -218,7 +218,7 @@ def _unfused(keys: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(data, impl=jax.random.key_impl(keys)) if typed else data
 
 
-def init(agent: PPO, key: jax.Array, reward_params: Any) -> TrainState:
+def init(agent: PPO, key: jax.Array, reward_params: PyTree) -> TrainState:
     """A fresh TrainState; ``reward_params`` is only read for the reward's structure."""
     static, env, actor, reward_fn = agent.static, agent.env, agent.actor, agent.reward_fn
     k_policy, k_value, k_env, k_reward, key = jax.random.split(key, 5)
@@ -293,8 +293,8 @@ def collect(agent: PPO, state: TrainState) -> tuple[TrainState, Batch]:
 
 
 def samples_of(
-    agent: PPO, batch: Batch, hparams: Hparams, reward_state: Any
-) -> tuple[dict, jax.Array, Any, dict]:
+    agent: PPO, batch: Batch, hparams: Hparams, reward_state: PyTree
+) -> tuple[dict, jax.Array, PyTree, dict]:
     """Reward, GAE and flat samples of a batch under ``hparams`` (differentiable in
     ``hparams.reward_params`` and ``hparams.gamma``): (samples: dict of [N, ...], rewards
     [T, B], reward_state', reward_info)."""
@@ -359,7 +359,7 @@ def minibatch_step(
     optimizer: optax.GradientTransformation,
     obs_stats,
     hparams: Hparams,
-    carry: tuple[dict, Any],
+    carry: tuple[dict, PyTree],
     batch: dict,
 ):
     """One SGD step on one minibatch: ((params, opt_state), batch) -> ((params', opt_state'),
@@ -399,7 +399,7 @@ def sgd(agent: PPO, params, opt_state, obs_stats, samples, hparams, learning_rat
     return params, opt_state, jax.tree.map(jnp.mean, metrics)
 
 
-SGD = Callable[..., tuple[dict, Any, dict]]
+SGD = Callable[..., tuple[dict, PyTree, dict]]
 
 
 def learning_rate(agent: PPO, state: TrainState, hparams: Hparams) -> jax.Array:
@@ -522,11 +522,8 @@ def evaluate(agent: PPO, state: TrainState, hparams: Hparams, key: jax.Array) ->
     return acting.evaluate(
         agent.actor,
         agent.reward_fn,
-        state.params,
-        state.obs_stats,
-        state.reward_state,
-        hparams.reward_params,
-        hparams.gamma,
+        state,
+        hparams,
         key,
         agent.static.num_eval_envs,
         deterministic=agent.static.deterministic_eval,

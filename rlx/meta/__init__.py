@@ -17,6 +17,7 @@ from rlx.learn import ppo as ppo_lib
 from rlx.meta import grads
 from rlx.meta.base import (
     OUTER_SCHEDULES,
+    Hps,
     Meta,
     MetaHparams,
     MetaStatic,
@@ -26,7 +27,7 @@ from rlx.meta.base import (
     path_name,
     with_phi,
 )
-from rlx.meta.gradient import GradientMeta, MetaState, make_gradient_meta
+from rlx.meta.gradient import OUTER_GRADIENTS, GradientMeta, MetaState, make_gradient_meta
 from rlx.meta.population import (
     HybridMeta,
     HybridState,
@@ -37,11 +38,11 @@ from rlx.meta.population import (
 
 # The meta methods by name: each builds its meta-learner from (agent, MetaStatic, reward params).
 METHODS: dict[str, Callable[[ppo_lib.PPO, MetaStatic, Any], Meta]] = {
-    "one_step": make_gradient_meta,
-    "unrolled": make_gradient_meta,
-    "implicit": make_gradient_meta,
+    **{name: make_gradient_meta for name in OUTER_GRADIENTS},
     "population": make_population,
 }
+# What a population's members may follow between exploit steps (meta.member_gradient).
+MEMBER_GRADIENTS = ("none", *OUTER_GRADIENTS)
 
 
 def make(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any) -> Meta:
@@ -56,10 +57,12 @@ def make(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any) -> Met
 
 
 __all__ = [
+    "MEMBER_GRADIENTS",
     "METHODS",
     "GradientMeta",
     "HybridMeta",
     "HybridState",
+    "Hps",
     "Meta",
     "MetaHparams",
     "MetaState",

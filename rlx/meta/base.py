@@ -8,12 +8,13 @@ phi = {'reward_params': the reward layer's params (``hparams.reward_params``; th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlx.core.types import PyTree
 from rlx.learn import ppo as ppo_lib
 
 
@@ -107,37 +108,53 @@ def outer_step_size(static: MetaStatic, iteration: jax.Array, meta_hparams: Meta
     return lr * (final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress)))
 
 
-def clip_outer_gradient(d_phi: Any, max_norm: jax.Array) -> Any:
+def clip_outer_gradient(d_phi: PyTree, max_norm: jax.Array) -> PyTree:
     """``d_phi`` scaled to global norm ``max_norm`` when it is longer (``max_norm`` 0: as is)."""
     norm = jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(d_phi)))
     factor = jnp.where(max_norm > 0, jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12)), 1.0)
     return jax.tree.map(lambda x: x * factor, d_phi)
 
 
-# The hparams every meta-learner function takes: the inner learner's and the outer ones.
-Hps = tuple[ppo_lib.Hparams, MetaHparams]
+class Hps(NamedTuple):
+    """The hparams every meta-learner function takes (a pytree: both are traced)."""
+
+    inner: ppo_lib.Hparams  # the inner learner's; its reward params are where phi starts
+    outer: MetaHparams
 
 
 class Meta(Protocol):
-    """A meta-learner: pure functions of its state pytree and ``(Hparams, MetaHparams)``.
+    """A meta-learner: pure functions of its state pytree and ``(Hparams, MetaHparams)``, and
+    what the host needs of it. Nothing outside ``rlx.meta`` looks inside its state.
 
     ``init(key, hps)`` -> state; ``step(state, hps)`` -> (state, metrics) is one
     meta-iteration; ``chunk(state, hps, num_iterations)`` scans it; ``evaluate(state, hps,
-    key)`` -> dict of [] eval metrics. ``agent`` is the inner PPO, ``mask`` which reward params
-    are learned (a pytree of bools like them).
+    key)`` -> dict of [] eval metrics. ``learner(state, hps, member)`` -> (TrainState, Hparams
+    under its phi, member index or None): the learner that eval, export and videos use (a
+    population's best member by fitness unless ``member``; a ValueError for a member there is
+    not); ``shardings(state, mesh)`` -> the state's shardings; ``devices_problem(devices)`` ->
+    why the state cannot be split over that many devices (None: it can). ``agent`` is the
+    inner PPO, ``mask`` which reward params are learned (a pytree of bools like them).
     """
 
     agent: ppo_lib.PPO
     static: MetaStatic
-    mask: Any
+    mask: PyTree
 
-    def init(self, key: jax.Array, hps: Hps) -> Any: ...
+    def init(self, key: jax.Array, hps: Hps) -> PyTree: ...
 
-    def step(self, state: Any, hps: Hps) -> tuple[Any, dict]: ...
+    def step(self, state: PyTree, hps: Hps) -> tuple[PyTree, dict]: ...
 
-    def chunk(self, state: Any, hps: Hps, num_iterations: int) -> tuple[Any, dict]: ...
+    def chunk(self, state: PyTree, hps: Hps, num_iterations: int) -> tuple[PyTree, dict]: ...
 
-    def evaluate(self, state: Any, hps: Hps, key: jax.Array) -> dict: ...
+    def evaluate(self, state: PyTree, hps: Hps, key: jax.Array) -> dict: ...
+
+    def learner(
+        self, state: PyTree, hps: Hps, member: int | None = None
+    ) -> tuple[ppo_lib.TrainState, ppo_lib.Hparams, PyTree]: ...
+
+    def shardings(self, state: PyTree, mesh: jax.sharding.Mesh) -> PyTree: ...
+
+    def devices_problem(self, devices: int) -> str | None: ...
 
 
 def path_name(path) -> str:
@@ -151,7 +168,7 @@ def path_name(path) -> str:
     return "/".join(parts)
 
 
-def learn_mask(reward_params: Any, learn: tuple[str, ...]) -> Any:
+def learn_mask(reward_params: PyTree, learn: tuple[str, ...]) -> PyTree:
     """A pytree of bools like ``reward_params``: True where a leaf's path starts with one of
     ``learn`` (all leaves when ``learn`` is empty). Raises ValueError naming an entry that
     matches nothing, with the paths there are."""
@@ -179,7 +196,7 @@ def init_phi(hparams: ppo_lib.Hparams, learn_gamma: bool) -> dict:
     return phi
 
 
-def clip_to_box(phi: dict, start: Any, mask: Any, radius: jax.Array) -> dict:
+def clip_to_box(phi: dict, start: PyTree, mask: PyTree, radius: jax.Array) -> dict:
     """``phi`` with its learned reward leaves (``mask``) clipped to ``start`` +- ``radius``
     (``start``: the config's reward params; with ``parameterization: log_scale`` the weights
     stay within a factor e^radius of the config's). ``radius`` 0: phi as is."""
@@ -192,7 +209,7 @@ def clip_to_box(phi: dict, start: Any, mask: Any, radius: jax.Array) -> dict:
     return {**phi, "reward_params": jax.tree.map(clip, phi["reward_params"], start, mask)}
 
 
-def draw_in_box(phi: dict, start: Any, mask: Any, radius: jax.Array, key: jax.Array) -> dict:
+def draw_in_box(phi: dict, start: PyTree, mask: PyTree, radius: jax.Array, key: jax.Array) -> dict:
     """``phi`` with each learned reward leaf drawn uniformly from ``start`` +- ``radius`` (the
     other leaves, and the discount logit, as in ``phi``)."""
     leaves, treedef = jax.tree.flatten(phi["reward_params"])

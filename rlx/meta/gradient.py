@@ -38,13 +38,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rlx.core import sharding
+from rlx.core.types import PyTree
 from rlx.learn import acting, optim
 from rlx.learn import ppo as ppo_lib
 from rlx.learn.losses import compute_gae
@@ -72,10 +75,10 @@ class MetaState:
 
     train: ppo_lib.TrainState
     batch: ppo_lib.Batch
-    critic: Any
-    critic_opt: Any
-    phi: Any
-    outer_opt: Any
+    critic: PyTree
+    critic_opt: PyTree
+    phi: PyTree
+    outer_opt: PyTree
     iteration: jax.Array
 
 
@@ -88,7 +91,7 @@ class OuterGradient(NamedTuple):
     loss: jax.Array  # L_out at the updated policy
     advantages: jax.Array  # A_p [T, B]
     targets: jax.Array  # V_p targets [T, B]
-    d_phi: Any  # dL_out / dphi, before the regulariser
+    d_phi: PyTree  # dL_out / dphi, before the regulariser
     extra: dict | None = None  # [] metrics of the method's own (BMG: meta/bootstrap_kl)
 
 
@@ -99,7 +102,7 @@ class GradientMeta:
 
     agent: ppo_lib.PPO
     static: MetaStatic
-    mask: Any
+    mask: PyTree
     critic_net: Value
     sgd: ppo_lib.SGD
     outer_gradient: Callable[[GradientMeta, MetaState, Hps], OuterGradient]
@@ -118,13 +121,44 @@ class GradientMeta:
         return jax.lax.scan(lambda s, _: self.step(s, hps), state, None, length=num_iterations)
 
     def evaluate(self, state: MetaState, hps: Hps, key: jax.Array) -> dict:
-        hparams, _ = hps
+        hparams = hps.inner
         return self.agent.evaluate(state.train, with_phi(hparams, state.phi), key)
 
+    def learner(self, state: MetaState, hps: Hps, member: int | None = None):
+        """(the inner TrainState, its Hparams under phi, None): one learner, no members."""
+        if member is not None:
+            raise ValueError("--member picks a population member; this meta run has one learner")
+        return state.train, with_phi(hps.inner, state.phi), None
 
-def make_gradient_meta(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any):
+    def shardings(self, state: MetaState, mesh: Mesh) -> MetaState:
+        """The inner run's env batch and the pending batch ([T, B]) split over the devices,
+        the rest replicated."""
+        whole = sharding.replicated(mesh)
+        over_envs = NamedSharding(mesh, PartitionSpec(None, sharding.BATCH_AXIS))
+        batch = state.batch
+        return jax.tree.map(lambda _: whole, state).replace(
+            train=sharding.state_shardings(state.train, mesh),
+            batch=batch._replace(
+                traj=jax.tree.map(lambda _: over_envs, batch.traj),
+                next_values=over_envs,
+                key=whole,
+            ),
+        )
+
+    def devices_problem(self, devices: int) -> str | None:
+        """The env batch is split over the devices: its size must be a multiple of theirs."""
+        num_envs = self.agent.static.num_envs
+        if num_envs % devices:
+            return (
+                f"key 'train.num_envs': {num_envs} must be a multiple of the {devices} devices "
+                "(the env batch is split evenly over them)"
+            )
+        return None
+
+
+def make_gradient_meta(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: PyTree):
     """The gradient meta-learner ``meta_static.method`` around ``agent``."""
-    methods = {"one_step": one_step, "unrolled": unrolled, "implicit": implicit}
+    methods = OUTER_GRADIENTS
     if meta_static.method not in methods:
         raise ValueError(f"make_gradient_meta: {meta_static.method!r} is not a gradient method")
     return GradientMeta(
@@ -144,7 +178,7 @@ def _outer_optimizer(learning_rate):
 
 
 def init(meta: GradientMeta, key: jax.Array, hps: Hps) -> MetaState:
-    hparams, _ = hps
+    hparams = hps.inner
     k_train, k_critic = jax.random.split(key)
     train = meta.agent.init(k_train, hparams.reward_params)
     train, batch = ppo_lib.collect(meta.agent, train)
@@ -207,7 +241,7 @@ def _through_updates(meta: GradientMeta, state: MetaState, hps: Hps, plain: int,
     """``plain`` inner updates as data, then the rest differentiated: the outer gradient
     backpropagated through the differentiated updates (``one_step`` and ``unrolled``), or,
     with ``bootstrap_steps``, the bootstrapped one (``_bootstrapped``)."""
-    hparams, meta_hparams = hps
+    hparams, meta_hparams = hps.inner, hps.outer
     carry, metrics_plain = _plain_iterations(
         meta, (state.train, state.batch), hparams, state.phi, plain
     )
@@ -254,7 +288,7 @@ def _bootstrapped(meta: GradientMeta, state: MetaState, hps: Hps, forward) -> Ou
     inner Adam's second moment as the preconditioner). The outer loss is the matching loss
     mean_s KL(pi_target(.|s) || pi_theta_K(phi)(.|s)) over that rollout's states, each policy
     with its own observation normaliser, and its gradient reaches phi through theta_K only."""
-    hparams, meta_hparams = hps
+    hparams, meta_hparams = hps.inner, hps.outer
 
     def extend(theta_k, aux):
         del theta_k
@@ -315,7 +349,7 @@ def unrolled(meta: GradientMeta, state: MetaState, hps: Hps) -> OuterGradient:
 def implicit(meta: GradientMeta, state: MetaState, hps: Hps) -> OuterGradient:
     """The implicit-function-theorem gradient at the policy after ``inner_iterations`` plain
     updates, H^-1 by a Neumann series on the inner PPO loss of the freshest batch."""
-    hparams, meta_hparams = hps
+    hparams, meta_hparams = hps.inner, hps.outer
     (train, batch), metrics = _plain_iterations(
         meta, (state.train, state.batch), hparams, state.phi, meta.static.inner_iterations
     )
@@ -358,7 +392,7 @@ def regularizer(meta: GradientMeta, phi, traj, meta_hparams: MetaHparams) -> jax
 def outer_step(meta: GradientMeta, state: MetaState, hps: Hps, out: OuterGradient):
     """phi's Adam step (after the warmup) on the masked outer gradient plus the regulariser's,
     then the primary critic's epochs on the new batch: (MetaState', metrics)."""
-    hparams, meta_hparams = hps
+    hparams, meta_hparams = hps.inner, hps.outer
     phi, batch, train = state.phi, out.batch, out.train
     reg, d_reg = jax.value_and_grad(functools.partial(regularizer, meta))(
         phi, batch.traj, meta_hparams
@@ -406,3 +440,7 @@ def outer_step(meta: GradientMeta, state: MetaState, hps: Hps, out: OuterGradien
         iteration=state.iteration + 1,
     )
     return new_state, metrics
+
+
+# The gradient methods by name: each one's outer gradient (``GradientMeta.outer_gradient``).
+OUTER_GRADIENTS = {"one_step": one_step, "unrolled": unrolled, "implicit": implicit}

@@ -19,12 +19,11 @@ phi) the inner loss, L_out(theta) the outer loss (minus the primary objective).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
+from rlx.core.types import PyTree
 
 
 def unroll(

@@ -33,12 +33,15 @@ times the env steps of one run.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rlx.core import sharding
+from rlx.core.stacking import init_each
+from rlx.core.types import PyTree
 from rlx.learn import ppo as ppo_lib
 from rlx.meta.base import (
     Hps,
@@ -51,7 +54,7 @@ from rlx.meta.base import (
     sum_or_mean,
     with_phi,
 )
-from rlx.meta.gradient import make_gradient_meta
+from rlx.meta.gradient import GradientMeta, make_gradient_meta
 from rlx.meta.inner import make_sgd
 
 
@@ -62,7 +65,7 @@ class PopulationState:
     none yet, newest last)."""
 
     train: ppo_lib.TrainState
-    phi: Any
+    phi: PyTree
     fitness: jax.Array
     history: jax.Array
     key: jax.Array
@@ -85,7 +88,7 @@ class PopulationMeta:
 
     agent: ppo_lib.PPO
     static: MetaStatic
-    mask: Any
+    mask: PyTree
     sgd: ppo_lib.SGD
 
     @property
@@ -104,8 +107,41 @@ class PopulationMeta:
     def evaluate(self, state: PopulationState, hps: Hps, key: jax.Array) -> dict:
         return evaluate(self, state, hps, key)
 
+    def members_of(self, state: PopulationState) -> tuple[ppo_lib.TrainState, PyTree, jax.Array]:
+        """(train [P], phi [P], fitness [P]): the members' learners, phi and fitness."""
+        return state.train, state.phi, state.fitness
 
-def make_population(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any):
+    def learner(self, state, hps: Hps, member: int | None = None):
+        """(member ``member``'s TrainState, its Hparams under its phi, its index): by default
+        the best member by fitness (member 0 while none has a fitness). Works traced (the
+        default) and on host values (a ValueError for a member that does not exist)."""
+        train, phi, fitness = self.members_of(state)
+        size = fitness.shape[0]
+        if member is None:
+            member = jnp.argmax(jnp.nan_to_num(fitness, nan=-jnp.inf))
+        elif not 0 <= member < size:
+            raise ValueError(f"--member {member}: the population has members 0-{size - 1}")
+        pick = lambda tree: jax.tree.map(lambda x: x[member], tree)
+        return pick(train), with_phi(hps.inner, pick(phi)), member
+
+    def shardings(self, state, mesh: Mesh):
+        """The members split over the devices (8 members on 4 devices run 2 on each) where
+        their count divides evenly, every leaf with the member axis first; else replicated.
+        The exploit step's gather across members is then a collective."""
+        whole = sharding.replicated(mesh)
+        size = self.static.population_size
+        if mesh.size == 1 or size % mesh.size:
+            return jax.tree.map(lambda _: whole, state)
+        members = NamedSharding(mesh, PartitionSpec(sharding.BATCH_AXIS))
+        per_member = lambda x: getattr(x, "ndim", 0) >= 1 and x.shape[0] == size
+        return jax.tree.map(lambda x: members if per_member(x) else whole, state)
+
+    def devices_problem(self, devices: int) -> str | None:
+        """Any device count: members split over the devices, or the population replicated."""
+        return None
+
+
+def make_population(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: PyTree):
     """Population-based search around ``agent`` (raises ValueError for a size and exploit
     fraction that cannot search); with ``member_gradient`` set, the hybrid (``HybridMeta``)."""
     problem = check_population(meta_static.population_size, meta_static.exploit_fraction)
@@ -149,7 +185,7 @@ def _perturb(phi, mask, scale, key):
 def _initial_phis(pop: PopulationMeta, phi0, hps: Hps, key: jax.Array):
     """[P] phi: member 0 at ``phi0``, the others around it (``init_distribution`` normal:
     ``init_scale`` Gaussian noise; uniform: drawn within ``search_radius``), in the box."""
-    hparams, meta_hparams = hps
+    hparams, meta_hparams = hps.inner, hps.outer
     keys = jax.random.split(key, pop.static.population_size)
     radius = meta_hparams.search_radius
     if pop.static.init_distribution == "uniform":
@@ -161,13 +197,11 @@ def _initial_phis(pop: PopulationMeta, phi0, hps: Hps, key: jax.Array):
 
 
 def init(pop: PopulationMeta, key: jax.Array, hps: Hps) -> PopulationState:
-    hparams, _ = hps
+    hparams = hps.inner
     size = pop.static.population_size
     k_train, k_phi, key = jax.random.split(key, 3)
-    # One member at a time (lax.map), not vmapped: jaxlib 0.10.2's CPU runtime deadlocked on
-    # the vmapped init of 4 members on MJX humanoid (README, Known issues); one member's init
-    # is a plain PPO init, which it runs.
-    train = jax.lax.map(
+    # One member at a time, not vmapped (rlx.core.stacking: the CPU runtime's deadlock)
+    train = init_each(
         lambda k: pop.agent.init(k, hparams.reward_params), jax.random.split(k_train, size)
     )
     phis = _initial_phis(pop, init_phi(hparams, pop.static.learn_gamma), hps, k_phi)
@@ -222,7 +256,7 @@ def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise, iter
     noise or, each with ``resample_probability`` while ``_resampling`` at meta-iteration
     ``iteration``, drawn afresh within ``search_radius`` of the config's start
     (PBT's resample); kept in that box."""
-    hparams, meta_hparams = hps
+    hparams, meta_hparams = hps.inner, hps.outer
     size = pop.static.population_size
     start, radius = hparams.reward_params, meta_hparams.search_radius
     copied = jax.tree.map(lambda x: x[source], phi)
@@ -294,7 +328,7 @@ def _population_metrics(pop: PopulationMeta, per_member, finite, fitness) -> dic
 
 def step(pop: PopulationMeta, state: PopulationState, hps: Hps):
     """Every member's inner iterations, fitness, then exploit/explore: (state', metrics)."""
-    hparams, _ = hps
+    hparams = hps.inner
     train, metrics = jax.vmap(lambda t, p: _member(pop, t, p, hparams))(state.train, state.phi)
     per_member, finite, history, fitness = _fitness(state.history, metrics)
     train, phi, fitness, source, key = _exploit_explore(pop, state, train, fitness, hps, finite)
@@ -351,11 +385,12 @@ def _over_members(per_member: dict, finite: jax.Array) -> dict:
 
 def evaluate(pop: PopulationMeta, state: PopulationState, hps: Hps, key: jax.Array) -> dict:
     """Every member's evaluation: means over members, and the best member's (``*_best_member``)."""
-    hparams, _ = hps
+    hparams = hps.inner
+    trains, phis, fitness = pop.members_of(state)
     results = jax.vmap(lambda train, phi: pop.agent.evaluate(train, with_phi(hparams, phi), key))(
-        state.train, state.phi
+        trains, phis
     )
-    best = jnp.argmax(state.fitness)
+    best = jnp.argmax(fitness)
     out = {k: jnp.mean(v) for k, v in results.items()}
     out |= {f"{k}_best_member": v[best] for k, v in results.items()}
     return out
@@ -370,19 +405,11 @@ class HybridState:
     leading [P] axis, each with its own phi and outer Adam; fitness, history, key, iteration
     as in ``PopulationState``."""
 
-    members: Any
+    members: PyTree
     fitness: jax.Array
     history: jax.Array
     key: jax.Array
     iteration: jax.Array
-
-    @property
-    def phi(self):
-        return self.members.phi
-
-    @property
-    def train(self):
-        return self.members.train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,17 +419,18 @@ class HybridMeta(PopulationMeta):
     step of its own phi each); at the exploit step the worst copy a winner's learner, pending
     batch, primary critic and outer Adam state, and explore around its phi. The population
     keeps the exploration a gradient cannot (a member stuck where the outer signal vanished is
-    replaced), the members the gradient's direction between the jumps. ``chunk`` and
-    ``evaluate`` are the population's (``HybridState.train`` and ``.phi`` are the members')."""
+    replaced), the members the gradient's direction between the jumps. ``chunk``,
+    ``evaluate``, ``learner`` and ``shardings`` are the population's, over ``members_of``."""
 
-    member: Any = None  # the members' GradientMeta (method = member_gradient)
+    member: GradientMeta  # the members' meta-learner (method = member_gradient)
+
+    def members_of(self, state: HybridState) -> tuple[ppo_lib.TrainState, PyTree, jax.Array]:
+        return state.members.train, state.members.phi, state.fitness
 
     def init(self, key: jax.Array, hps: Hps) -> HybridState:
         size = self.static.population_size
         k_members, k_phi, key = jax.random.split(key, 3)
-        members = jax.vmap(self.member.init, in_axes=(0, None))(
-            jax.random.split(k_members, size), hps
-        )
+        members = init_each(lambda k: self.member.init(k, hps), jax.random.split(k_members, size))
         phis = _initial_phis(self, jax.tree.map(lambda x: x[0], members.phi), hps, k_phi)
         return HybridState(
             members=members.replace(phi=phis),
@@ -413,7 +441,7 @@ class HybridMeta(PopulationMeta):
         )
 
     def step(self, state: HybridState, hps: Hps) -> tuple[HybridState, dict]:
-        hparams, _ = hps
+        hparams = hps.inner
 
         def member(ms):
             step = lambda s, _: self.member.step(s, hps)

@@ -66,7 +66,7 @@ class MetaConfig:
     )
     member_gradient: str = field(
         "none",
-        one_of(("none", "one_step", "unrolled", "implicit")),
+        one_of(meta_lib.MEMBER_GRADIENTS),
         "population: the meta-gradient each member follows between exploit steps (the hybrid)",
     )
     perturb_scale: float = field(0.2, NON_NEGATIVE, "population: explore noise on phi")
@@ -133,14 +133,54 @@ class MetaConfig:
         return self.inner_iterations + self.bootstrap_steps
 
     def static(self) -> meta_lib.MetaStatic:
-        """The static settings: the fields ``MetaStatic`` names."""
-        names = [f.name for f in dataclasses.fields(meta_lib.MetaStatic)]
-        return meta_lib.MetaStatic(**{n: getattr(self, n) for n in names if hasattr(self, n)})
+        """The static settings, each from its field in ``STATIC_FIELDS``."""
+        return meta_lib.MetaStatic(**{name: getattr(self, name) for name in STATIC_FIELDS})
 
     def hparams(self) -> meta_lib.MetaHparams:
-        """The traced settings: the fields ``MetaHparams`` names, as float32 scalars."""
-        names = meta_lib.MetaHparams.__dataclass_fields__
-        return meta_lib.make_meta_hparams(**{name: getattr(self, name) for name in names})
+        """The traced settings, each from its field in ``HPARAMS_FIELDS``, as float32."""
+        return meta_lib.make_meta_hparams(**{name: getattr(self, name) for name in HPARAMS_FIELDS})
+
+
+# The meta section's fields that are static settings (``MetaStatic``: changing one recompiles)
+# and traced ones (``MetaHparams``). ``STATIC_NOT_CONFIGURED`` are MetaStatic fields the build
+# sets (total_iterations: the run's) or no config sets (exact_gradient: a research switch).
+# tests/test_config.py checks that these cover every field of both bundles.
+STATIC_FIELDS = (
+    "method",
+    "inner_iterations",
+    "remat",
+    "learn",
+    "learn_gamma",
+    "neumann_steps",
+    "critic_hidden",
+    "warmup",
+    "population_size",
+    "exploit_fraction",
+    "fitness_window",
+    "member_gradient",
+    "init_distribution",
+    "grad_steps",
+    "outer_schedule",
+    "bootstrap_steps",
+)
+STATIC_NOT_CONFIGURED = ("exact_gradient", "total_iterations")
+HPARAMS_FIELDS = (
+    "outer_learning_rate",
+    "outer_gamma",
+    "outer_lambda",
+    "l2",
+    "gamma_l2",
+    "critic_learning_rate",
+    "neumann_alpha",
+    "perturb_scale",
+    "init_scale",
+    "outer_max_grad_norm",
+    "outer_final_fraction",
+    "bootstrap_step_size",
+    "search_radius",
+    "resample_probability",
+    "resample_until",
+)
 
 
 def check_learn(config: MetaConfig, reward_params: Any, source: schema.Source) -> None:

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rlx.core.types import PyTree
+
 
 def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
@@ -34,7 +36,7 @@ def _is_empty(x: Any) -> bool:
 _EMPTY = np.zeros((), np.int8)
 
 
-def _to_storable(tree: Any) -> Any:
+def _to_storable(tree: PyTree) -> PyTree:
     def convert(x):
         if _is_key(x):
             return jax.random.key_data(x)
@@ -43,7 +45,7 @@ def _to_storable(tree: Any) -> Any:
     return jax.tree.map(convert, tree)
 
 
-def _abstract_storable(abstract: Any) -> Any:
+def _abstract_storable(abstract: PyTree) -> PyTree:
     """The stored tree's shapes and dtypes, each with the abstract leaf's sharding (where it
     has one: orbax then reads each process's shards straight into place)."""
 
@@ -62,7 +64,7 @@ def _abstract_storable(abstract: Any) -> Any:
     return jax.tree.map(convert, abstract)
 
 
-def _from_storable(abstract: Any, x: Any) -> Any:
+def _from_storable(abstract: PyTree, x: PyTree) -> PyTree:
     if _is_key(abstract):
         return jax.random.wrap_key_data(x)
     if _is_empty(abstract):
@@ -99,7 +101,7 @@ class CheckpointDamagedError(ValueError):
     """A checkpoint whose files do not restore, or whose arrays fail their checksum."""
 
 
-def checksum(storable: Any) -> str:
+def checksum(storable: PyTree) -> str:
     """CRC-32 over the stored arrays' dtypes, shapes and bytes, in tree order (hex). An array
     split over several processes is gathered first (a collective: every process calls this)."""
     crc = 0
@@ -142,7 +144,7 @@ class Checkpointer:
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
         )
 
-    def save(self, step: int, state: Any, record: dict) -> None:
+    def save(self, step: int, state: PyTree, record: dict) -> None:
         """Writes synchronously: the caller may donate ``state``'s buffers right after."""
         from rlx.core import interrupts
 
@@ -157,8 +159,8 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def restore_newest_valid(
-        self, abstract_state: Any, expect: dict | None = None
-    ) -> tuple[Any, dict] | None:
+        self, abstract_state: PyTree, expect: dict | None = None
+    ) -> tuple[PyTree, dict] | None:
         """(state, record) of the newest checkpoint that restores and passes its checksum,
         None when there is none. Each damaged one met on the way is moved to
         ``damaged/<step>`` (kept, out of orbax's way) with one line on stderr saying why.
@@ -203,8 +205,8 @@ class Checkpointer:
         self._manager.reload()
 
     def restore(
-        self, abstract_state: Any, step: int | None = None, expect: dict | None = None
-    ) -> tuple[Any, dict]:
+        self, abstract_state: PyTree, step: int | None = None, expect: dict | None = None
+    ) -> tuple[PyTree, dict]:
         """(state, record) at ``step`` (default: latest); ``abstract_state`` from eval_shape.
 
         Raises ``CheckpointFormatError`` for a checkpoint of another format, and

@@ -23,22 +23,14 @@ import numpy as np
 
 from rlx import config as config_lib
 from rlx.config import build as build_lib
-from rlx.core import interrupts, runtime
-from rlx.run import rundir, sharding
+from rlx.core import interrupts, runtime, sharding, watchdog
+from rlx.core.types import PyTree
+from rlx.run import rundir
+from rlx.run.files import TIMING_KEYS, RunFiles  # noqa: F401 (TIMING_KEYS: re-exported)
 from rlx.run.progress import Progress
 
-# Keys of metrics.jsonl rows that measure time; everything else is reproducible exactly.
 # Metrics that are a current value, not a rate: a chunk's row keeps the last iteration's.
 LAST_VALUE_PREFIXES = ("phi/", "weights/", "meta/gamma", "schedule/", "constraint/")
-TIMING_KEYS = (
-    "wall_s",
-    "train/steps_per_s",
-    "chunk_s",
-    "eval_s",
-    "compile_s",
-    "trace_s",
-    "video_s",
-)
 
 
 def enable_compilation_cache(path: str) -> None:
@@ -129,84 +121,96 @@ def json_safe(row: dict) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a run goes: ``resume`` an existing run directory; ``show_progress``; stop after
+    ``max_chunks`` chunks in this call (as an interrupt would, leaving a resumable run); on
+    resume accept an edited config.yaml (``allow_config_change``, recorded)."""
+
+    resume: bool = False
+    show_progress: bool = True
+    max_chunks: int | None = None
+    allow_config_change: bool = False
+
+
+# (run directory, resume, allow_config_change) -> the run's files
+OpenFiles = Callable[[Path, bool, bool], RunFiles]
+# (state, hparams, member or None) -> (TrainState, ppo.Hparams, member index or None): the
+# learner that eval, export and videos use (a population's best member when None)
+Learner = Callable[[PyTree, PyTree, PyTree], tuple[PyTree, PyTree, PyTree]]
+
+
+@dataclasses.dataclass(frozen=True)
 class Program:
-    """What the driver runs: pure functions of a state pytree and traced hparams.
+    """What the driver runs: pure functions of a state pytree and traced hparams, and what the
+    host needs around them.
 
     init: key -> state; chunk: (state, hparams, num_iterations) -> (state, metrics stacked over
-    iterations); evaluate: (state, hparams, key) -> dict of [] values; shardings: (state, mesh)
-    -> shardings of the state; steps_per_iteration: env steps one iteration takes (per learner);
-    config: the resolved config the run directory records; members (``rlx.run.members``): the
-    learners a stacked state holds (empty: one learner), member_configs their configs.
+    iterations); evaluate: (state, hparams, key) -> dict of [] values (``[stacked]`` values when
+    ``stacked``); shardings: (state, mesh) -> shardings of the state; steps_per_iteration: env
+    steps one iteration takes (per learner); config: the resolved config the run directory
+    records; open_files: the run's files (``rlx.run.files.RunFiles``); learner: the learner a
+    state evaluates (``Learner``); agent: the inner PPO; devices_problem: why the program
+    cannot be split over that many devices (None: it can); stacked: the number of learners
+    stacked on a leading axis of the state, metrics and eval results (0: one, unstacked).
     """
 
-    init: Callable[[jax.Array], Any]
-    chunk: Callable[..., Any]
+    init: Callable[[jax.Array], PyTree]
+    chunk: Callable[..., PyTree]
     evaluate: Callable[..., dict]
-    hparams: Any
+    hparams: PyTree
     iterations: int
     steps_per_iteration: int
-    shardings: Callable[[Any, Any], Any]
+    shardings: Callable[[PyTree, PyTree], PyTree]
     config: config_lib.Config
-    kind: str = "train"  # the command that runs it: train or meta
-    members: tuple = ()
-    member_configs: tuple = ()
+    open_files: OpenFiles
+    learner: Learner
+    agent: PyTree
+    devices_problem: Callable[[int], str | None]
+    stacked: int = 0
     # (state, hparams, path) -> what rlx.ship.render wrote: eval.video_every_chunks' videos
+    # (attached by the caller, rlx.runs)
     video: Callable[..., dict] | None = None
+
+    def unstack(self, tree: PyTree) -> list[PyTree]:
+        """Each learner's slice of a tree stacked over learners (``[tree]`` for one)."""
+        if not self.stacked:
+            return [tree]
+        return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(self.stacked)]
+
+
+def env_batch_problem(config: config_lib.Config, devices: int) -> str | None:
+    """Why ``config``'s env batch cannot be split evenly over ``devices`` (None: it can)."""
+    if config.train.num_envs % devices:
+        return (
+            f"key 'train.num_envs': {config.train.num_envs} must be a multiple of the "
+            f"{devices} devices (the env batch is split evenly over them)"
+        )
+    return None
+
+
+def single_learner(state, hparams, member=None):
+    """A PPO run's learner: its state and hparams (``member`` is refused)."""
+    if member is not None:
+        raise ValueError("--member picks a population member of an rlx meta run")
+    return state, hparams, None
 
 
 def ppo_program(built: build_lib.Built) -> Program:
-    """``rlx train``: PPO on the config's env and reward."""
-    agent, hparams = built.agent, built.hparams
-    video = None
-    if built.config.eval.video_every_chunks:
-        video = _video_hook(agent, built.config, lambda state, hps: (state, hps))
+    """``rlx train``: PPO on the config's env and reward, into a single run directory."""
+    agent, hparams, config = built.agent, built.hparams, built.config
     return Program(
-        video=video,
         init=lambda key: agent.init(key, hparams.reward_params),
         chunk=agent.train_chunk,
         evaluate=agent.evaluate,
         hparams=hparams,
-        iterations=built.config.iterations,
+        iterations=config.iterations,
         steps_per_iteration=agent.static.batch_size,
         shardings=sharding.state_shardings,
-        config=built.config,
-    )
-
-
-def _video_hook(agent, config, policy_of):
-    """rlx.ship.render's hook for the driver, or a ConfigError naming eval.video_every_chunks."""
-    from rlx.ship import render
-
-    try:
-        return render.video_hook(agent, config, policy_of)
-    except render.RenderError as error:
-        raise config.source.error("eval.video_every_chunks", str(error)) from None
-
-
-def train(
-    config: config_lib.Config,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    show_progress: bool = True,
-    max_chunks: int | None = None,
-    allow_config_change: bool = False,
-) -> dict[str, Any]:
-    """Trains per ``config`` into ``run_dir`` (new, or existing when ``resume``).
-
-    ``max_chunks`` stops after that many chunks in this call (as an interrupt would), leaving a
-    resumable run. Returns the summary that is also written to ``summary.json``. Raises
-    ``ConfigError`` (before anything is written) for a config the env or reward refuses, and
-    ``RunDirError`` for a run directory that cannot be used (see ``run``).
-    """
-    program = ppo_program(build_lib.build(config))
-    return run(
-        program,
-        run_dir,
-        resume=resume,
-        show_progress=show_progress,
-        max_chunks=max_chunks,
-        allow_config_change=allow_config_change,
+        config=config,
+        open_files=lambda path, resume, allow: rundir.Run(config, "train", path, resume, allow),
+        learner=single_learner,
+        agent=agent,
+        devices_problem=lambda devices: env_batch_problem(config, devices),
     )
 
 
@@ -225,48 +229,35 @@ def _compile(program: Program, state, hparams, mesh, chunk_iterations: int):
     return compiled, trace_s, time.perf_counter() - start  # tracing + XLA compilation
 
 
-def _mesh_for(config: config_lib.Config, members: int = 0, population: bool = False):
+def _mesh_for(program: Program):
     mesh = sharding.make_mesh()
-    if members and members % mesh.size == 0:
-        return mesh  # a members run splits its members over the devices (rlx.run.members)
-    if population:
-        return mesh  # its members are split, or it is replicated whole (rlx.run.meta_run)
-    if config.train.num_envs % mesh.size:
-        raise config_lib.ConfigError(
-            f"key 'train.num_envs': {config.train.num_envs} must be a multiple of the "
-            f"{mesh.size} devices (the env batch is split evenly over them)"
-        )
+    problem = program.devices_problem(mesh.size)
+    if problem is not None:
+        raise config_lib.ConfigError(problem)
     return mesh
 
 
-def run(
-    program: Program,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    show_progress: bool = True,
-    max_chunks: int | None = None,
-    allow_config_change: bool = False,
-) -> dict[str, Any]:
-    """Runs ``program`` chunk by chunk into ``run_dir`` (see ``train``).
+def run(program: Program, run_dir: str | Path, options: RunOptions = RunOptions()) -> dict:
+    """Runs ``program`` chunk by chunk into ``run_dir`` (new, or existing with
+    ``options.resume``); returns the summary also written to ``summary.json``.
 
-    Raises, before anything is written: ``RunDirError`` for a directory that cannot be created
-    or written, or is in use by another run; ``interrupts.Interrupted`` when a signal came
-    before the run started. On resume: ``ConfigChangedError`` when config.yaml was edited since
-    the checkpoint (unless ``allow_config_change``, which records the change), and the
-    checkpoint errors of ``Checkpointer.restore``.
+    Raises, before anything is written: ``ConfigError`` for a program the devices cannot split,
+    ``RunDirError`` for a directory that cannot be created or written, or is in use by another
+    run; ``interrupts.Interrupted`` when a signal came before the run started. On resume:
+    ``ConfigChangedError`` when config.yaml was edited since the checkpoint (unless
+    ``options.allow_config_change``, which records the change), and the checkpoint errors of
+    ``Checkpointer.restore``.
     """
     run_dir, config = Path(run_dir), program.config
     with interrupts.handling() as stop:
         if stop.signum is not None:
             raise interrupts.Interrupted(stop.signum)
-        problem = rundir.problem_everywhere(run_dir, resume)  # every process stops, or none
+        problem = rundir.problem_everywhere(run_dir, options.resume)  # all processes, or none
         if problem is not None:
             raise rundir.RunDirError(problem)
-        show_progress = show_progress and runtime.is_primary()
+        show_progress = options.show_progress and runtime.is_primary()
         runtime.configure()
-        population = program.kind == "meta" and config.meta.method == "population"
-        mesh = _mesh_for(config, len(program.members), population)
+        mesh = _mesh_for(program)
         if config.run.wandb.mode != "off":
             import importlib.util
 
@@ -279,19 +270,16 @@ def run(
         if show_progress:
             devices = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
             print(f"[rlx] run directory: {run_dir}  devices: {devices}", flush=True)
-        if program.members:
-            from rlx.run.members import MembersRun
-
-            files = MembersRun(program, run_dir, resume, allow_config_change)
-        else:
-            files = rundir.Run(config, program.kind, run_dir, resume, allow_config_change)
+        files = program.open_files(run_dir, options.resume, options.allow_config_change)
+        where = f"{run_dir} keeps its last checkpoint (go on with --resume {run_dir})"
         try:
-            return _run(program, files, mesh, stop, resume, show_progress, max_chunks)
+            with watchdog.arm(config.run.stall_timeout_s, where):
+                return _run(program, files, mesh, stop, options, show_progress)
         finally:
             files.close()
 
 
-def _start(program: Program, files: rundir.Run, resume: bool, mesh):
+def _start(program: Program, files: RunFiles, resume: bool, mesh):
     """(state, start chunk, wall offset, rows): from the newest valid checkpoint on a resume
     that has one, else a fresh state. A checkpoint is read straight into this run's shardings
     (orbax reshards one written on another device or process count); with several processes
@@ -305,20 +293,24 @@ def _start(program: Program, files: rundir.Run, resume: bool, mesh):
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
-    restored = files.restore(abstract) if resume else None
+    with watchdog.phase("checkpoint"):
+        restored = files.restore(abstract) if resume else None
     if restored is None:
         if resume:
             print(f"[rlx] no checkpoint in {files.dir}: starting it from scratch", flush=True)
-        return init_fn(init_key), 0, 0.0, []
+        with watchdog.phase("compile", timed=False):
+            init_fn = init_fn.lower(init_key).compile()
+        with watchdog.phase("init"):
+            interrupts.fault("init")
+            state = jax.block_until_ready(init_fn(init_key))
+        return state, 0, 0.0, []
     return restored
 
 
-def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[str, Any]:
+def _run(program, files, mesh, stop, options: RunOptions, show_progress) -> dict[str, Any]:
     config = program.config
-    state, start_chunk, wall_offset, rows = _start(program, files, resume, mesh)
-    files.open_tensorboard(rows)
-    if hasattr(files, "open_wandb"):
-        files.open_wandb()
+    state, start_chunk, wall_offset, rows = _start(program, files, options.resume, mesh)
+    files.open_loggers(rows)
     # The env batch axis is split over all devices; the rest is replicated.
     state = jax.device_put(state, program.shardings(state, mesh))
     hparams = program.hparams
@@ -331,11 +323,14 @@ def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[
     start, compile_s, status = time.perf_counter(), None, "interrupted"
     loop = None
     try:
-        interrupts.fault("compile")
-        compiled, trace_s, compile_s = _compile(
-            program, state, hparams, mesh, config.run.chunk_iterations
-        )
-        evaluate = jax.jit(program.evaluate, out_shardings=sharding.replicated(mesh))
+        with watchdog.phase("compile", timed=False):
+            interrupts.fault("compile")
+            compiled, trace_s, compile_s = _compile(
+                program, state, hparams, mesh, config.run.chunk_iterations
+            )
+            eval_key = jax.random.key(config.eval.seed)
+            evaluate = jax.jit(program.evaluate, out_shardings=sharding.replicated(mesh))
+            evaluate = evaluate.lower(state, hparams, eval_key).compile()
         loop = _Loop(program, files, compiled, evaluate, start, wall_offset)
         with interrupts.abortable():
             status = loop.run(
@@ -346,26 +341,19 @@ def _run(program, files, mesh, stop, resume, show_progress, max_chunks) -> dict[
                 (compile_s, trace_s),
                 stop,
                 show_progress,
-                max_chunks,
+                options.max_chunks,
             )
     except interrupts.Interrupted:
         status = "interrupted"
     summary = _summary(rows, status, files.dir, start_chunk, compile_s)
     summary["devices"] = f"{mesh.size} x {mesh.devices.flat[0].device_kind}"
-    if program.members:
-        summary["members"] = len(program.members)
-        summary["sweep"] = files.finish(
-            lambda member_rows, path: json_safe(
-                _summary(member_rows, status, path, start_chunk, compile_s)
-            )
+    summary |= files.finish(
+        lambda learner_rows, path: json_safe(
+            _summary(learner_rows, status, path, start_chunk, compile_s)
         )
+    )
     if loop is not None and loop.diverged is not None:
         summary["diverged"] = loop.diverged
-    if getattr(files, "wandb_init_s", None) is not None:
-        summary["wandb_init_s"] = files.wandb_init_s
-    changes = files.config_change_log()
-    if changes:
-        summary["config_changes"] = changes
     summary = json_safe(summary)
     if runtime.is_primary():
         text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
@@ -389,47 +377,38 @@ class _Loop:
         self.every = config.eval.every_chunks
         self.diverged: dict | None = None
 
-    def row(self, chunk: int, metrics, chunk_s: float, state, hparams, evaluate=True):
-        """(the chunk's row, the members' rows or None): a members run's row is the mean of
-        its members' rows."""
+    def _due(self, chunk: int, every: int) -> bool:
+        return (chunk + 1) % every == 0 or chunk + 1 == self.num_chunks
+
+    def rows(self, chunk: int, learner_metrics: list, chunk_s: float, state, hparams, evaluate):
+        """(the run's row: the mean of its learners' rows, each learner's row)."""
         head = {
             "chunk": chunk + 1,
             "iteration": (chunk + 1) * self.chunk_iterations,
             "env_steps": (chunk + 1) * self.steps_per_chunk,
         }
-        count = len(self.program.members)
-        if count:
-            members = [head | summarize_chunk(_member(metrics, i)) for i in range(count)]
-        else:
-            row = head | summarize_chunk(metrics)
-        due = (chunk + 1) % self.every == 0 or chunk + 1 == self.num_chunks
+        learners = [head | summarize_chunk(m) for m in learner_metrics]
         eval_s = None
-        if evaluate and due:
+        if evaluate and self._due(chunk, self.every):
             eval_start = time.perf_counter()
-            results = jax.device_get(self.eval_fn(state, hparams, self.eval_key))
-            interrupts.fault("eval")
-            if count:
-                for i, member in enumerate(members):
-                    member |= {k: float(v[i]) for k, v in results.items()}
-            else:
-                row |= {k: float(v) for k, v in results.items()}
+            with watchdog.phase("eval"):
+                interrupts.fault("eval")
+                results = jax.device_get(self.eval_fn(state, hparams, self.eval_key))
+            for learner, values in zip(learners, self.program.unstack(results), strict=True):
+                learner |= {k: float(v) for k, v in values.items()}
             eval_s = time.perf_counter() - eval_start
-        if count:
-            row = _mean_row(members)
+        row = _mean_row(learners)
         every = self.program.config.eval.video_every_chunks
-        if (
-            evaluate
-            and self.program.video is not None
-            and ((chunk + 1) % every == 0 or chunk + 1 == self.num_chunks)
-        ):
+        if evaluate and self.program.video is not None and self._due(chunk, every):
             video_start = time.perf_counter()
-            self._video(state, hparams, head["env_steps"])
+            with watchdog.phase("video", timed=False):
+                self._video(state, hparams, head["env_steps"])
             row["video_s"] = time.perf_counter() - video_start
         row["train/steps_per_s"] = self.steps_per_chunk / chunk_s
         row["chunk_s"] = chunk_s
         if eval_s is not None:
             row["eval_s"] = eval_s
-        return row, (members if count else None)
+        return row, learners
 
     def _video(self, state, hparams, env_steps: int) -> None:
         """videos/step-<env steps>.mp4 and the same as a TensorBoard video (an animated GIF).
@@ -450,10 +429,7 @@ class _Loop:
             )
             self.program = dataclasses.replace(self.program, video=None)
             return
-        if hasattr(self.files, "add_video"):
-            self.files.add_video(
-                "video", written["frames"], env_steps, written["fps"], written["file"]
-            )
+        self.files.add_video("video", written["frames"], env_steps, written["fps"], written["file"])
 
     def run(self, state, hparams, start_chunk, rows, timings, stop, show_progress, max_chunks):
         """Chunks from ``start_chunk`` on, appending to ``rows``, until done, diverged, the
@@ -471,37 +447,23 @@ class _Loop:
                     status = "interrupted"
                     break
                 chunk_start = time.perf_counter()
-                state, metrics = self.compiled(state, hparams)
-                metrics = jax.device_get(metrics)
-                interrupts.fault("chunk")
+                with watchdog.phase("chunk"):
+                    state, metrics = self.compiled(state, hparams)
+                    interrupts.fault("chunk")
+                    metrics = jax.device_get(metrics)
                 bad = nonfinite_quantities(metrics)
                 chunk_s = time.perf_counter() - chunk_start
-                row, members = self.row(chunk, metrics, chunk_s, state, hparams, not bad)
+                learner_metrics = self.program.unstack(metrics)
+                row, learners = self.rows(chunk, learner_metrics, chunk_s, state, hparams, not bad)
                 if chunk == start_chunk:
                     row["compile_s"], row["trace_s"] = timings
                 row["wall_s"] = self.wall_offset + time.perf_counter() - self.start
                 row = json_safe(row)
                 rows.append(row)
-                if members is None:
-                    self.files.write(row, state, checkpoint=not bad)
-                else:  # each member's row carries the run's timings too
-                    timing = {k: row[k] for k in TIMING_KEYS if k in row}
-                    members = [json_safe(m | timing) for m in members]
-                    self.files.write(row, state, checkpoint=not bad, member_rows=members)
+                with watchdog.phase("checkpoint"):
+                    self.files.write(row, [json_safe(r) for r in learners], state, not bad)
                 if bad:
-                    self.diverged = {
-                        "chunk": chunk + 1,
-                        "iteration": row["iteration"],
-                        "env_steps": row["env_steps"],
-                        "quantities": bad,
-                        "last_checkpoint": self.files.last_checkpoint(),
-                    }
-                    if members is not None:
-                        self.diverged["members"] = [
-                            m.index
-                            for m in self.program.members
-                            if nonfinite_quantities(_member(metrics, m.index))
-                        ]
+                    self._diverge(row, bad, learner_metrics)
                     status = "diverged"
                     break
                 progress.update(row)
@@ -511,19 +473,25 @@ class _Loop:
                     break
         return status
 
+    def _diverge(self, row: dict, bad: list[str], learner_metrics: list) -> None:
+        learners = [i for i, m in enumerate(learner_metrics) if nonfinite_quantities(m)]
+        self.diverged = {
+            "chunk": row["chunk"],
+            "iteration": row["iteration"],
+            "env_steps": row["env_steps"],
+            "quantities": bad,
+            "last_checkpoint": self.files.last_checkpoint(),
+        } | self.files.divergence(learners)
 
-def _member(tree, i: int):
-    """Member ``i``'s slice of a stacked pytree."""
-    return jax.tree.map(lambda x: x[i], tree)
 
-
-def _mean_row(members: list[dict]) -> dict:
-    """Each key's mean over the members' rows (None where no member has a value)."""
+def _mean_row(rows: list[dict]) -> dict:
+    """Each key's mean over the learners' rows (None where no learner has a value); the
+    chunk, iteration and env steps as they are. One learner's row is itself."""
     out = {}
-    for key in dict.fromkeys(k for m in members for k in m):
-        values = [m[key] for m in members if m.get(key) is not None]
+    for key in dict.fromkeys(k for m in rows for k in m):
+        values = [m[key] for m in rows if m.get(key) is not None]
         if key in ("chunk", "iteration", "env_steps"):
-            out[key] = members[0][key]
+            out[key] = rows[0][key]
         else:
             out[key] = float(np.mean(values)) if values else None
     return out

@@ -22,7 +22,9 @@ import yaml
 
 from rlx import config as config_lib
 from rlx.core import interrupts, runtime
+from rlx.core.types import PyTree
 from rlx.run.checkpoint import Checkpointer
+from rlx.run.files import Resumed
 
 
 class RunDirError(ValueError):
@@ -149,7 +151,7 @@ def _default_keys() -> dict[str, Any]:
     fields = ("deterministic", "video_every_chunks", "video_width", "video_height")
     out = {f"eval.{name}": getattr(EvalConfig(), name) for name in fields}
     out |= {f"run.wandb.{k}": v for k, v in vars(WandbConfig()).items()}
-    out |= {"env.file_sha256": ""}  # a user env file's hash
+    out |= {"env.file_sha256": "", "run.stall_timeout_s": 1800.0}  # a user env's hash; the watchdog
     return out | {"env.params.impl": "jax"}  # the MJX envs' implementation
 
 
@@ -167,7 +169,8 @@ def _scalars(row: dict) -> dict:
 
 
 class Run:
-    """The files of one run directory (see the module docstring). In a multi-process run only
+    """The files of one run directory (see the module docstring): a ``rlx.run.files.RunFiles``
+    of a single learner, or of a meta-learner of any method. In a multi-process run only
     process 0 writes them; every process takes part in the checkpoints (orbax writes each
     process's shards) and reads them back."""
 
@@ -240,15 +243,11 @@ class Run:
             settings=wandb.Settings(console="off", silent=True),
         )
 
-    def restore(self, abstract_state) -> tuple[Any, int, float, list[dict]] | None:
+    def restore(self, abstract_state) -> Resumed | None:
         """(state, chunks done, wall seconds so far, metrics rows up to the checkpoint) from
         the newest checkpoint that restores (damaged ones moved aside); None when there is
         none (the run starts from scratch with its stored config, its rows dropped)."""
-        found = self.checkpointer.restore_newest_valid(abstract_state, expect={"kind": self.kind})
-        if found is None and self.kind == "train":  # a member of a members run, resumed alone
-            from rlx.run import members
-
-            found = members.restore_alone(self.dir, abstract_state)
+        found = self._restore_checkpoint(abstract_state)
         state, start_chunk, wall_offset = None, 0, 0.0
         if found is not None:
             state, record = found
@@ -257,7 +256,11 @@ class Run:
         rows = [r for r in read_rows(self.metrics_path) if r["chunk"] <= start_chunk]
         if self.primary:
             write_rows(self.metrics_path, rows)  # Drop rows written after the last checkpoint.
-        return None if found is None else (state, start_chunk, wall_offset, rows)
+        return None if found is None else Resumed(state, start_chunk, wall_offset, rows)
+
+    def _restore_checkpoint(self, abstract_state) -> tuple[PyTree, dict] | None:
+        """(state, record) of the newest valid checkpoint of this run's kind, or None."""
+        return self.checkpointer.restore_newest_valid(abstract_state, expect={"kind": self.kind})
 
     def _check_config(self, record: dict, chunk: int) -> None:
         changed = config_changes(record["config"], config_lib.dump(self.config))
@@ -272,6 +275,11 @@ class Run:
         if self.primary:
             with (self.dir / "config_changes.jsonl").open("a") as f:
                 f.write(json.dumps({"chunk": chunk, "changed": changed}) + "\n")
+
+    def open_loggers(self, rows: list[dict]) -> None:
+        """TensorBoard afresh with the kept ``rows``, and W&B where ``run.wandb`` is on."""
+        self.open_tensorboard(rows)
+        self.open_wandb()
 
     def open_tensorboard(self, rows: list[dict]) -> None:
         """Starts ``tb/`` afresh with ``rows`` (the kept ones on a resume): events of chunks
@@ -318,7 +326,7 @@ class Run:
         self.wandb.log(_scalars(row), step=int(row["env_steps"]))
 
     def add_video(
-        self, tag: str, video, step: int, fps: float, path=None, max_frames: int = 100
+        self, tag: str, video, step: int, fps: float, path: Path | None = None, max_frames=100
     ) -> None:
         """A TensorBoard image summary holding an animated GIF of ``video`` [T, H, W, 3]
         (TensorBoard's video form; at most ``max_frames`` frames, evenly picked), and the mp4
@@ -351,13 +359,16 @@ class Run:
         )
         self.writer.flush()
 
-    def write(self, row: dict, state: Any, checkpoint: bool = True) -> None:
-        """Appends ``row`` (JSON-safe) to metrics.jsonl and TensorBoard, then checkpoints
-        ``state`` (unless ``checkpoint`` is false: a diverged state never replaces a finite
+    def write(
+        self, row: dict, learner_rows: list[dict], state: PyTree, checkpoint: bool = True
+    ) -> None:
+        """Appends ``row`` (JSON-safe; a single run's one learner row is the same) to
+        metrics.jsonl and TensorBoard, then checkpoints ``state`` (unless ``checkpoint`` is
+        false: a diverged state never replaces a finite checkpoint; ``state`` None: no
         checkpoint). Only process 0 writes files; every process takes part in the checkpoint."""
         if self.primary:
             self._append(row)
-        if self.checkpointer is not None and checkpoint:
+        if self.checkpointer is not None and checkpoint and state is not None:
             record = {
                 "chunk": row["chunk"],
                 "wall_s": row["wall_s"],
@@ -388,6 +399,20 @@ class Run:
     def config_change_log(self) -> list[dict]:
         path = self.dir / "config_changes.jsonl"
         return read_rows(path) if path.exists() else []
+
+    def divergence(self, learners: list[int]) -> dict:
+        return {}
+
+    def finish(self, summary_of) -> dict:
+        """The keys a single run adds to its summary: W&B's start time and the config changes
+        that ``--allow-config-change`` let through (where there are any)."""
+        out: dict[str, Any] = {}
+        if self.wandb_init_s is not None:
+            out["wandb_init_s"] = self.wandb_init_s
+        changes = self.config_change_log()
+        if changes:
+            out["config_changes"] = changes
+        return out
 
     def close(self) -> None:
         """Closes the writers; a failure (a save cut short by a second Ctrl-C) is one line:

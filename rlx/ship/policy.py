@@ -25,6 +25,8 @@ import numpy as np
 
 from rlx import config as config_lib
 from rlx.config import build as build_lib
+from rlx.run import driver, members_dir, meta_run, sweep
+from rlx.run.checkpoint import _RECORD, Checkpointer, CheckpointFormatError
 
 
 class PolicyError(ValueError):
@@ -46,8 +48,6 @@ class Restored:
 
 
 def _checkpoint_kind(run_dir: Path) -> str:
-    from rlx.run.checkpoint import Checkpointer
-
     checkpoints = run_dir / "checkpoints"
     if not checkpoints.is_dir():
         return "none"
@@ -57,8 +57,6 @@ def _checkpoint_kind(run_dir: Path) -> str:
         if step is None:
             return "none"
         import orbax.checkpoint as ocp
-
-        from rlx.run.checkpoint import _RECORD
 
         only_record = ocp.args.Composite(**{_RECORD: ocp.args.JsonRestore()})
         record = checkpointer._manager.restore(step, args=only_record)[_RECORD]
@@ -73,13 +71,10 @@ def restore(
     """The learner of ``run_dir`` at chunk ``checkpoint`` (default: the newest that restores).
     Raises PolicyError naming what is wrong: not a run directory, no checkpoint, a members
     run's top directory, a member that does not exist."""
-    from rlx.run import members as members_lib
-    from rlx.run.checkpoint import Checkpointer, CheckpointFormatError
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise PolicyError(f"{run_dir}: not a run directory (no config.yaml)")
-    if members_lib.is_members_run(run_dir):
+    if sweep.is_members_run(run_dir):
         raise PolicyError(
             f"{run_dir} is a members run (--seeds/--sweep): evaluate one member, "
             f"{run_dir / 'members' / '<i>'} (members.json lists them)"
@@ -89,23 +84,28 @@ def restore(
     except config_lib.ConfigError as error:
         raise PolicyError(f"{run_dir / 'config.yaml'}: {error}") from None
     kind = _checkpoint_kind(run_dir)
-    if kind == "none" and members_lib.is_members_run(run_dir.parent.parent):
+    if kind == "none" and sweep.member_index(run_dir) is not None:
         kind = "member"
     if kind == "none":
         raise PolicyError(f"{run_dir}: no checkpoint to restore (checkpoints/ is empty)")
     meta = kind == "meta"
     built = build_lib.build(config, meta=meta)
-    if meta:
-        from rlx.run.meta_run import meta_program
-
-        program = meta_program(built)
-    else:
-        from rlx.run.driver import ppo_program
-
-        program = ppo_program(built)
+    program = meta_run.meta_program(built) if meta else driver.ppo_program(built)
     abstract = jax.eval_shape(jax.jit(program.init), jax.random.key(config.train.seed))
+    state, record = _restore_state(run_dir, kind, abstract, checkpoint)
+    try:
+        train, hparams, picked = program.learner(state, program.hparams, member)
+    except ValueError as error:
+        raise PolicyError(str(error)) from None
+    picked = None if picked is None else int(picked)
+    chunk = int(record["chunk"])
+    return Restored(config, built.agent, train, hparams, "meta" if meta else "train", chunk, picked)
+
+
+def _restore_state(run_dir: Path, kind: str, abstract, checkpoint: int | None):
+    """(state, record) of the checkpoint (newest valid, or chunk ``checkpoint``)."""
     if kind == "member":
-        found = members_lib.restore_alone(run_dir, abstract, step=checkpoint, detach=False)
+        found = members_dir.restore_alone(run_dir, abstract, step=checkpoint, detach=False)
     else:
         checkpointer = Checkpointer(run_dir / "checkpoints")
         try:
@@ -122,28 +122,7 @@ def restore(
             checkpointer.close()
     if found is None:
         raise PolicyError(f"{run_dir}: no checkpoint restores (see the warnings above)")
-    state, record = found
-    chunk = int(record["chunk"])
-    if not meta:
-        if member is not None:
-            raise PolicyError("--member picks a population member of an rlx meta run")
-        return Restored(config, built.agent, state, built.hparams, "train", chunk)
-    from rlx.meta.base import with_phi
-
-    hparams = built.hparams
-    if not hasattr(state, "fitness"):  # a gradient meta-learner: one learner
-        if member is not None:
-            raise PolicyError("--member picks a population member; this meta run has one learner")
-        return Restored(config, built.agent, state.train, with_phi(hparams, state.phi), kind, chunk)
-    size = int(np.shape(state.fitness)[0])
-    if member is None:
-        fitness = np.asarray(state.fitness)
-        member = int(np.nanargmax(fitness)) if np.isfinite(fitness).any() else 0
-    elif not 0 <= member < size:
-        raise PolicyError(f"--member {member}: the population has members 0-{size - 1}")
-    pick = lambda tree: jax.tree.map(lambda x: x[member], tree)
-    train, phi = pick(state.train), pick(state.phi)
-    return Restored(config, built.agent, train, with_phi(hparams, phi), kind, chunk, member)
+    return found
 
 
 def evaluate(
@@ -167,11 +146,8 @@ def evaluate(
         per_episode = acting.evaluate_episodes(
             agent.actor,
             agent.reward_fn,
-            state.params,
-            state.obs_stats,
-            state.reward_state,
-            hparams.reward_params,
-            hparams.gamma,
+            state,
+            hparams,
             key,
             episodes,
             deterministic=not stochastic,

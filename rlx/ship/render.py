@@ -1,15 +1,20 @@
 """``rlx render RUN_DIR --out video.mp4``: a run's policy on video, with its terms beside it.
 
-The policy (``rlx.ship.policy.restore``) runs ``episodes`` deterministic episodes in one batched,
-jitted rollout that records each step's joint positions and terms; on the host, MuJoCo's
+The policy (``rlx.ship.policy.restore``) runs ``episodes`` deterministic episodes (the first
+of those ``rlx eval`` scores with the same key) in one batched, jitted rollout that records
+each step's render fields and terms; on the host, MuJoCo's
 offscreen renderer draws every step of each env's first episode (``mujoco.Renderer``, headless:
 EGL, else OSMesa, chosen before mujoco is imported), a strip plot of the terms over the
 episode with a cursor at the current step goes under each frame, and the frames are written as
 an H.264 mp4 with the ffmpeg binary that ``imageio-ffmpeg`` ships (``pip install -c
 constraints.txt '.[video]'``). Rendering is host code outside the compiled training step.
 
-MuJoCo-based envs render: rlx's MJX envs (humanoid and its tasks, reach, push), ``brax:`` envs
-on the mjx backend and ``playground:`` envs. Others are a one-line ``RenderError``.
+What is drawn is the env's business (``rlx.envs.scene.Renderable``): a render-only model (for
+rlx's MJX envs their MJCF on a stage: checker floor, sky, light and a camera that frames the
+task) and, recorded at every step of the rollout, the state's fields that place what a frame
+shows (joint positions, mocap bodies such as reach's target, randomised model fields).
+MuJoCo-based envs render: rlx's MJX envs (humanoid and its tasks, reach, push, lift), ``brax:``
+envs on the mjx backend and ``playground:`` envs. Others are a one-line ``RenderError``.
 """
 
 from __future__ import annotations
@@ -18,14 +23,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from rlx.envs.scene import MODEL_PREFIX, Renderable, RenderError
+
 GL_BACKENDS = ("egl", "osmesa")
-
-
-class RenderError(ValueError):
-    """An env, camera or setting that cannot be rendered (one line says why)."""
 
 
 def choose_gl() -> str:
@@ -66,45 +70,50 @@ def _raw(env):
     return env
 
 
-def source(env) -> tuple[object, callable]:
-    """(mujoco.MjModel, physics -> qpos) of a (wrapped) env; RenderError for an env MuJoCo
-    does not draw."""
-    raw = _raw(env)
-    name = getattr(raw, "name", type(raw).__name__)
-    from rlx.envs.mjx_base import MjxEnv
-
-    if isinstance(raw, MjxEnv):
-        return raw.mj_model, lambda physics: physics.qpos
-    kind = type(raw).__name__
-    if kind == "BraxEnv":
-        if raw.backend != "mjx":
-            raise RenderError(
-                f"env {name!r} on the {raw.backend} backend has no renderer: use "
-                "env.params.backend: mjx"
-            )
-        return raw.brax.sys.mj_model, lambda physics: physics.pipeline_state.q
-    if kind == "PlaygroundEnv":
-        return raw.playground.mj_model, lambda physics: physics.data.qpos
-    raise RenderError(
-        f"env {name!r} has no renderer (MuJoCo-based envs only: humanoid tasks, reach, push, "
-        "brax:<name> on the mjx backend, playground:<name>)"
-    )
+def source(env):
+    """(the env that draws ``env``, its render model): the first of ``env`` and the envs it
+    wraps that is ``Renderable`` (a wrapper that changes the state's physics, such as domain
+    randomisation, is one); RenderError for an env MuJoCo does not draw."""
+    drawn = env
+    while not isinstance(drawn, Renderable) and hasattr(drawn, "env"):
+        drawn = drawn.env
+    if not isinstance(drawn, Renderable):
+        raw = _raw(env)
+        name = getattr(raw, "name", type(raw).__name__)
+        raise RenderError(
+            f"env {name!r} has no renderer (MuJoCo-based envs only: humanoid tasks, reach, push, "
+            "lift, brax:<name> on the mjx backend, playground:<name>)"
+        )
+    return drawn, drawn.render_model()
 
 
-def rollout(restored, episodes: int, seed: int, qpos_of):
-    """Deterministic episodes of the restored policy: qpos [T, K, nq], terms {name: [T, K]},
-    primary [T, K], done [T, K] (step t's state is the one before action t)."""
+class Episodes(NamedTuple):
+    """A rollout's record, [T, K] leading axes (step t's state is the one before action t):
+    ``scene`` the env's render fields of each state, ``signals`` its signals; ``terms``,
+    ``primary`` and ``done`` of the step from it."""
+
+    scene: dict
+    signals: dict
+    terms: dict
+    primary: np.ndarray
+    done: np.ndarray
+
+
+def rollout(restored, episodes: int, seed: int) -> Episodes:
+    """Deterministic episodes of the restored policy from eval key ``seed``: the first
+    ``episodes`` of those ``rlx eval`` scores with that key (the same reset keys)."""
     import jax
 
-    run = _rollout_program(restored.agent, episodes, qpos_of)
-    qpos, terms, primary, done = jax.device_get(run(restored.train, jax.random.key(seed)))
-    return np.asarray(qpos), {k: np.asarray(v) for k, v in terms.items()}, primary, done
+    drawn, _ = source(restored.agent.env)
+    run = _rollout_program(restored.agent, episodes, drawn.render_state)
+    out = jax.device_get(run(restored.train, jax.random.key(seed)))
+    return Episodes(*jax.tree.map(np.asarray, tuple(out)))
 
 
 _PROGRAMS: dict = {}
 
 
-def _rollout_program(agent, episodes: int, qpos_of):
+def _rollout_program(agent, episodes: int, scene_of):
     """The jitted rollout for ``agent`` and ``episodes`` (built once: the learner's state is
     an argument, so a training run's videos compile it once)."""
     key = (id(agent), episodes)
@@ -120,14 +129,15 @@ def _rollout_program(agent, episodes: int, qpos_of):
 
     @jax.jit
     def run(train, key):
-        k_reset, _ = jax.random.split(key)
+        k_reset, _, _ = jax.random.split(key, 3)  # as acting.evaluate_episodes splits it
         env_state = batched.reset(jax.random.split(k_reset, episodes))
 
         def step(s, _):
             params = acting.policy_params(actor, train.params, train.obs_stats, s.obs)
             nxt = batched.step(s, dist.to_env(dist.mode(params)))
             done = jnp.logical_or(nxt.terminated, nxt.truncated)
-            return nxt, (jax.vmap(qpos_of)(s.physics), nxt.terms, nxt.primary, done)
+            scene = jax.vmap(scene_of)(s.physics)
+            return nxt, (scene, s.signals, nxt.terms, nxt.primary, done)
 
         _, out = jax.lax.scan(step, env_state, None, length=actor.env.episode_length)
         return out
@@ -152,33 +162,44 @@ def video_hook(agent, config, policy_of):
     return hook
 
 
-def strip(terms: dict[str, np.ndarray], primary: np.ndarray, width: int, height: int):
-    """[height, width, 3] uint8 image of each term (and the primary) over the episode, each
-    scaled to its own range; and the pixel column of each step."""
+class Strip(NamedTuple):
+    """The term strip: ``image`` [height, width, 3] uint8, ``columns`` the pixel column of each
+    step, ``labels`` {series: (left, top, right, bottom) pixel box of its label}, ``plot_top``
+    the first pixel row under the labels."""
+
+    image: np.ndarray
+    columns: np.ndarray
+    labels: dict
+    plot_top: int
+
+
+LABEL_PAD = 3  # pixels around and between the labels
+
+
+def strip(terms: dict[str, np.ndarray], primary: np.ndarray, width: int, height: int) -> Strip:
+    """Each term (and the primary) over the episode, each scaled to its own range, under rows of
+    labels in the curves' colours (``_place_labels``: never overlapping, at most half the
+    strip)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dpi = 100
-    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    ax = fig.add_axes([0.0, 0.0, 1.0, 1.0])
-    steps = len(primary)
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
     series = {"primary": primary, **terms}
-    for i, (name, values) in enumerate(series.items()):
+    ranges = {n: _range(v) for n, v in series.items()}
+    colours = {n: f"C{i % 10}" for i, n in enumerate(series)}
+    fontsize = 7.0 if width >= 400 else 6.0
+    placed = _place_labels(fig, ranges, colours, fontsize, width, height)
+    top = max(box[3] for box in placed.values()) + LABEL_PAD if placed else 0
+    ax = fig.add_axes([0.0, 0.0, 1.0, max(height - top, 1) / height])
+    steps = len(primary)
+    for name, values in series.items():
+        low, high = ranges[name]
         values = np.asarray(values, np.float64)
-        low, high = float(values.min()), float(values.max())
         scaled = (values - low) / (high - low) if high > low else np.full_like(values, 0.5)
-        ax.plot(np.arange(steps), scaled * 0.8 + 0.1, lw=1.2, color=f"C{i}")
-        ax.text(
-            0.01 + 0.16 * (i % 6),
-            0.97 - 0.12 * (i // 6),
-            f"{name} [{low:.3g}, {high:.3g}]",
-            transform=ax.transAxes,
-            fontsize=6,
-            color=f"C{i}",
-            va="top",
-        )
+        ax.plot(np.arange(steps), scaled * 0.8 + 0.1, lw=1.2, color=colours[name])
     ax.set_xlim(-0.5, max(steps - 1, 1) + 0.5)
     ax.set_ylim(0, 1)
     ax.axis("off")
@@ -186,7 +207,49 @@ def strip(terms: dict[str, np.ndarray], primary: np.ndarray, width: int, height:
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     columns = np.round(np.linspace(0, width - 1, steps) if steps > 1 else [0]).astype(int)
-    return image, columns
+    return Strip(image, columns, placed, top)
+
+
+def _range(values) -> tuple[float, float]:
+    values = np.asarray(values, np.float64)
+    return float(values.min()), float(values.max())
+
+
+def _place_labels(fig, ranges, colours, fontsize, width, height) -> dict:
+    """Draws the labels in rows from the strip's top-left, in at most half its height: each
+    name with its range where all of them fit so, else the names alone (those that fit);
+    returns {name: (left, top, right, bottom)} in image pixels (from the top-left)."""
+    from matplotlib.transforms import IdentityTransform
+
+    style = {"fontsize": fontsize, "va": "top", "ha": "left", "transform": IdentityTransform()}
+    ranged = {n: f"{n} [{low:.2g}, {high:.2g}]" for n, (low, high) in ranges.items()}
+    for labels in (ranged, {n: n for n in ranges}):
+        texts = {n: fig.text(0, 0, s, color=colours[n], **style) for n, s in labels.items()}
+        boxes = {n: t.get_window_extent(fig.canvas.get_renderer()) for n, t in texts.items()}
+        sizes = {n: (int(np.ceil(b.width)), int(np.ceil(b.height))) for n, b in boxes.items()}
+        placed = flow(sizes, width, height // 2)
+        if len(placed) == len(labels):
+            break
+        for name, text in texts.items():  # all of a first try; the last try's misfits
+            if labels is ranged or name not in placed:
+                text.remove()
+    for name, (left, top, _, _) in placed.items():
+        texts[name].set_position((left, height - top))  # display pixels: y up from the bottom
+    return placed
+
+
+def flow(sizes: dict, width: int, height: int) -> dict:
+    """{name: (left, top, right, bottom)} of boxes of ``sizes`` ({name: (w, h)} pixels) laid in
+    rows from the top-left of a ``width`` x ``height`` area, ``LABEL_PAD`` apart and from its
+    edges; a box that does not fit is left out, so none overlap."""
+    x, top, bottom, placed = LABEL_PAD, LABEL_PAD, LABEL_PAD, {}
+    for name, (w, h) in sizes.items():
+        if x > LABEL_PAD and x + w > width - LABEL_PAD:  # the next row
+            x, top = LABEL_PAD, bottom + LABEL_PAD
+        if x + w <= width - LABEL_PAD and top + h <= height:
+            placed[name] = (x, top, x + w, top + h)
+            x, bottom = x + w + 2 * LABEL_PAD, max(bottom, top + h)
+    return placed
 
 
 def check_camera(mj_model, camera: str | None) -> None:
@@ -194,35 +257,65 @@ def check_camera(mj_model, camera: str | None) -> None:
         return
     names = [mj_model.camera(i).name for i in range(mj_model.ncam)]
     if camera not in names:
-        raise RenderError(
-            f"--camera {camera!r}: the model has {', '.join(names) or 'no named cameras'}"
-        )
+        named = ", ".join(n for n in names if n) or "no named cameras"
+        raise RenderError(f"--camera {camera!r}: the model has {named}")
 
 
-def frames(mj_model, qpos: np.ndarray, width: int, height: int, camera: str | None):
-    """[T, height, width, 3] uint8 frames of joint positions ``qpos`` [T, nq]."""
+def posed(mj_model, scene: dict):
+    """For each step of ``scene`` ({field: [T, ...]}, an env's ``render_state`` over an
+    episode), (model, MjData) with its fields set and forwarded: MjData fields by name, and
+    ``model.<field>`` on the leading rows of a copy of ``mj_model``'s field."""
+    import copy
+
+    import mujoco
+
+    on_model = {
+        k.removeprefix(MODEL_PREFIX): v for k, v in scene.items() if k.startswith(MODEL_PREFIX)
+    }
+    on_data = {k: v for k, v in scene.items() if not k.startswith(MODEL_PREFIX)}
+    model = copy.deepcopy(mj_model) if on_model else mj_model
+    data = mujoco.MjData(model)
+    for t in range(len(next(iter(scene.values())))):
+        for name, values in on_model.items():
+            getattr(model, name)[: len(values[t])] = values[t]
+        for name, values in on_data.items():
+            getattr(data, name)[:] = values[t]
+        mujoco.mj_forward(model, data)
+        yield model, data
+
+
+def _free_camera(mj_model):
+    """A camera that follows the first body, 1.5 model sizes away and 20 degrees above it (for
+    models without a camera of their own: brax: and playground: envs)."""
+    import mujoco
+
+    view = mujoco.MjvCamera()
+    view.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+    view.trackbodyid = 1 if mj_model.nbody > 1 else 0
+    view.distance = 1.5 * float(mj_model.stat.extent)
+    view.elevation, view.azimuth = -20.0, 90.0
+    return view
+
+
+def frames(mj_model, scene: dict, width: int, height: int, camera: str | None):
+    """[T, height, width, 3] uint8 frames of an episode's render fields ``scene`` (``posed``)
+    from ``camera`` (None: a free camera following the first body)."""
     import mujoco
 
     check_camera(mj_model, camera)
-    renderer = mujoco.Renderer(mj_model, height=height, width=width)
-    data = mujoco.MjData(mj_model)
-    view = camera
-    if camera is None:  # a camera that follows the first body, 1.5 model sizes away
-        view = mujoco.MjvCamera()
-        view.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-        view.trackbodyid = 1 if mj_model.nbody > 1 else 0
-        view.distance = 1.5 * float(mj_model.stat.extent)
-        view.elevation, view.azimuth = -15.0, 90.0
-    out = np.empty((len(qpos), height, width, 3), np.uint8)
+    renderer = None
+    view = _free_camera(mj_model) if camera is None else camera
+    out = []
     try:
-        for t, q in enumerate(qpos):
-            data.qpos[:] = q
-            mujoco.mj_forward(mj_model, data)
+        for model, data in posed(mj_model, scene):
+            if renderer is None:
+                renderer = mujoco.Renderer(model, height=height, width=width)
             renderer.update_scene(data, camera=view)
-            out[t] = renderer.render()
+            out.append(renderer.render())
     finally:
-        renderer.close()
-    return out
+        if renderer is not None:
+            renderer.close()
+    return np.stack(out)
 
 
 def write_video(path: Path, video: np.ndarray, fps: float) -> None:
@@ -281,22 +374,23 @@ def render(
     if width % 2 or height % 2 or width < 16 or height < 16:
         raise RenderError(f"--width {width} --height {height}: even sizes of at least 16")
     env = restored.agent.env
-    mj_model, qpos_of = source(env)
+    drawn, mj_model = source(env)
+    camera = drawn.render_camera if camera is None else camera
     check_camera(mj_model, camera)
     seed = restored.config.eval.seed if seed is None else seed
-    qpos, terms, primary, done = rollout(restored, episodes, seed, qpos_of)
+    record = rollout(restored, episodes, seed)
     strip_height = max(16, (height // 3) // 2 * 2)
     video, lengths = [], []
     for k in range(episodes):
-        ends = np.nonzero(done[:, k])[0]
-        length = int(ends[0]) + 1 if len(ends) else len(done)
-        shots = frames(mj_model, qpos[:length, k], width, height, camera)
-        image, columns = strip(
-            {n: v[:length, k] for n, v in terms.items()}, primary[:length, k], width, strip_height
-        )
+        ends = np.nonzero(record.done[:, k])[0]
+        length = int(ends[0]) + 1 if len(ends) else len(record.done)
+        scene = {n: v[:length, k] for n, v in record.scene.items()}
+        shots = frames(mj_model, scene, width, height, camera)
+        terms = {n: v[:length, k] for n, v in record.terms.items()}
+        image, columns, _, top = strip(terms, record.primary[:length, k], width, strip_height)
         for t in range(length):
             panel = image.copy()
-            panel[:, max(columns[t] - 1, 0) : columns[t] + 1] = 0  # the cursor
+            panel[top:, max(columns[t] - 1, 0) : columns[t] + 1] = 0  # the cursor, under the labels
             video.append(np.concatenate([shots[t], panel], axis=0))
         lengths.append(length)
     if fps is None:  # real time, within 10-60 frames per second

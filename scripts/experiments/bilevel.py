@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from rlx import config as config_lib  # noqa: E402
 from rlx.config import build as build_lib  # noqa: E402
 from rlx.core import runtime  # noqa: E402
+from rlx.core.stats import bootstrap_ci  # noqa: E402
 from rlx.run import driver  # noqa: E402
 
 TASKS = {
@@ -214,7 +215,7 @@ def run_arm(
         chunk_fn, evaluate, iterations = agent.train_chunk, agent.evaluate, cfg.iterations
     else:
         built = build_lib.build(cfg, meta=True)
-        meta, hps = built.meta, (built.hparams, built.meta_hparams)
+        meta, hps = built.meta, built.meta_hps
         init = lambda key: meta.init(key, hps)
         chunk_fn, evaluate, iterations = meta.chunk, meta.evaluate, cfg.meta_iterations
     per_chunk = cfg.run.chunk_iterations
@@ -312,13 +313,6 @@ def _log_eval(log: dict, result: dict, metrics: dict, primary_key: str, reward_f
             log["weights"][name].append(weights[name].tolist())
     if "meta/gamma" in metrics:
         log["gammas"].append(np.asarray(metrics["meta/gamma"])[:, -1].tolist())
-
-
-def bootstrap_ci(values, n=10_000, seed=0):
-    values = np.asarray(values, float)
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, (n, len(values))).mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def ratio_ci(values, reference, n=10_000, seed=0):

@@ -32,11 +32,11 @@ def main() -> None:
     rows = []
     for steps in (1, 2):
         for size in (1.0, 8.0, 32.0):
-            meta, (hp, mh) = lure_meta("one_step", bootstrap_steps=steps)
-            mh = mh.replace(bootstrap_step_size=jnp.float32(size))
-            state = jax.jit(meta.init)(jax.random.key(0), (hp, mh))
-            chunk = jax.jit(functools.partial(meta.chunk, num_iterations=30))
-            state, metrics = chunk(state, (hp, mh))
+            learner, hps = lure_meta("one_step", bootstrap_steps=steps)
+            hps = hps._replace(outer=hps.outer.replace(bootstrap_step_size=jnp.float32(size)))
+            state = jax.jit(learner.init)(jax.random.key(0), hps)
+            chunk = jax.jit(functools.partial(learner.chunk, num_iterations=30))
+            state, metrics = chunk(state, hps)
             row = {
                 "bootstrap_steps": steps,
                 "bootstrap_step_size": size,

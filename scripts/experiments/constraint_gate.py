@@ -26,7 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from rlx.run import members, rundir  # noqa: E402
+from rlx import runs  # noqa: E402
+from rlx.run import rundir  # noqa: E402
 
 
 def finals(run_dir: Path, term: str, eval_term: str, eval_scale: float) -> list[dict]:
@@ -99,13 +100,15 @@ def main() -> None:
     start = time.perf_counter()
     sweep = [f"reward.weights.{args.term}={args.weights}"]
     if "fixed" not in reused:
-        members.train(ROOT / args.config, base, args.seeds, sweep, fixed_dir, show_progress=False)
+        runs.train_members(
+            ROOT / args.config, base, args.seeds, sweep, fixed_dir, show_progress=False
+        )
     fixed_s = time.perf_counter() - start
     spec = {"term": args.term, "statistic": "mean", "bound": args.bound}
     constraint = json.dumps([spec | {"step_size": args.step_size, "kp": args.kp, "kd": args.kd}])
     start = time.perf_counter()
     if "constrained" not in reused:
-        members.train(
+        runs.train_members(
             ROOT / args.config,
             [*base, f"reward.constraints={constraint}"],
             args.seeds,
@@ -124,9 +127,9 @@ def main() -> None:
     for f in fixed:
         by_weight.setdefault(f["point"][f"reward.weights.{args.term}"], []).append(f)
     table = []
-    for weight, runs in by_weight.items():
-        primary = float(np.mean([r["primary"] for r in runs]))
-        cost = float(np.mean([r["cost_per_step"] for r in runs]))
+    for weight, group in by_weight.items():
+        primary = float(np.mean([r["primary"] for r in group]))
+        cost = float(np.mean([r["cost_per_step"] for r in group]))
         table.append(
             {
                 "weight": weight,

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 from rlx.config import build as build_lib  # noqa: E402
 from rlx.core import runtime  # noqa: E402
+from rlx.core.stats import bootstrap_ci  # noqa: E402
 from rlx.meta import gradient  # noqa: E402
 
 TASKS = {
@@ -132,7 +133,7 @@ def outer_gradients(task: dict, seeds: int, steps: int, overrides: list[str]) ->
         f"meta.learn=[combine/{task['term']}]",
     ]
     built = build_lib.build(load(task, steps, extra), meta=True)
-    meta, hps, config = built.meta, (built.hparams, built.meta_hparams), built.config
+    meta, hps, config = built.meta, built.meta_hps, built.config
     term = task["term"]
 
     def probe(state, _):
@@ -166,13 +167,6 @@ def outer_gradients(task: dict, seeds: int, steps: int, overrides: list[str]) ->
         "sign_positive_share": float(np.mean(series > 0)),
         "critic_loss_per_chunk": np.asarray(critic).mean(axis=1).tolist(),
     }
-
-
-def bootstrap_ci(values, n=10_000, seed=0) -> list[float]:
-    values = np.asarray(values, float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
 
 
 def write_table(out: Path, results: dict, args, task: dict) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from rlx.run import members  # noqa: E402
+from rlx import runs  # noqa: E402
 
 
 def front(points: list[tuple[float, float]]) -> list[int]:
@@ -46,7 +46,7 @@ def run_dynamic(args, fixed_dir: Path) -> dict:
     sets = ["reward.parameterization=dynamic", *args.dynamic_set]
     run_dir = fixed_dir.with_name(fixed_dir.name + "-dynamic")
     start = time.perf_counter()
-    members.train(
+    runs.train_members(
         ROOT / args.config, [*args.overrides, *sets], args.seeds, [], run_dir, show_progress=False
     )
     wall = time.perf_counter() - start
@@ -86,7 +86,7 @@ def main() -> None:
     run_dir = ROOT / "runs" / f"pareto-{out.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep = [f"reward.weights.{args.term}={args.weights}"]
     start = time.perf_counter()
-    members.train(
+    runs.train_members(
         ROOT / args.config, args.overrides, args.seeds, sweep, run_dir, show_progress=False
     )
     wall = time.perf_counter() - start

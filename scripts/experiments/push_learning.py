@@ -41,10 +41,10 @@ def eval_rows(seed_dir: Path) -> list[dict]:
 
 def seed_dirs(run_dir: Path) -> list[Path]:
     """One directory per seed: the members' (``--seeds`` > 1) or the run's own."""
-    from rlx.run import members
+    from rlx.run import sweep
 
-    if members.is_members_run(run_dir):
-        return [run_dir / m.directory for m in members.read_plan(run_dir)[2]]
+    if sweep.is_members_run(run_dir):
+        return [run_dir / m.directory for m in sweep.read_plan(run_dir)[2]]
     return [run_dir]
 
 

@@ -1,0 +1,1 @@
+"""The lab: reading and reporting the experiment files under ``docs/experiments``."""

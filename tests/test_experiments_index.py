@@ -1,0 +1,112 @@
+"""The experiment files and what is written about them agree: ``docs/experiments/README.md``
+indexes every JSON file there and equals a fresh ``python scripts/index_experiments.py``
+(``rlx.lab.index``), and each row of the README's results table matches the file it links."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rlx.lab import index
+
+REPO = Path(__file__).resolve().parent.parent
+FOLDER = REPO / "docs" / "experiments"
+RESULTS = "## What meta-learned reward weights give you today"
+
+
+def test_every_experiment_file_is_indexed():
+    files = sorted(p.name for p in FOLDER.glob("*.json"))
+    assert len(files) >= 50
+    page = (FOLDER / "README.md").read_text()
+    assert sorted(set(index.cited_files(page))) == files
+
+
+def test_the_index_is_a_fresh_regeneration():
+    page = (FOLDER / "README.md").read_text()
+    assert page == index.render(index.rows(FOLDER)), "run: python scripts/index_experiments.py"
+
+
+def test_every_experiment_file_has_a_reader_of_its_schema():
+    for path in sorted(FOLDER.glob("*.json")):
+        data = json.loads(path.read_text())
+        assert index.reader(data) is not index.read_unknown, path.name
+
+
+def test_a_figure_a_file_does_not_hold_is_a_dash():
+    # pareto.py records no env step count: the row says so instead of guessing one
+    (row, _) = [r for r in index.rows(FOLDER) if r.file == "pareto_pendulum.json"]
+    assert row.steps is None and row.total_steps is None
+    assert "| 2 | - | 8 | - |" in index.render([row])
+
+
+def test_the_task_configs_are_bilevel_pys():
+    tree = ast.parse((REPO / "scripts" / "experiments" / "bilevel.py").read_text())
+    (tasks,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "TASKS"
+    ]
+    configs = {name: task["config"] for name, task in ast.literal_eval(tasks).items()}
+    assert configs == index.BILEVEL_TASK_CONFIGS
+
+
+@pytest.mark.parametrize(
+    ("name", "arm", "members"),
+    [
+        ("bilevel_humanoid_gate_pbt.json", "F", 4),  # humanoid_poor_weights.yaml sets 4
+        ("bilevel_humanoid_lure_gate_pbt.json", "F", 8),  # the default
+        ("bilevel_walker2d_hack_gate_pbt.json", "F", 8),
+        ("bilevel_walker2d_hack_gate_pbt.json", "A", 1),
+    ],
+)
+def test_a_populations_members_are_read_from_its_command_and_config(name, arm, members):
+    data = json.loads((FOLDER / name).read_text())
+    stats = index.arm_stats(data, arm, REPO)
+    assert stats.members == members
+
+
+def test_the_ratio_interval_is_bilevel_pys():
+    # the humanoid gate's md (written by bilevel.py) gives F 0.81 [0.29, 1.20]
+    data = json.loads((FOLDER / "bilevel_humanoid_gate_pbt.json").read_text())
+    assert index.format_ratio(index.arm_stats(data, "F", REPO)) == "0.81x [0.29, 1.20] of A"
+
+
+def readme_results() -> list[dict[str, str]]:
+    """The README's results table, a dict per row keyed by its header."""
+    section = (REPO / "README.md").read_text().split(RESULTS)[1].split("\n## ")[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+        for line in lines[2:]
+    ]
+
+
+def numbers(text: str) -> list[float]:
+    return [float(n.replace(",", "")) for n in re.findall(r"-?\d[\d,]*\.?\d*", text)]
+
+
+ROWS = readme_results()
+
+
+def test_the_readme_has_its_results_table():
+    assert len(ROWS) >= 10
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r['arm'].split()[0]}:{r['file']}" for r in ROWS])
+def test_a_readme_result_agrees_with_its_file(row):
+    (link,) = re.findall(r"\]\(([^)]+\.json)\)", row["file"])
+    data = json.loads((REPO / link).read_text())
+    arm = row["arm"].split()[0]
+    stats = index.arm_stats(data, arm, REPO)
+    assert row["arm"] == f"{arm} {stats.kind}"
+    assert numbers(row["result"]) == numbers(index.format_mean(stats))
+    assert numbers(row["against A"]) == numbers(index.format_ratio(stats))
+    assert row["seeds"] == index.format_seeds(stats.seeds, stats.seed_start)
+    assert stats.members is not None and numbers(row["members"]) == [stats.members]
+    assert numbers(row["env steps per learner"]) == [stats.steps]
+    assert numbers(row["total env steps"]) == [stats.steps * stats.members]

@@ -1,0 +1,35 @@
+"""``--seeds`` and ``--sweep`` on every env family: rlx's own, ``brax:`` (the hopper, whose
+sweep deadlocked at the members' init), ``playground:`` and a user env, each a members run of
+2 seeds x 2 reward weights at tiny sizes that completes and writes its per-setting table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, tiny_overrides
+from rlx.cli import main
+
+FAMILIES = {
+    "rlx": ("cartpole.yaml", "reward.weights.alive=1,0.5"),
+    "brax": ("meta/hopper_alive.yaml", "reward.weights.reward_healthy=1,10"),
+    "playground": ("playground_cartpole.yaml", "reward.weights.upright=1,0.5"),
+    "user": ("point_mass_user.yaml", "reward.weights.at_goal=1,2"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_seeds_and_a_sweep_run_on_every_env_family(tmp_path, family):
+    config, sweep = FAMILIES[family]
+    run_dir = tmp_path / "run"
+    argv = ["train", str(Path(CONFIGS) / config), *tiny_overrides(str(tmp_path)),
+            "meta={}", "--seeds", "2", "--sweep", sweep, "--run-dir", str(run_dir),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["members"] == 4
+    table = json.loads((run_dir / "sweep.json").read_text())
+    assert len(table) == 2 and all(len(e["primary"]["values"]) == 2 for e in table)
+    assert all(e["ranked_by"] == "primary" for e in table)
