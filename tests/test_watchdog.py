@@ -19,6 +19,8 @@ from conftest import tiny_overrides
 
 
 def _start(tmp_path, repo_configs, run_dir, fault, *overrides) -> subprocess.Popen:
+    """The run in a child process; its stderr goes to ``tmp_path/err.txt`` (read while it
+    runs: ``_wait_for``)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -32,12 +34,20 @@ def _start(tmp_path, repo_configs, run_dir, fault, *overrides) -> subprocess.Pop
             str(run_dir),
             "--no-progress",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "err.txt").open("w"),
         text=True,
         cwd=tmp_path,  # never the repo root: `python -m` would import the source tree
         env={**os.environ, "JAX_PLATFORMS": "cpu", "RLX_FAULT": fault},
     )
+
+
+def _wait_for(process: subprocess.Popen, path: Path, text: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and text not in path.read_text():
+        assert process.poll() is None, path.read_text()
+        time.sleep(0.2)
+    assert text in path.read_text(), path.read_text()
 
 
 def test_a_stalled_chunk_ends_the_run_in_one_line_and_it_resumes(tmp_path, repo_configs):
@@ -50,7 +60,8 @@ def test_a_stalled_chunk_ends_the_run_in_one_line_and_it_resumes(tmp_path, repo_
         "run.stall_timeout_s=2",
         "train.total_steps=128",
     )
-    out, err = process.communicate(timeout=240)
+    process.wait(timeout=240)
+    err = (tmp_path / "err.txt").read_text()
     assert process.returncode == 4, err
     lines = [line for line in err.strip().splitlines() if line.startswith("rlx:")]
     assert len(lines) == 1 and "stalled: no progress in chunk" in lines[0], err
@@ -67,17 +78,15 @@ def test_a_stalled_chunk_ends_the_run_in_one_line_and_it_resumes(tmp_path, repo_
 def test_a_second_signal_ends_a_stalled_process_at_once(tmp_path, repo_configs):
     run_dir = tmp_path / "run"
     process = _start(tmp_path, repo_configs, run_dir, "chunk:1:block", "run.stall_timeout_s=0")
-    deadline = time.time() + 180
-    while time.time() < deadline and not (run_dir / "config.yaml").exists():
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.2)
-    time.sleep(3)  # well into the blocked first chunk (or its compile)
+    _wait_for(process, tmp_path / "err.txt", "RLX_FAULT: blocking at chunk")
+    time.sleep(1)  # inside the blocked compiled call
     process.send_signal(signal.SIGTERM)
-    time.sleep(1)
-    assert process.poll() is None  # the first signal only asks for a stop
+    time.sleep(2)
+    assert process.poll() is None  # the first signal only asks for a stop: it waits
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
+    process.wait(timeout=30)
     assert time.monotonic() - sent < 10
+    err = (tmp_path / "err.txt").read_text()
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "second signal" in err

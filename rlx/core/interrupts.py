@@ -158,6 +158,7 @@ def fault(point: str) -> None:
     if _reached[point] != int(count or 1):
         return
     if how == "block":
+        os.write(2, f"[rlx] RLX_FAULT: blocking at {point} for ever\n".encode())
         _block_in_a_compiled_call()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -165,7 +166,10 @@ def fault(point: str) -> None:
 
 
 def _block_in_a_compiled_call() -> None:
-    """Never returns: the main thread waits in XLA for a host callback that waits for ever."""
+    """Never returns: the main thread waits in XLA for a host callback that waits for ever,
+    with SIGINT and SIGTERM blocked on it, so that (as in a deadlocked XLA execution, where the
+    main thread never reaches Python again) its Python signal handler never runs; the signals
+    go to another thread, where only the C-level handler and ``rlx.core.watchdog`` see them."""
     import jax
     import jax.numpy as jnp
 
@@ -175,6 +179,7 @@ def _block_in_a_compiled_call() -> None:
         never.wait()
         return x
 
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     out = jax.ShapeDtypeStruct((), jnp.float32)
     jax.jit(lambda x: jax.pure_callback(wait, out, x))(jnp.float32(0)).block_until_ready()
 
