@@ -18,9 +18,15 @@ FAMILIES = {
     "playground": ("playground_cartpole.yaml", "reward.weights.upright=1,0.5"),
     "user": ("point_mass_user.yaml", "reward.weights.at_goal=1,2"),
 }
+# Over 30 s cold each (a Brax and a Playground physics compile): the slow tier until the
+# suite is back in its budget (DESIGN.md's rule); the hopper's is the sweep that deadlocked.
+HEAVY = {"brax", "playground"}
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize(
+    "family",
+    [pytest.param(f, marks=pytest.mark.slow) if f in HEAVY else f for f in sorted(FAMILIES)],
+)
 def test_seeds_and_a_sweep_run_on_every_env_family(tmp_path, family):
     config, sweep = FAMILIES[family]
     run_dir = tmp_path / "run"
