@@ -112,17 +112,22 @@ def _plot(path: Path, the_plan, rows, compare_rows, found) -> None:
     for name in the_plan.learn:
         points = _curve(rows, f"weights/{name}")
         if points:
-            axes[0].plot(*zip(*points, strict=True), label=name)
-    axes[0].set_yscale("symlog", linthresh=1e-2)
+            axes[0].plot(*zip(*points, strict=True), "o-", ms=3, label=name)
+    axes[0].set_yscale("symlog", linthresh=1e-3)  # weights of either sign
     axes[0].set_title("tuned weights (chosen learner)")
     axes[0].legend(fontsize=7)
-    points = _curve(rows, _primary_key(rows))
-    if points:
-        axes[1].plot(*zip(*points, strict=True), label="tuned")
-    points = _curve(compare_rows, "eval/primary_return")
-    if points:
-        axes[1].plot(*zip(*points, strict=True), label="start weighting")
-    axes[1].set_title("eval primary return")
+    for run_rows, key, label, color in (
+        (rows, _primary_key(rows), "tuned", "C0"),
+        (compare_rows, "eval/primary_return", "start weighting", "C1"),
+    ):
+        points = _curve(run_rows, key)
+        if points:  # markers: a short run has one or two eval points
+            axes[1].plot(*zip(*points, strict=True), "o-", color=color, label=f"{label}, eval")
+        points = _curve(run_rows, "train/primary_return")
+        if points:
+            axes[1].plot(*zip(*points, strict=True), color=color, alpha=0.35, lw=1,
+                         label=f"{label}, training (mean over learners)")  # fmt: skip
+    axes[1].set_title("primary return")
     axes[1].legend(fontsize=7)
     for ax in axes[:2]:
         ax.set_xlabel("env steps per learner")
