@@ -102,15 +102,17 @@ def _finish(run_dir: Path, the_plan: Plan, start, compare: bool, summary: dict, 
     if summary["status"] != "completed":
         return out
     from rlx.lab import tune_report
+    from rlx.ship import policy
 
-    weights, chosen = tune_report.chosen_weights(run_dir, the_plan.learn)
+    restored = policy.restore(run_dir)  # the chosen learner, restored once for both
+    weights, chosen = tune_report.chosen_weights(restored, the_plan.learn)
     (run_dir / "tuned.yaml").write_text(config_lib.dump(tuned_config(start, weights)))
     if compare:
         out["compare"] = _compare(run_dir / "compare", start, the_plan, options)
         if out["compare"]["status"] != "completed":
             return out | {"status": out["compare"]["status"]}
     out |= {"weights": weights, "chosen": None if chosen is None else int(chosen)}
-    out["report"] = tune_report.write(run_dir, the_plan, out)
+    out["report"] = tune_report.write(run_dir, restored, the_plan, out)
     saved = {"plan": out["plan"], "compare": compare} | {
         k: out[k] for k in ("status", "weights", "chosen", "report")
     }

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rlx.core.stats import bootstrap_ci
+from rlx.core.stats import bootstrap_ci, ratio_ci
 
 MISSING = "-"
 # ``meta.population_size``'s default when these runs were made (rlx/meta/schema.py): the member
@@ -92,19 +92,6 @@ class ArmStats:
     steps: int
     members: int | None
     taken_from: str | None
-
-
-def ratio_ci(
-    values: Sequence[float], reference: Sequence[float], n: int = 10_000, seed: int = 0
-) -> tuple[float, float]:
-    """95% bootstrap CI of ``mean(values) / mean(reference)``, each resampled over its own
-    seeds with one ``np.random.default_rng(seed)`` (the draws of bilevel.py's tables)."""
-    rng = np.random.default_rng(seed)
-    values_a, reference_a = np.asarray(values, float), np.asarray(reference, float)
-    num = rng.choice(values_a, (n, len(values_a))).mean(axis=1)
-    den = rng.choice(reference_a, (n, len(reference_a))).mean(axis=1)
-    ratios = num / den
-    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
 
 def command_settings(commands: Sequence[str]) -> dict[str, str]:

@@ -17,10 +17,10 @@ from rlx.run import rundir
 from rlx.ship import policy
 
 
-def chosen_weights(run_dir: Path, learn: tuple[str, ...]) -> tuple[dict[str, float], Any]:
+def chosen_weights(restored: policy.Restored, learn: tuple[str, ...]) -> tuple[dict, Any]:
     """({term: effective weight} of the learned terms of the chosen learner, its member index
-    or None): the newest checkpoint's learner (a population's best member by fitness)."""
-    restored = policy.restore(run_dir)
+    or None): ``restored`` is the run's newest checkpoint's learner (``policy.restore``: a
+    population's best member by fitness)."""
     decoded = restored.agent.reward_fn.weights(restored.hparams.reward_params, None)
     return {name: float(decoded[name]) for name in learn}, restored.member
 
@@ -35,11 +35,11 @@ def _primary_key(rows: list[dict]) -> str:
     return best if any(best in r for r in rows) else "eval/primary_return"
 
 
-def figures(run_dir: Path, the_plan, out: dict) -> dict[str, Any]:
+def figures(restored: policy.Restored, the_plan, out: dict) -> dict[str, Any]:
     """The report's numbers: the chosen policy's eval (primary return, length, each term's
     episode sum: mean over ``eval.num_envs`` episodes), the env steps spent, the compare run's
     final primary return."""
-    evaluated = policy.evaluate(policy.restore(run_dir))
+    evaluated = policy.evaluate(restored)
     terms = {
         k.removeprefix("terms/"): v["mean"] for k, v in evaluated.items() if k.startswith("terms/")
     }
@@ -57,9 +57,9 @@ def figures(run_dir: Path, the_plan, out: dict) -> dict[str, Any]:
     return result
 
 
-def write(run_dir: Path, the_plan, out: dict) -> dict[str, Any]:
+def write(run_dir: Path, restored: policy.Restored, the_plan, out: dict) -> dict[str, Any]:
     """Writes report.md and report.png into ``run_dir``; returns the figures."""
-    found = figures(run_dir, the_plan, out)
+    found = figures(restored, the_plan, out)
     rows = rundir.read_rows(run_dir / "metrics.jsonl")
     compare_rows = (
         rundir.read_rows(run_dir / "compare" / "metrics.jsonl") if "compare" in out else []

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from rlx import config as config_lib  # noqa: E402
 from rlx.config import build as build_lib  # noqa: E402
 from rlx.core import runtime  # noqa: E402
-from rlx.core.stats import bootstrap_ci  # noqa: E402
+from rlx.core.stats import bootstrap_ci, ratio_ci  # noqa: E402
 from rlx.run import driver  # noqa: E402
 
 TASKS = {
@@ -313,16 +313,6 @@ def _log_eval(log: dict, result: dict, metrics: dict, primary_key: str, reward_f
             log["weights"][name].append(weights[name].tolist())
     if "meta/gamma" in metrics:
         log["gammas"].append(np.asarray(metrics["meta/gamma"])[:, -1].tolist())
-
-
-def ratio_ci(values, reference, n=10_000, seed=0):
-    """95% bootstrap CI of mean(values) / mean(reference), each resampled over its seeds."""
-    rng = np.random.default_rng(seed)
-    values, reference = np.asarray(values, float), np.asarray(reference, float)
-    num = rng.choice(values, (n, len(values))).mean(axis=1)
-    den = rng.choice(reference, (n, len(reference))).mean(axis=1)
-    ratios = num / den
-    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
 
 def main() -> None:
