@@ -164,8 +164,9 @@ class Matrix:
         name = ("double " if double else "") + signal.Signals(signum).name
         history = [(f"{name} at {delay:.1f}s", process.returncode)]
         tracebacks = "Traceback" in err
-        # A graceful stop writes summary.json (even on a second Ctrl-C), once the run started.
-        graceful = signum != signal.SIGKILL and process.returncode == 128 + signum
+        # A graceful stop (one signal) writes summary.json once the run started; a second
+        # signal ends the process at once (rlx.core.watchdog), so only the resume is checked.
+        graceful = not double and signum != signal.SIGKILL and process.returncode == 128 + signum
         # ... or, stopped before the run started, writes nothing at all.
         summary_ok = not graceful or (
             summary_status(run_dir) in ("interrupted", "completed") or not run_dir.exists()

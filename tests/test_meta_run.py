@@ -1,5 +1,6 @@
 """``rlx meta``: shipped meta configs, logging of phi, the plot, exact resume, config errors."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -105,11 +106,11 @@ def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs, extra):
         ("meta.learn=[combine/nope]", r"meta.learn\[0\]: 'combine/nope' names no reward param"),
         ("meta.exploit_fraction=0.9", r"key 'meta.exploit_fraction'"),
         ("meta.outer_gamma=1.5", r"key 'meta.outer_gamma': must be in \[0, 1\]"),
-        ("meta.bootstrap_steps=2", r"key 'meta.bootstrap_steps': applies to one_step and unrolled"),
+        ("meta.bootstrap_steps=2", r"'meta.bootstrap_steps': applies to meta.method one_step or unrolled"),
         ("meta.init_distribution=uniform", r"key 'meta.init_distribution': needs meta.search_rad"),
-        ("meta.resample_probability=0.5", r"key 'meta.resample_probability': applies to method po"),
+        ("meta.resample_probability=0.5", r"'meta.resample_probability': applies to meta.method po"),
         ("meta.search_radius=-1", r"key 'meta.search_radius'"),
-        ("meta.resample_until=0.5", r"key 'meta.resample_until': applies to method population"),
+        ("meta.resample_until=0.5", r"'meta.resample_until': applies to meta.method popul"),
     ],
 )
 def test_meta_config_errors_name_the_key(repo_configs, override, message):
@@ -118,6 +119,32 @@ def test_meta_config_errors_name_the_key(repo_configs, override, message):
     extra += ["meta.method=implicit"] if "bootstrap" in override else []
     with pytest.raises(config_lib.ConfigError, match=message):
         build_lib.load(path, [*extra, override])
+
+
+def test_each_method_takes_the_settings_of_its_row_in_one_table(repo_configs):
+    """``METHOD_SETTINGS``: every method has a row, every method-specific field is in one group;
+    a file's settings of other methods are dropped (one file serves several methods), and an
+    override of a setting the method does not take is an error naming it."""
+    from rlx import meta as meta_lib
+    from rlx.meta import schema as meta_schema
+
+    assert set(meta_schema.METHOD_SETTINGS) == set(meta_lib.METHODS)
+    groups = [name for names in meta_schema.SETTINGS.values() for name in names]
+    assert len(groups) == len(set(groups))
+    common = {"method", "inner_iterations", "learn", "learn_gamma", "search_radius"}
+    fields = {f.name for f in dataclasses.fields(meta_schema.MetaConfig)}
+    assert set(groups) | common == fields
+    path = Path(repo_configs) / "meta" / "halfcheetah_ctrl.yaml"  # implicit, with grad_steps 4
+    implicit = build_lib.load(path, [])
+    assert implicit.meta.grad_steps == 0 and implicit.meta.outer_learning_rate == 0.5
+    one_step = build_lib.load(path, ["meta.method=one_step"])  # the file's grad_steps applies
+    assert one_step.meta.grad_steps == 4 and one_step.meta.outer_learning_rate == 0.5
+    population = build_lib.load(path, ["meta.method=population"])
+    assert population.meta.outer_learning_rate == 1e-2  # the default: population takes none
+    hybrid = build_lib.load(path, ["meta.method=population", "meta.member_gradient=one_step"])
+    assert hybrid.meta.grad_steps == 4 and hybrid.meta.outer_learning_rate == 0.5
+    with pytest.raises(config_lib.ConfigError, match=r"'meta.neumann_steps': applies to meta.m"):
+        build_lib.load(path, ["meta.method=one_step", "meta.neumann_steps=3"])
 
 
 def test_bmg_meta_iterations_count_the_bootstrap_updates(repo_configs):

@@ -30,6 +30,7 @@ from rlx.core.schema import (
 )
 from rlx.envs.schema import EnvConfig
 from rlx.learn.schema import NetworkConfig, PPOConfig, TrainConfig
+from rlx.meta import schema as meta_schema
 from rlx.meta.schema import MetaConfig
 from rlx.rewards.schema import RewardConfig
 
@@ -215,6 +216,12 @@ def load(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
             node = child
         node[keys[-1]] = value
         overridden[".".join(keys)] = text
+    if isinstance(data.get("meta"), dict) and "meta" not in overridden:
+        # A file may carry the settings of several meta methods (a base that overrides switch
+        # between): those the run's method does not take (rlx.meta.schema.METHOD_SETTINGS) are
+        # dropped; one an override gave is kept, and checked against the method.
+        given = {k.split(".")[1] for k in overridden if k.startswith("meta.")}
+        data["meta"] = meta_schema.for_method(data["meta"], keep=given)
     source = schema.Source(str(path), overridden)
     return with_source(schema.from_dict(Config, data, source), source)
 

@@ -4,6 +4,7 @@ static settings (``MetaStatic``) and the traced ones (``MetaHparams``)."""
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 from rlx import meta as meta_lib
@@ -93,35 +94,21 @@ class MetaConfig:
     )
 
     def problems(self):
-        gradient_only = {
-            "outer_schedule": self.outer_schedule != "constant",
-            "outer_max_grad_norm": self.outer_max_grad_norm > 0,
-        }
-        if self.bootstrap_steps and self.method not in ("one_step", "unrolled"):
-            yield "bootstrap_steps", "applies to one_step and unrolled only"
-        hybrid = self.member_gradient != "none"
-        if hybrid and self.method != "population":
-            yield "member_gradient", "applies to method population only"
-        for key, used in gradient_only.items():
-            if used and self.method == "population" and not hybrid:
-                yield (
-                    key,
-                    (
-                        "applies to the gradient methods (one_step, unrolled, implicit) and a "
-                        "population with member_gradient only"
-                    ),
-                )
-        boxed = {
-            "init_distribution": self.init_distribution == "uniform",
-            "resample_probability": self.resample_probability > 0,
-            "resample_until": self.resample_until < 1,
-        }
-        for key, used in boxed.items():
-            if used and self.method != "population":
-                yield key, "applies to method population only"
-            elif used and self.search_radius <= 0:
-                yield key, "needs meta.search_radius > 0 (the box to draw phi in)"
+        """A setting changed from its default under a method that does not take it (from the
+        ``METHOD_SETTINGS`` table), a box setting without a box, and a population that cannot
+        search."""
+        taken = settings_taken(self.method, self.member_gradient)
+        for group, names in SETTINGS.items():
+            for name in names:
+                if name in taken or getattr(self, name) == _DEFAULTS[name]:
+                    continue
+                methods = [m for m, groups in METHOD_SETTINGS.items() if group in groups]
+                hybrid = " (or a population with member_gradient)" if group != "population" else ""
+                yield name, f"applies to meta.method {' or '.join(methods)} only{hybrid}"
         if self.method == "population":
+            for name in ("init_distribution", "resample_probability", "resample_until"):
+                if getattr(self, name) != _DEFAULTS[name] and self.search_radius <= 0:
+                    yield name, "needs meta.search_radius > 0 (the box to draw phi in)"
             problem = check_population(self.population_size, self.exploit_fraction)
             if problem is not None:
                 yield ("population_size", "exploit_fraction"), problem
@@ -139,6 +126,70 @@ class MetaConfig:
     def hparams(self) -> meta_lib.MetaHparams:
         """The traced settings, each from its field in ``HPARAMS_FIELDS``, as float32."""
         return meta_lib.make_meta_hparams(**{name: getattr(self, name) for name in HPARAMS_FIELDS})
+
+
+# Which settings each method takes, as one table: the settings in groups, and each method's
+# groups. The settings not listed here (method, inner_iterations, learn, learn_gamma,
+# search_radius) every method takes. A population whose members follow a meta-gradient
+# (member_gradient) also takes that method's groups. A new method adds its row here (and its
+# group, if it has settings of its own); ``MetaConfig.problems`` derives its checks from this.
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "gradient": (
+        "outer_learning_rate",
+        "outer_schedule",
+        "outer_final_fraction",
+        "outer_max_grad_norm",
+        "outer_gamma",
+        "outer_lambda",
+        "l2",
+        "gamma_l2",
+        "critic_learning_rate",
+        "critic_hidden",
+        "warmup",
+    ),
+    "truncated": ("grad_steps", "bootstrap_steps", "bootstrap_step_size"),
+    "unrolled": ("remat",),
+    "implicit": ("neumann_steps", "neumann_alpha"),
+    "population": (
+        "population_size",
+        "exploit_fraction",
+        "fitness_window",
+        "member_gradient",
+        "perturb_scale",
+        "init_scale",
+        "init_distribution",
+        "resample_probability",
+        "resample_until",
+    ),
+}
+METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
+    "one_step": ("gradient", "truncated"),
+    "unrolled": ("gradient", "truncated", "unrolled"),
+    "implicit": ("gradient", "implicit"),
+    "population": ("population",),
+}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(MetaConfig)}
+METHOD_SPECIFIC = frozenset(name for names in SETTINGS.values() for name in names)
+
+
+def settings_taken(method: str, member_gradient: str = "none") -> frozenset[str]:
+    """The method-specific settings (``SETTINGS``) that ``method`` takes: its groups, plus those
+    of the meta-gradient a population's members follow (``member_gradient``)."""
+    groups = set(METHOD_SETTINGS.get(method, ()))
+    if method == "population" and member_gradient != "none":
+        groups |= set(METHOD_SETTINGS.get(member_gradient, ()))
+    return frozenset(name for group in groups for name in SETTINGS[group])
+
+
+def for_method(meta: dict, keep: typing.Collection[str] = ()) -> dict:
+    """A ``meta`` section (a plain dict, as read from a file) without the method-specific
+    settings its method does not take, but those in ``keep`` (the ones the command line set,
+    which ``MetaConfig.problems`` then checks)."""
+    method = meta.get("method", _DEFAULTS["method"])
+    if not isinstance(method, str) or method not in METHOD_SETTINGS:
+        return meta  # the method's own check names the problem
+    taken = settings_taken(method, meta.get("member_gradient", "none"))
+    return {k: v for k, v in meta.items() if k not in METHOD_SPECIFIC or k in taken or k in keep}
 
 
 # The meta section's fields that are static settings (``MetaStatic``: changing one recompiles)

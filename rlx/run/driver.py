@@ -2,9 +2,9 @@
 
 A run directory holds ``config.yaml`` (resolved), ``metrics.jsonl`` (one row per chunk),
 TensorBoard event files under ``tb/``, ``checkpoints/`` and, at the end, ``summary.json``
-(``rlx.run.rundir``). Signals are handled over the whole run (``rlx.core.interrupts``): a run stops
-at a
-chunk boundary, or at once on a second Ctrl-C, and always writes its summary.
+(``rlx.run.rundir``). Signals are handled over the whole run (``rlx.core.interrupts``): on a first
+Ctrl-C or SIGTERM a run stops at a chunk boundary and writes its summary; a second one ends the
+process at once (``rlx.core.watchdog``), and the run resumes from its last checkpoint.
 """
 
 from __future__ import annotations

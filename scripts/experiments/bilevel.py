@@ -50,6 +50,7 @@ from rlx import config as config_lib  # noqa: E402
 from rlx.config import build as build_lib  # noqa: E402
 from rlx.core import runtime  # noqa: E402
 from rlx.core.stats import bootstrap_ci, ratio_ci  # noqa: E402
+from rlx.meta import schema as meta_schema  # noqa: E402
 from rlx.run import driver  # noqa: E402
 
 TASKS = {
@@ -157,9 +158,8 @@ def _meta_arms(weights: dict, learn: list[str]) -> dict[str, tuple[str, dict]]:
         ("D", "implicit", {}),
         ("E", "one_step", {}),
         ("G", "unrolled", {"inner_iterations": 2}),
-        # F: exploit/explore every 5 iterations. A population takes no outer gradient step, so
-        # its schedule is constant whatever the task's config sets for the gradient arms.
-        ("F", "population", {"inner_iterations": 5, "outer_schedule": "constant"}),
+        # F: exploit/explore every 5 iterations (the base's gradient settings do not apply)
+        ("F", "population", {"inner_iterations": 5}),
         # H: the PBT hybrid, members following one_step between exploits (every 5 iterations)
         ("H", "population", {"inner_iterations": 5, "member_gradient": "one_step"}),
         # I: BMG, one_step matched to a target 2 updates further
@@ -189,6 +189,8 @@ def load(path: Path, overrides: dict, cli: list[str]) -> config_lib.Config:
         data["reward"] = overrides["reward"]
     if "meta" not in overrides:
         data["meta"] = {}  # a plain PPO arm: the base's meta section may name absent terms
+    else:  # the base's settings of other methods are dropped, the arm's own kept and checked
+        data["meta"] = meta_schema.for_method(data["meta"], keep=overrides["meta"])
     tmp = [f"{k}={json.dumps(v)}" for k, v in data.items()]
     return build_lib.load(path, [*tmp, *cli])
 
