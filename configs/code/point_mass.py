@@ -11,8 +11,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rlx.envs.base import make_state, transition_state
 from rlx.core.types import Box
+from rlx.envs.base import make_state, transition_state
 
 
 @dataclasses.dataclass(frozen=True)
