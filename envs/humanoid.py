@@ -20,10 +20,8 @@ from rlx.envs.base import make_state, transition_state
 from rlx.envs.mjx_base import (
     MjxEnv,
     MujocoUnavailableError,  # noqa: F401  (importable from here, its first home)
-    forward_at,
     import_mujoco,
     put_model,
-    run_frames,
     scale_action,
 )
 from rlx.envs.scene import Stage, staged_model
@@ -74,8 +72,11 @@ class Humanoid(MjxEnv):
     terminate_when_unhealthy: bool = True
     solver_iterations: int = 1
     ls_iterations: int = 4
-    impl: str = "jax"  # MJX's implementation: jax, or warp (MuJoCo Warp, a CUDA GPU)
+    impl: str = "jax"  # physics: jax (MJX), warp (MuJoCo Warp, a CUDA GPU), c (MuJoCo's C engine)
     name: ClassVar[str] = "humanoid"
+    physics_fields: ClassVar[tuple[str, ...]] = (
+        "xipos", "xmat", "cinert", "cvel", "qfrc_actuator", "qfrc_constraint"
+    )  # fmt: skip
     # The term that is the primary objective (rlx tune holds its weight fixed)
     primary_term: ClassVar[str | None] = "forward_velocity"
 
@@ -130,7 +131,7 @@ class Humanoid(MjxEnv):
         noise = self.reset_noise_scale
         qpos = model.qpos0 + jax.random.uniform(qpos_key, (model.nq,), minval=-noise, maxval=noise)
         qvel = jax.random.uniform(qvel_key, (model.nv,), minval=-noise, maxval=noise)
-        data = forward_at(model, qpos=qpos, qvel=qvel)
+        data = self.physics.forward_at(model, qpos=qpos, qvel=qvel)
         return make_state(
             physics=data,
             obs=self._observe(data),
@@ -142,7 +143,8 @@ class Humanoid(MjxEnv):
     def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
         """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
         before = state.physics
-        data = run_frames(model, before, scale_action(model, action), self.frames_per_step)
+        ctrl = scale_action(model, action)
+        data = self.physics.step(model, before, ctrl, self.frames_per_step)
         forward_velocity = (self._com(model, data)[0] - self._com(model, before)[0]) / self.dt
         height = data.qpos[2]
         healthy = (height > self.healthy_z_min) & (height < self.healthy_z_max)

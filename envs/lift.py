@@ -20,8 +20,8 @@ import jax.numpy as jnp
 
 from rlx.core.types import EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.envs.mjx_base import MjxEnv, forward_at, scale_action
-from rlx.envs.reach import check_primary_objective, on_last_step, physics_step
+from rlx.envs.mjx_base import MjxEnv, scale_action
+from rlx.envs.reach import check_primary_objective, on_last_step
 from rlx.envs.scene import Stage
 from rlx.rewards.terms import control_cost
 from rlx.rewards.terms import distance as distance_between
@@ -114,7 +114,8 @@ class Lift(MjxEnv):
     ball_range: float = 0.08
     touch_margin: float = 0.003
     primary_objective: str = "height"
-    impl: str = "jax"  # MJX's implementation: jax, or warp (MuJoCo Warp, a CUDA GPU)
+    impl: str = "jax"  # physics: jax (MJX), warp (MuJoCo Warp, a CUDA GPU), c (MuJoCo's C engine)
+    physics_fields: ClassVar[tuple[str, ...]] = ("geom_xmat", "geom_xpos", "site_xpos", "xpos")
     name: ClassVar[str] = "lift"
 
     term_names = (
@@ -201,7 +202,7 @@ class Lift(MjxEnv):
         xy = jax.random.uniform(ball_key, (2,), minval=-self.ball_range, maxval=self.ball_range)
         ball = jnp.concatenate([xy, jnp.asarray([BALL_RADIUS]), jnp.asarray([1.0, 0.0, 0.0, 0.0])])
         qpos = jnp.concatenate([jnp.zeros(5), ball])
-        data = forward_at(model, qpos=qpos)
+        data = self.physics.forward_at(model, qpos=qpos)
         obs, signals = self._observe(data)
         return make_state(
             physics=data, obs=obs, signals=signals, term_names=self.term_names, key=key
@@ -209,7 +210,10 @@ class Lift(MjxEnv):
 
     def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
         """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
-        data = physics_step(model, state.physics, scale_action(model, action), self.frames_per_step)
+        ctrl = scale_action(model, action)
+        data = self.physics.step(
+            model, state.physics, ctrl, self.frames_per_step, positions_after=True
+        )
         obs, signals = self._observe(data)
         height = signals["object_height"]
         lifted = (height >= self.lift_height).astype(jnp.float32)

@@ -10,6 +10,7 @@ domain randomisation (``randomize.py``) can pass a modified one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 from typing import ClassVar
@@ -41,9 +42,10 @@ def import_mujoco(needs: str, *also: str):
     return mujoco
 
 
-# ``env.params.impl``: MJX's implementation. ``jax`` runs anywhere; ``warp`` (MuJoCo Warp)
-# needs a CUDA GPU and the mujoco-warp package.
-IMPLS = ("jax", "warp")
+# ``env.params.impl``: the physics. ``jax`` (MJX) runs anywhere; ``warp`` (MuJoCo Warp) needs a
+# CUDA GPU and the mujoco-warp package; ``c`` steps MuJoCo's C engine on the CPU's threads
+# (``rlx.envs.mujoco_c``: no physics gradients, which no learner or meta method uses).
+IMPLS = ("jax", "warp", "c")
 
 
 class ImplUnavailableError(ValueError):
@@ -67,8 +69,13 @@ def check_impl(impl: str) -> None:
 
 
 def put_model(model, impl: str = "jax"):
-    """(model, mjx.Model) of a ``mujoco.MjModel`` for MJX implementation ``impl``, with
-    concrete arrays even when first asked for inside a trace (callers cache the result)."""
+    """(model, the model the env steps) of a ``mujoco.MjModel`` for ``impl``: an ``mjx.Model``
+    with concrete arrays even when first asked for inside a trace, or for ``c`` a
+    ``rlx.envs.mujoco_c.CModel`` (callers cache the result)."""
+    if impl == "c":
+        from rlx.envs.mujoco_c import CModel
+
+        return model, CModel(model)
     from mujoco import mjx
 
     with jax.ensure_compile_time_eval():
@@ -114,6 +121,45 @@ def forward_at(model, *, qpos: jax.Array, qvel: jax.Array | None = None, mocap_x
     return mjx.forward(model, data.replace(**fields))
 
 
+@dataclasses.dataclass(frozen=True)
+class MjxPhysics:
+    """The physics of an MJX env on MJX (``impl`` ``jax`` or ``warp``)."""
+
+    def forward_at(self, model, *, qpos, qvel=None, mocap_xy=None):
+        return forward_at(model, qpos=qpos, qvel=qvel, mocap_xy=mocap_xy)
+
+    def step(self, model, data, ctrl: jax.Array, frames: int, positions_after: bool = False):
+        """``frames`` steps with ``ctrl`` held; ``positions_after``: then kinematics, so that
+        positions describe the new ``qpos`` (``mjx.step`` leaves them at the one it started
+        from)."""
+        data = run_frames(model, data, ctrl, frames)
+        if positions_after:
+            from mujoco import mjx
+
+            data = mjx.kinematics(model, data)
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class CPhysics:
+    """The physics of an MJX env on MuJoCo's C engine (``impl: c``, ``rlx.envs.mujoco_c``):
+    ``fields`` are the ``mjx.Data`` fields the env reads beyond qpos, qvel and the mocap
+    poses."""
+
+    fields: tuple[str, ...]
+
+    def forward_at(self, model, *, qpos, qvel=None, mocap_xy=None):
+        from rlx.envs import mujoco_c
+
+        return mujoco_c.forward_at(model, self.fields, qpos=qpos, qvel=qvel, mocap_xy=mocap_xy)
+
+    def step(self, model, data, ctrl: jax.Array, frames: int, positions_after: bool = False):
+        from rlx.envs import mujoco_c
+
+        stage = "pos" if positions_after else "none"
+        return mujoco_c.run_frames(model, data, ctrl, frames, self.fields, stage)
+
+
 class MjxEnv:
     """What the MJX envs share; a base of frozen dataclasses that have a ``frames_per_step``
     field and define ``_mjcf`` (the MJCF of their configuration) or ``_models`` (a cached
@@ -125,6 +171,9 @@ class MjxEnv:
 
     stage: ClassVar[Stage] = Stage()
     render_camera: ClassVar[str | None] = CAMERA
+    # The mjx.Data fields the env reads beyond qpos, qvel and the mocap poses (impl c copies
+    # these out of the C engine at every step)
+    physics_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
         check_impl(getattr(self, "impl", "jax"))
@@ -137,6 +186,13 @@ class MjxEnv:
     def _models(self):
         """(mujoco.MjModel, mjx.Model) of this env's configuration; cached by the loader."""
         return load_model(self._mjcf(), getattr(self, "impl", "jax"))
+
+    @property
+    def physics(self) -> MjxPhysics | CPhysics:
+        """How this env steps: on MJX, or on MuJoCo's C engine (``impl: c``)."""
+        if getattr(self, "impl", "jax") == "c":
+            return CPhysics(self.physics_fields)
+        return MjxPhysics()
 
     def render_model(self):
         """The ``mujoco.MjModel`` a renderer draws: the MJCF with ``stage`` added (cached)."""

@@ -168,7 +168,8 @@ class Push(ArmTask):
     primary_objective: str = "negative_distance"
     solver_iterations: int = 1
     ls_iterations: int = 4
-    impl: str = "jax"  # MJX's implementation: jax, or warp (MuJoCo Warp, a CUDA GPU)
+    impl: str = "jax"  # physics: jax (MJX), warp (MuJoCo Warp, a CUDA GPU), c (MuJoCo's C engine)
+    physics_fields: ClassVar[tuple[str, ...]] = ("site_xpos", "xpos")
     name: ClassVar[str] = "push"
 
     term_names = (

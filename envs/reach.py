@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from rlx.core.types import EnvState
 from rlx.envs.base import make_state, transition_state
-from rlx.envs.mjx_base import MjxEnv, forward_at, run_frames, scale_action
+from rlx.envs.mjx_base import MjxEnv, scale_action
 from rlx.envs.scene import Stage
 from rlx.rewards.terms import control_cost, progress, small_control, success, tolerance
 from rlx.rewards.terms import distance as distance_between
@@ -75,18 +75,6 @@ def sample_in_annulus(key: jax.Array, radius_min: float, radius_max: float) -> j
     return jnp.sqrt(u) * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
 
 
-def physics_step(model, data, ctrl: jax.Array, frames: int):
-    """``frames`` MJX steps with ``ctrl`` held, then the positions of the new ``qpos``.
-
-    ``mjx.step`` leaves ``xpos``/``site_xpos`` at the ``qpos`` it started from (kinematics run
-    before integration); one kinematics pass (cheap: a 3-body tree) makes the observation, the
-    signals and the terms describe the state after the step.
-    """
-    from mujoco import mjx
-
-    return mjx.kinematics(model, run_frames(model, data, ctrl, frames))
-
-
 def arm_observation(data) -> jax.Array:
     """[6] cos and sin of the two joint angles, and the two joint velocities."""
     angles = data.qpos[:2]
@@ -131,7 +119,7 @@ class ArmTask(MjxEnv):
 
     def _first_state(self, model, key: jax.Array, qpos: jax.Array, mocap_xy) -> EnvState:
         """The episode's first EnvState at ``qpos``, mocap body 0 (the target) at ``mocap_xy``."""
-        data = forward_at(model, qpos=qpos, mocap_xy=mocap_xy)
+        data = self.physics.forward_at(model, qpos=qpos, mocap_xy=mocap_xy)
         obs, signals = self._observe(data)
         return make_state(
             physics=data, obs=obs, signals=signals, term_names=self.term_names, key=key
@@ -139,7 +127,10 @@ class ArmTask(MjxEnv):
 
     def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
         """``step`` on ``model`` (an ``mjx.Model`` of this MJCF, e.g. domain-randomised)."""
-        data = physics_step(model, state.physics, scale_action(model, action), self.frames_per_step)
+        ctrl = scale_action(model, action)
+        data = self.physics.step(
+            model, state.physics, ctrl, self.frames_per_step, positions_after=True
+        )
         obs, signals = self._observe(data)
         distance = signals[self.distance_signal]
         reached = success(distance, self.success_threshold)
@@ -198,7 +189,8 @@ class Reach(ArmTask):
     reset_angle_range: float = math.pi
     primary_objective: str = "negative_distance"
     near_margin: float = 0.1
-    impl: str = "jax"  # MJX's implementation: jax, or warp (MuJoCo Warp, a CUDA GPU)
+    impl: str = "jax"  # physics: jax (MJX), warp (MuJoCo Warp, a CUDA GPU), c (MuJoCo's C engine)
+    physics_fields: ClassVar[tuple[str, ...]] = ("site_xpos",)
     name: ClassVar[str] = "reach"
 
     term_names = ("distance", "ctrl_cost", "success", "progress", "near", "small_control")

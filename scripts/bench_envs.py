@@ -7,6 +7,7 @@ actions, then env steps/s of that program (median of ``--repeats`` runs).
   python scripts/bench_envs.py reach push --envs 64 256 [--out docs/bench/bench_envs.json]
   python scripts/bench_envs.py brax:halfcheetah --envs 256 \
       --backends spring positional generalized mjx --out docs/bench/bench_envs_halfcheetah.json
+  python scripts/bench_envs.py humanoid --envs 128 --impls jax c --out /tmp/impls.json
 """
 
 from __future__ import annotations
@@ -72,11 +73,16 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--backends", nargs="+", help="brax:<name> envs: one row per Brax backend (env param)"
     )
+    parser.add_argument(
+        "--impls", nargs="+", help="MJX envs: one row per physics impl (jax, warp, c; env param)"
+    )
     args = parser.parse_args(argv)
     runtime.configure()
     jax.config.update("jax_enable_compilation_cache", False)
     rows = []
     variants = [{"backend": b} for b in args.backends] if args.backends else [{}]
+    if args.impls:
+        variants = [{"impl": i} for i in args.impls]
     for name in args.names:
         for num_envs, params in ((n, p) for n in args.envs for p in variants):
             rows.append(measure(name, num_envs, args.steps, args.repeats, **params))
