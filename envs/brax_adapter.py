@@ -106,7 +106,7 @@ class BraxEnv:
             raise ImplUnavailableError(
                 f"impl {self.impl!r}: brax: envs run MJX's JAX implementation only (Brax 0.14 "
                 "builds its mjx.Model itself); for MuJoCo Warp use rlx's MJX envs or a "
-                "playground: env"
+                "playground: env, for MuJoCo's C engine (impl c) rlx's MJX envs"
             )
 
     @property

@@ -43,6 +43,26 @@ def test_a_figure_a_file_does_not_hold_is_a_dash():
     assert "| 2 | - | 8 | - |" in index.render([row])
 
 
+def test_a_cases_file_gives_a_row_per_arm_against_its_reference():
+    """tune_gate.json's form (and c_backend_learning.json's): each arm's mean and interval,
+    its learners and env steps, and its ratio to the case's reference arm."""
+    arm = lambda mean, learners: {
+        "mean": mean,
+        "ci": [mean - 1, mean + 1],
+        "per_seed": [mean] * 4,
+        "learners_per_seed": learners,
+        "steps_per_learner": 1000,
+    }
+    data = {
+        "cases": {"walk": {"seeds": [4, 5, 6, 7], "arms": {"A": arm(10.0, 1), "T": arm(12.0, 8)}}}
+    }
+    assert index.reader(data) is index.read_cases
+    rows = {r.arm: r for r in index.read_cases(data, "x.json", REPO)}
+    assert rows["A"].against == "-" and rows["T"].against == "1.20x A"
+    assert (rows["T"].seeds, rows["T"].seed_start, rows["T"].members) == (4, 4, 8)
+    assert rows["T"].total_steps == 8000 and rows["T"].result == "12.00 [11.00, 13.00]"
+
+
 def test_the_task_configs_are_bilevel_pys():
     tree = ast.parse((REPO / "scripts" / "experiments" / "bilevel.py").read_text())
     (tasks,) = [

@@ -403,6 +403,36 @@ def read_bmg_step_size(data: dict, name: str, root: Path) -> list[Row]:
     ]
 
 
+def read_cases(data: dict, name: str, root: Path) -> list[Row]:
+    """A file of cases, each with arms of per-seed final eval primary returns
+    (``tune_gate.py``'s, ``c_backend_learning.py``'s): one row per arm, against the case's
+    reference arm (``reference``, else ``A``)."""
+    out = []
+    for case, entry in data["cases"].items():
+        seeds = entry.get("seeds") or []
+        reference = entry["arms"].get(entry.get("reference", "A"))
+        for arm, stats in entry["arms"].items():
+            result = f"{stats['mean']:.2f} {_interval(*stats['ci'], 2)}"
+            against = MISSING
+            if reference is not None and arm != entry.get("reference", "A"):
+                against = f"{stats['mean'] / reference['mean']:.2f}x {entry.get('reference', 'A')}"
+            out.append(
+                Row(
+                    case=case,
+                    arm=arm,
+                    seeds=len(stats.get("per_seed", seeds)),
+                    seed_start=min(seeds) if seeds else None,
+                    steps=stats.get("steps_per_learner", entry.get("steps_per_learner")),
+                    members=stats.get("learners_per_seed"),
+                    result=result,
+                    against=against,
+                    file=name,
+                    command=stats.get("command", entry.get("command", MISSING)),
+                )
+            )
+    return out
+
+
 def read_unknown(data: dict, name: str, root: Path) -> list[Row]:
     """A file no reader knows: one row with its command, every figure ``-``."""
     command = data.get("command", MISSING) if isinstance(data, dict) else MISSING
@@ -419,6 +449,7 @@ READERS: tuple[tuple[frozenset[str], Reader], ...] = (
     (frozenset({"final_success_mean", "seeds"}), read_push_learning),
     (frozenset({"rows", "episodes_per_setting"}), read_push_scripted),
     (frozenset({"rows", "command"}), read_bmg_step_size),
+    (frozenset({"cases"}), read_cases),
 )
 
 
