@@ -105,11 +105,15 @@ class CModel:
 @jax.tree_util.register_pytree_node_class
 class CData:
     """What ``mjx.Data`` was to an env, for the C engine: ``state`` (the exact float64 state
-    rows as uint32 bits, ``[..., 2 * nstate]``) and float32 fields by name (``data.qpos``)."""
+    rows as uint32 bits, ``[..., 2 * nstate]``) and float32 fields by name (``data.qpos``).
 
-    def __init__(self, state: jax.Array, fields: dict[str, jax.Array]):
+    ``replace(qpos=...)`` of a state field (qpos, qvel, mocap poses, ctrl, applied forces, ...)
+    writes it into the state too, so the next step starts from it, as with ``mjx.Data``."""
+
+    def __init__(self, state: jax.Array, fields: dict[str, jax.Array], mj_model=None):
         self.__dict__["state"] = state
         self.__dict__["fields"] = dict(fields)
+        self.__dict__["_mj"] = mj_model
 
     def __getattr__(self, name: str):
         try:
@@ -121,16 +125,20 @@ class CData:
             ) from None
 
     def replace(self, **fields) -> CData:
-        return CData(self.state, {**self.fields, **fields})
+        host = _host(self.__dict__["_mj"])
+        written = {k: v for k, v in fields.items() if k in host.offsets}
+        state = _write_state(host, self.state, written) if written else self.state
+        return CData(state, {**self.fields, **fields}, self.__dict__["_mj"])
 
     def tree_flatten(self):
         names = tuple(sorted(self.fields))
-        return (self.state, *(self.fields[n] for n in names)), names
+        return (self.state, *(self.fields[n] for n in names)), (names, _Static(self._mj))
 
     @classmethod
-    def tree_unflatten(cls, names, children):
+    def tree_unflatten(cls, aux, children):
+        names, static = aux
         state, *rest = children
-        return cls(state, dict(zip(names, rest, strict=True)))
+        return cls(state, dict(zip(names, rest, strict=True)), static.value)
 
 
 class _Host:
@@ -143,6 +151,13 @@ class _Host:
         self.model = mj_model
         self.nstate = mujoco.mj_stateSize(mj_model, mujoco.mjtState.mjSTATE_INTEGRATION)
         self.template = mujoco.MjData(mj_model)
+        # where each state field sits in a state row: (offset, size), in mjtState's order
+        from mujoco.batch import _STATE_FIELDS
+
+        self.offsets, offset = {}, 0
+        for name, spec in _STATE_FIELDS.items():
+            size = mujoco.mj_stateSize(mj_model, spec)
+            self.offsets[name], offset = (offset, size), offset + size
         self.batches: dict = {}
         self.lock = threading.Lock()
 
@@ -190,6 +205,15 @@ class _Host:
             batch.step(nstep=frames, stage=int(target))
             return self._outputs(batch, names, n)
 
+    def write_state(self, state, *values, names):
+        """``state`` rows with the fields ``names`` set to ``values``."""
+        n = math.prod(state.shape[:-1])
+        rows = np.array(state, np.uint32).reshape(n, 2 * self.nstate).view(np.float64)
+        for name, value in zip(names, values, strict=True):
+            offset, size = self.offsets[name]
+            rows[:, offset : offset + size] = np.asarray(value, np.float64).reshape(n, size)
+        return [rows.view(np.uint32).reshape(n, 2 * self.nstate)]
+
     def forward_at(self, qpos, qvel, mocap_pos, model_fields, *, names):
         """Every simulation reset to the model's defaults, then placed and forwarded."""
         n = math.prod(qpos.shape[:-1])
@@ -221,6 +245,20 @@ def _names(model: CModel, fields: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*base, *fields)))
 
 
+def _write_state(host: _Host, state: jax.Array, fields: dict) -> jax.Array:
+    """``state`` (bits) with ``fields`` (float32, their mjx.Data shapes) written into it."""
+    names = tuple(sorted(fields))
+    values = [jnp.asarray(fields[n], jnp.float32) for n in names]
+    shape = jax.ShapeDtypeStruct(state.shape, jnp.uint32)
+
+    def callback(state, *values):
+        lead = state.shape[:-1]
+        (out,) = host.write_state(state, *values, names=names)
+        return out.reshape(*lead, -1)
+
+    return jax.pure_callback(callback, shape, state, *values, vmap_method="broadcast_all")
+
+
 def _call(host: _Host, method, names, batch_shape, *args):
     """``method`` through ``jax.pure_callback``, batched over any vmapped dimensions."""
     shapes = [jax.ShapeDtypeStruct((*batch_shape, 2 * host.nstate), jnp.uint32)] + [
@@ -237,7 +275,7 @@ def _call(host: _Host, method, names, batch_shape, *args):
         lambda *a: callback(*a), tuple(shapes), *args, vmap_method="broadcast_all"
     )
     state, *fields = result
-    return CData(state, dict(zip(names, fields, strict=True)))
+    return CData(state, dict(zip(names, fields, strict=True)), host.model)
 
 
 def _model_fields(model: CModel) -> tuple[list[str], list[jax.Array]]:

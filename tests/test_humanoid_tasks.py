@@ -8,11 +8,16 @@ import pytest
 from rlx import envs
 from rlx.rewards.terms import tolerance
 
+# The physics backend: MuJoCo's C engine in the fast tier (compiles in seconds), MJX in the slow
+# one (the terms and geometry checked here do not depend on it; tests/test_mujoco_c.py checks
+# the two backends against each other).
+IMPLS = ["c", pytest.param("jax", marks=pytest.mark.slow)]
 
-@pytest.fixture(scope="module")
-def stand_steps():
+
+@pytest.fixture(scope="module", params=IMPLS)
+def stand_steps(request):
     """Two envs of humanoid_stand, three steps of random actions: (states, actions)."""
-    env = envs.make("humanoid_stand", episode_length=16)
+    env = envs.make("humanoid_stand", episode_length=16, impl=request.param)
     batched = envs.VmapWrapper(env)
 
     @jax.jit

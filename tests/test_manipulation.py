@@ -18,6 +18,11 @@ import pytest
 from rlx import envs
 from rlx.envs.reach import sample_in_annulus
 
+# The physics backend: MuJoCo's C engine in the fast tier (compiles in seconds), MJX in the slow
+# one (the terms and geometry checked here do not depend on it; tests/test_mujoco_c.py checks
+# the two backends against each other).
+IMPLS = ["c", pytest.param("jax", marks=pytest.mark.slow)]
+
 BATCH = 4
 LINK = 0.1  # each arm link's length (m), see envs/reach.py
 
@@ -44,14 +49,14 @@ def _compile(env) -> Compiled:
     )
 
 
-@pytest.fixture(scope="module")
-def reach() -> Compiled:
-    return _compile(envs.Reach())
+@pytest.fixture(scope="module", params=IMPLS)
+def reach(request) -> Compiled:
+    return _compile(envs.Reach(impl=request.param))
 
 
-@pytest.fixture(scope="module")
-def push() -> Compiled:
-    return _compile(envs.Push())
+@pytest.fixture(scope="module", params=IMPLS)
+def push(request) -> Compiled:
+    return _compile(envs.Push(impl=request.param))
 
 
 def _fingertip(qpos) -> np.ndarray:
@@ -112,7 +117,7 @@ def test_reach_success_iff_distance_below_threshold(reach):
 
 
 def test_reach_final_success_primary_only_on_the_last_step(reach):
-    env = envs.Reach(primary_objective="final_success", episode_length=2)
+    env = envs.Reach(primary_objective="final_success", episode_length=2, impl=reach.env.impl)
     step = jax.jit(jax.vmap(env.step_with_model, in_axes=(None, 0, 0)))
     state = reach.first(seed=2)
     tip = np.stack([state.signals["fingertip_x"], state.signals["fingertip_y"]], -1)
@@ -239,6 +244,7 @@ def test_eval_success_is_the_share_of_episodes_ending_within_the_threshold(tmp_p
         *tiny_overrides(str(tmp_path)),
         "env.params.primary_objective=final_success",
         "env.params.success_threshold=0.12",  # wide: a random policy ends inside it at times
+        "env.params.impl=c",  # the eval's bookkeeping is checked, not the physics: the C engine
     ]
     built = build_lib.build(build_lib.load(f"{CONFIGS}/reach.yaml", overrides))
     agent, hp = built.agent, built.hparams
@@ -372,7 +378,11 @@ def test_push_pusher_moves_the_fingertip_at_the_commanded_velocity_and_pushes():
 
 def test_push_pusher_reset_and_observation():
     env = envs.Push(
-        effector="pusher", contact="fingertip", goal_offset_min=0.04, goal_offset_max=0.1
+        effector="pusher",
+        contact="fingertip",
+        goal_offset_min=0.04,
+        goal_offset_max=0.1,
+        impl="c",  # the reset's placement is checked, not the physics: the C engine
     )
     keys = jax.random.split(jax.random.key(3), 8)
     state = jax.jit(jax.vmap(env.reset))(keys)

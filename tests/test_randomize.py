@@ -12,13 +12,19 @@ from rlx.config import build as build_lib
 RANGES = {"mass": (0.5, 2.0), "friction": (0.8, 1.2), "actuator_gain": (0.25, 0.5)}
 
 
-@pytest.fixture(scope="module")
-def randomized_rollout():
+# The physics backend: MuJoCo's C engine in the fast tier (compiles in seconds), MJX in the slow
+# one (the terms and geometry checked here do not depend on it; tests/test_mujoco_c.py checks
+# the two backends against each other).
+IMPLS = ["c", pytest.param("jax", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=IMPLS)
+def randomized_rollout(request):
     """4 randomised reach envs, same keys and actions, from the same first state with its
     drawn scales and with every scale 1 (one compiled rollout for both, since a second env
     would be a second compile): (states_dr, states_plain), each (first, [6] stepped). "Plain"
     holds until the episode ends at step 4, whose reset draws new scales."""
-    env = envs.make("reach", episode_length=4, randomize=RANGES)
+    env = envs.make("reach", episode_length=4, randomize=RANGES, impl=request.param)
     batched = envs.VmapWrapper(env)
     size = env.action_space.size
     key = jax.random.key(0)
