@@ -78,6 +78,46 @@ def test_c_steps_are_mujocos_own():
             assert states.physics.xmat.shape[-2:] == (3, 3)  # mjx.Data's shape
 
 
+def test_replacing_a_state_field_moves_the_engines_state():
+    """``data.replace(qpos=...)`` (as tests and wrappers do with ``mjx.Data``) is where the next
+    C step starts from."""
+    import mujoco
+
+    env = envs.make_raw("reach", impl="c")
+    model = env.mj_model
+    state = jax.jit(env.reset)(jax.random.key(0))
+    qpos = jnp.asarray([0.5, -0.3], jnp.float32)
+    moved = state.replace(physics=state.physics.replace(qpos=qpos))
+    after = jax.jit(env.step)(moved, jnp.zeros(2))
+    data = mujoco.MjData(model)
+    mujoco.mj_setState(model, data, np.asarray(state.physics.state).view(np.float64),
+                       mujoco.mjtState.mjSTATE_INTEGRATION)  # fmt: skip
+    data.qpos[:] = np.asarray(qpos, np.float64)
+    low, high = model.actuator_ctrlrange.T
+    data.ctrl[:] = low + 0.5 * (high - low)
+    for _ in range(env.frames_per_step):
+        mujoco.mj_step(model, data)
+    np.testing.assert_allclose(after.physics.qpos, data.qpos, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow  # an MJX humanoid compile
+def test_c_and_mjx_agree_until_contacts():
+    """The same MJCF through both backends, the same first state and actions: ``qpos`` agrees
+    to 1e-4 over the first 8 steps (the falling humanoid's contacts then make the float32 and
+    float64 engines diverge: scripts/bench_cpu_backend.py reports how fast), and so do the
+    terms without contact forces."""
+    out = {}
+    for impl in ("c", "jax"):
+        env = envs.make("humanoid", impl=impl, episode_length=1000, terminate_when_unhealthy=False)
+        out[impl] = _rollout(env, num_envs=2, steps=8)
+    (first_c, states_c, _), (first_j, states_j, _) = out["c"], out["jax"]
+    np.testing.assert_allclose(first_c.physics.qpos, first_j.physics.qpos, atol=1e-6)
+    np.testing.assert_allclose(states_c.physics.qpos, states_j.physics.qpos, atol=1e-4)
+    np.testing.assert_allclose(states_c.obs, states_j.obs, rtol=1e-3, atol=1e-3)
+    for name in ("forward_velocity", "alive", "ctrl_cost"):
+        np.testing.assert_allclose(states_c.terms[name], states_j.terms[name], atol=1e-4)
+
+
 def test_c_reach_places_its_target_and_sees_positions_after_the_step():
     """reach's mocap target is where the reset put it, and site positions describe the new
     qpos (the step's ``positions_after``), as on MJX."""
