@@ -231,8 +231,8 @@ def test_harmful_auxiliary_weight_goes_down_and_compiles_once(method):
     for _ in range(2):  # a second call with a moved phi reuses the compiled program
         state, metrics = chunk(state, hps)
     phi = m.members_of(state)[1] if method == "population" else state.phi
-    lure = phi["reward_params"]["lure"]
-    reward = phi["reward_params"]["reward"]
+    lure = phi.reward_params["lure"]
+    reward = phi.reward_params["reward"]
     if method == "population":
         # Exploit/explore keeps the members whose lure weight let them pick action 1.
         best = int(jnp.argmax(state.fitness))
@@ -254,12 +254,12 @@ def test_harmful_auxiliary_weight_goes_down_and_compiles_once(method):
 def test_learned_discount_moves_and_is_penalised():
     m, (hp, mh) = lure_meta("one_step", learn_gamma=True)
     state = jax.jit(m.init)(jax.random.key(1), meta.Hps(hp, mh))
-    np.testing.assert_allclose(jax.nn.sigmoid(state.phi["gamma_logit"]), 0.9, rtol=1e-5)
+    np.testing.assert_allclose(jax.nn.sigmoid(state.phi.gamma_logit), 0.9, rtol=1e-5)
     chunk = jax.jit(lambda s, h: m.chunk(s, h, 10))
     strong = mh.replace(gamma_l2=jnp.float32(10.0), l2=jnp.float32(0.0))
     after, metrics = chunk(state, meta.Hps(hp, strong))
     # gamma_l2 * gamma_phi pushes the discount down (BARFI's penalty)
-    assert float(jax.nn.sigmoid(after.phi["gamma_logit"])) < 0.9
+    assert float(jax.nn.sigmoid(after.phi.gamma_logit)) < 0.9
     assert metrics["meta/gamma"].shape == (10,)
 
 
@@ -355,7 +355,7 @@ def test_a_linear_outer_schedule_to_zero_stops_phi_at_the_last_step():
     lures = []
     for _ in range(6):
         state, metrics = step(state, meta.Hps(hp, mh))
-        lures.append(float(state.phi["reward_params"]["lure"]))
+        lures.append(float(state.phi.reward_params["lure"]))
     assert float(metrics["meta/outer_step_size"]) == 0.0
     assert lures[-1] == lures[-2]  # the last step is zero
     assert lures[0] != 2.0  # the first was not
@@ -393,14 +393,14 @@ def test_search_radius_boxes_phi_and_a_replaced_member_can_resample_in_the_box()
     mh = mh.replace(search_radius=jnp.float32(radius), outer_learning_rate=jnp.float32(1.0))
     state = jax.jit(m.init)(jax.random.key(0), meta.Hps(hp, mh))
     state, _ = jax.jit(lambda s, h: m.chunk(s, h, 10))(state, meta.Hps(hp, mh))
-    lure = float(state.phi["reward_params"]["lure"])
+    lure = float(state.phi.reward_params["lure"])
     assert lure == pytest.approx(2.0 - radius), lure  # pushed down to the box's edge
-    np.testing.assert_allclose(state.phi["reward_params"]["reward"], 1.0)  # not learned
+    np.testing.assert_allclose(state.phi.reward_params["reward"], 1.0)  # not learned
 
     pop, (hp, mh) = lure_meta("population", init_distribution="uniform")
     mh = mh.replace(search_radius=jnp.float32(radius), perturb_scale=jnp.float32(5.0))
     state = jax.jit(pop.init)(jax.random.key(1), meta.Hps(hp, mh))
-    lures = np.asarray(state.phi["reward_params"]["lure"])
+    lures = np.asarray(state.phi.reward_params["lure"])
     assert lures[0] == 2.0 and len(set(lures.tolist())) == 4  # member 0 at the start
     assert np.all(np.abs(lures - 2.0) <= radius + 1e-6), lures
     source, replaced = jnp.asarray([0, 1, 0, 0]), jnp.asarray([False, False, True, True])
@@ -413,17 +413,17 @@ def test_search_radius_boxes_phi_and_a_replaced_member_can_resample_in_the_box()
         jax.random.key(2),
         state.iteration,
     )
-    noisy = explore({"perturb_scale": 5.0, "resample_probability": 0.0})["reward_params"]
+    noisy = explore({"perturb_scale": 5.0, "resample_probability": 0.0}).reward_params
     assert np.all(np.abs(np.asarray(noisy["lure"]) - 2.0) <= radius + 1e-6)  # clipped to the box
     assert len(set(np.asarray(noisy["lure"])[2:].tolist())) == 2  # each its own noise
     kept = explore({"perturb_scale": 0.0, "resample_probability": 0.0})
     drawn = explore({"perturb_scale": 0.0, "resample_probability": 1.0})
-    copy = np.asarray(state.phi["reward_params"]["lure"])[0]
-    np.testing.assert_array_equal(kept["reward_params"]["lure"][2:], [copy, copy])
-    fresh = np.asarray(drawn["reward_params"]["lure"])
+    copy = np.asarray(state.phi.reward_params["lure"])[0]
+    np.testing.assert_array_equal(kept.reward_params["lure"][2:], [copy, copy])
+    fresh = np.asarray(drawn.reward_params["lure"])
     assert fresh[2] != copy and fresh[3] != copy and fresh[2] != fresh[3]
     assert np.all(np.abs(fresh - 2.0) <= radius + 1e-6)
-    np.testing.assert_array_equal(fresh[:2], np.asarray(state.phi["reward_params"]["lure"])[:2])
+    np.testing.assert_array_equal(fresh[:2], np.asarray(state.phi.reward_params["lure"])[:2])
 
 
 def test_resample_until_stops_resampling_after_that_fraction_of_the_run():
@@ -443,13 +443,13 @@ def test_resample_until_stops_resampling_after_that_fraction_of_the_run():
     explore = jax.jit(
         lambda i: population._explore(
             pop, state.phi, source, replaced, meta.Hps(hp, mh), jax.random.key(2), i
-        )["reward_params"]["lure"]
+        ).reward_params["lure"]
     )
-    copy = float(state.phi["reward_params"]["lure"][0])
+    copy = float(state.phi.reward_params["lure"][0])
     early, late = np.asarray(explore(jnp.int32(4))), np.asarray(explore(jnp.int32(5)))
     assert early[2] != copy and early[3] != copy  # redrawn in the box
     np.testing.assert_array_equal(late[2:], [copy, copy])  # the copy, kept
-    np.testing.assert_array_equal(late[:2], np.asarray(state.phi["reward_params"]["lure"])[:2])
+    np.testing.assert_array_equal(late[:2], np.asarray(state.phi.reward_params["lure"])[:2])
 
 
 def test_a_population_logs_its_best_members_effective_weights():

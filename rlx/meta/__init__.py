@@ -21,6 +21,7 @@ from rlx.meta.base import (
     Meta,
     MetaHparams,
     MetaStatic,
+    Phi,
     init_phi,
     learn_mask,
     make_meta_hparams,
@@ -57,6 +58,7 @@ def make(agent: ppo_lib.PPO, meta_static: MetaStatic, reward_params: Any) -> Met
 
 
 __all__ = [
+    "Phi",
     "MEMBER_GRADIENTS",
     "METHODS",
     "GradientMeta",

@@ -1,9 +1,5 @@
-"""What every meta-learner shares: its settings, phi (the outer parameters) and its metrics.
-
-phi = {'reward_params': the reward layer's params (``hparams.reward_params``; the leaves
-``MetaStatic.learn`` chooses move), 'gamma_logit': the inner discount's logit (when
-``learn_gamma``; gamma = sigmoid(logit))}.
-"""
+"""What every meta-learner shares: its settings, phi (the outer parameters, ``Phi``) and its
+metrics."""
 
 from __future__ import annotations
 
@@ -188,15 +184,29 @@ def learn_mask(reward_params: PyTree, learn: tuple[str, ...]) -> PyTree:
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(reward_params), flags)
 
 
-def init_phi(hparams: ppo_lib.Hparams, learn_gamma: bool) -> dict:
-    phi = {"reward_params": hparams.reward_params}
+@struct.dataclass
+class Phi:
+    """What a meta-learner learns (its outer parameters).
+
+    ``reward_params``: the reward layer's params (``hparams.reward_params``; the leaves
+    ``MetaStatic.learn`` chooses move). ``gamma_logit``: [] the inner discount's logit with
+    ``learn_gamma`` (gamma = sigmoid(logit)), else None (no leaf). The fields are in the order
+    their leaves flatten in (as the dict phi was before: key splits and checkpoints keep it).
+    """
+
+    gamma_logit: jax.Array | None
+    reward_params: PyTree
+
+
+def init_phi(hparams: ppo_lib.Hparams, learn_gamma: bool) -> Phi:
+    gamma_logit = None
     if learn_gamma:
         gamma = jnp.clip(hparams.gamma, 1e-4, 1 - 1e-4)
-        phi["gamma_logit"] = jnp.log(gamma) - jnp.log1p(-gamma)
-    return phi
+        gamma_logit = jnp.log(gamma) - jnp.log1p(-gamma)
+    return Phi(gamma_logit=gamma_logit, reward_params=hparams.reward_params)
 
 
-def clip_to_box(phi: dict, start: PyTree, mask: PyTree, radius: jax.Array) -> dict:
+def clip_to_box(phi: Phi, start: PyTree, mask: PyTree, radius: jax.Array) -> Phi:
     """``phi`` with its learned reward leaves (``mask``) clipped to ``start`` +- ``radius``
     (``start``: the config's reward params; with ``parameterization: log_scale`` the weights
     stay within a factor e^radius of the config's). ``radius`` 0: phi as is."""
@@ -206,13 +216,13 @@ def clip_to_box(phi: dict, start: PyTree, mask: PyTree, radius: jax.Array) -> di
             return x
         return jnp.where(radius > 0, jnp.clip(x, x0 - radius, x0 + radius), x)
 
-    return {**phi, "reward_params": jax.tree.map(clip, phi["reward_params"], start, mask)}
+    return phi.replace(reward_params=jax.tree.map(clip, phi.reward_params, start, mask))
 
 
-def draw_in_box(phi: dict, start: PyTree, mask: PyTree, radius: jax.Array, key: jax.Array) -> dict:
+def draw_in_box(phi: Phi, start: PyTree, mask: PyTree, radius: jax.Array, key: jax.Array) -> Phi:
     """``phi`` with each learned reward leaf drawn uniformly from ``start`` +- ``radius`` (the
     other leaves, and the discount logit, as in ``phi``)."""
-    leaves, treedef = jax.tree.flatten(phi["reward_params"])
+    leaves, treedef = jax.tree.flatten(phi.reward_params)
     keys = jax.random.split(key, len(leaves))
     drawn = [
         x0 + radius * jax.random.uniform(k, jnp.shape(x0), jnp.result_type(x), -1.0, 1.0)
@@ -222,14 +232,14 @@ def draw_in_box(phi: dict, start: PyTree, mask: PyTree, radius: jax.Array, key: 
             leaves, jax.tree.leaves(start), jax.tree.leaves(mask), keys, strict=True
         )
     ]
-    return {**phi, "reward_params": jax.tree.unflatten(treedef, drawn)}
+    return phi.replace(reward_params=jax.tree.unflatten(treedef, drawn))
 
 
-def with_phi(hparams: ppo_lib.Hparams, phi: dict) -> ppo_lib.Hparams:
+def with_phi(hparams: ppo_lib.Hparams, phi: Phi) -> ppo_lib.Hparams:
     """The inner learner's Hparams under phi (reward params, and gamma if learned)."""
-    hparams = hparams.replace(reward_params=phi["reward_params"])
-    if "gamma_logit" in phi:
-        hparams = hparams.replace(gamma=jax.nn.sigmoid(phi["gamma_logit"]))
+    hparams = hparams.replace(reward_params=phi.reward_params)
+    if phi.gamma_logit is not None:
+        hparams = hparams.replace(gamma=jax.nn.sigmoid(phi.gamma_logit))
     return hparams
 
 
@@ -248,18 +258,18 @@ def _effective_weights(reward_fn, reward_params, transition) -> dict | None:
         return None
 
 
-def phi_metrics(phi: dict, reward_fn, transition, hparams: ppo_lib.Hparams) -> dict:
+def phi_metrics(phi: Phi, reward_fn, transition, hparams: ppo_lib.Hparams) -> dict:
     """phi's scalar leaves (``phi/<path>``; a norm for array leaves), the effective weights
     (``weights/<term>``, decoded and averaged over the batch; without ``transition`` only
     where they do not depend on the state) and the inner gamma."""
     out = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(phi["reward_params"]):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(phi.reward_params):
         name = path_name(path)
         if leaf.ndim == 0:
             out[f"phi/{name}"] = leaf
         else:
             out[f"phi/{name}/norm"] = jnp.linalg.norm(leaf)
-    weights = _effective_weights(reward_fn, phi["reward_params"], transition)
+    weights = _effective_weights(reward_fn, phi.reward_params, transition)
     if weights is not None:
         out |= {f"weights/{k}": v for k, v in weights.items()}
     out["meta/gamma"] = with_phi(hparams, phi).gamma

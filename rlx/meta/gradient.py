@@ -380,12 +380,12 @@ def implicit(meta: GradientMeta, state: MetaState, hps: Hps) -> OuterGradient:
 
 def regularizer(meta: GradientMeta, phi, traj, meta_hparams: MetaHparams) -> jax.Array:
     """l2 * |learned reward params|^2 + gamma_l2 * gamma_phi + the reward's own penalty."""
-    learned = jax.tree.map(lambda x, m: x * m, phi["reward_params"], meta.mask)
+    learned = jax.tree.map(lambda x, m: x * m, phi.reward_params, meta.mask)
     total = meta_hparams.l2 * sum(jnp.sum(x**2) for x in jax.tree.leaves(learned))
-    if "gamma_logit" in phi:
-        total = total + meta_hparams.gamma_l2 * jax.nn.sigmoid(phi["gamma_logit"])
+    if phi.gamma_logit is not None:
+        total = total + meta_hparams.gamma_l2 * jax.nn.sigmoid(phi.gamma_logit)
     if meta.agent.reward_fn.penalty is not None:
-        total = total + meta.agent.reward_fn.penalty(phi["reward_params"], traj)
+        total = total + meta.agent.reward_fn.penalty(phi.reward_params, traj)
     return total
 
 
@@ -398,8 +398,8 @@ def outer_step(meta: GradientMeta, state: MetaState, hps: Hps, out: OuterGradien
         phi, batch.traj, meta_hparams
     )
     d_phi = jax.tree.map(jnp.add, out.d_phi, d_reg)
-    masked = jax.tree.map(lambda x, m: x * m, d_phi["reward_params"], meta.mask)
-    d_phi = {**d_phi, "reward_params": masked}
+    masked = jax.tree.map(lambda x, m: x * m, d_phi.reward_params, meta.mask)
+    d_phi = d_phi.replace(reward_params=masked)
     step_size = outer_step_size(meta.static, state.iteration, meta_hparams)
     clipped = clip_outer_gradient(d_phi, meta_hparams.outer_max_grad_norm)
     updates, outer_opt = _outer_optimizer(step_size).update(clipped, state.outer_opt, phi)

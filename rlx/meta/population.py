@@ -46,6 +46,7 @@ from rlx.learn import ppo as ppo_lib
 from rlx.meta.base import (
     Hps,
     MetaStatic,
+    Phi,
     clip_to_box,
     draw_in_box,
     init_phi,
@@ -173,7 +174,7 @@ def _perturb(phi, mask, scale, key):
     leaves, treedef = jax.tree.flatten(phi)
     keys = jax.random.split(key, len(leaves))
     flags = jax.tree.leaves(
-        {"reward_params": mask, **{k: True for k in phi if k != "reward_params"}}
+        Phi(gamma_logit=None if phi.gamma_logit is None else True, reward_params=mask)
     )
     noisy = [
         x + scale * jax.random.normal(k, x.shape, x.dtype) if flag else x

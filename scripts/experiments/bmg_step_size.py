@@ -40,7 +40,7 @@ def main() -> None:
             row = {
                 "bootstrap_steps": steps,
                 "bootstrap_step_size": size,
-                "lure_weight": float(state.phi["reward_params"]["lure"]),
+                "lure_weight": float(state.phi.reward_params["lure"]),
                 "bootstrap_kl_mean": float(metrics["meta/bootstrap_kl"].mean()),
             }
             rows.append(row)

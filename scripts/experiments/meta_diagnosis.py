@@ -139,7 +139,7 @@ def outer_gradients(task: dict, seeds: int, steps: int, overrides: list[str]) ->
     def probe(state, _):
         out = meta.outer_gradient(meta, state, hps)
         state, metrics = gradient.outer_step(meta, state, hps, out)
-        ascent = -out.d_phi["reward_params"]["combine"][term]
+        ascent = -out.d_phi.reward_params["combine"][term]
         return state, {"ascent": ascent, "critic_loss": metrics["meta/critic_loss"]}
 
     per_chunk = config.run.chunk_iterations
