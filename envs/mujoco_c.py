@@ -151,6 +151,14 @@ class _Host:
         self.model = mj_model
         self.nstate = mujoco.mj_stateSize(mj_model, mujoco.mjtState.mjSTATE_INTEGRATION)
         self.template = mujoco.MjData(mj_model)
+        # qpos slices of the free and ball joints' quaternions (a reset normalises them, as
+        # MJX's forward does)
+        free, ball = int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint.mjJNT_BALL)
+        self.quats = [
+            int(adr) + (3 if int(kind) == free else 0)
+            for kind, adr in zip(mj_model.jnt_type, mj_model.jnt_qposadr, strict=True)
+            if int(kind) in (free, ball)
+        ]
         # where each state field sits in a state row: (offset, size), in mjtState's order
         from mujoco.batch import _STATE_FIELDS
 
@@ -221,7 +229,11 @@ class _Host:
             batch = self.batch(n, tuple(sorted(model_fields)), names)
             self._load_model_fields(batch, model_fields, n)
             batch.reset(stage=0)
-            batch.bind("qpos")[...] = np.asarray(qpos, np.float64).reshape(n, -1)
+            qpos = np.array(qpos, np.float64).reshape(n, -1)
+            for start in self.quats:
+                quat = qpos[:, start : start + 4]
+                quat /= np.maximum(np.linalg.norm(quat, axis=-1, keepdims=True), 1e-12)
+            batch.bind("qpos")[...] = qpos
             batch.bind("qvel")[...] = np.asarray(qvel, np.float64).reshape(n, -1)
             if self.model.nmocap:
                 batch.bind("mocap_pos")[...] = np.asarray(mocap_pos, np.float64).reshape(

@@ -24,13 +24,15 @@ sys.path.insert(0, str(ROOT))
 
 CASES = {"humanoid_stand": "configs/humanoid_stand.yaml", "reach": "configs/reach.yaml"}
 IMPLS = ("jax", "c")
+STALL_EXIT, STALL_RETRIES = 4, 3  # rlx.core.watchdog's exit status, and resumes after one
 
 
 def run_arm(config: str, impl: str, seeds: int, seed_start: int, run_dir: Path) -> list[dict]:
     """The arm's members' summaries, running or resuming it first when it is not done."""
     summary = run_dir / "summary.json"
-    done = summary.exists() and json.loads(summary.read_text()).get("status") == "completed"
-    if not done:
+    for _ in range(STALL_RETRIES + 1):
+        if summary.exists() and json.loads(summary.read_text()).get("status") == "completed":
+            break
         if (run_dir / "members.json").exists():
             argv = ["train", "--resume", str(run_dir)]
         else:
@@ -38,8 +40,11 @@ def run_arm(config: str, impl: str, seeds: int, seed_start: int, run_dir: Path) 
                     f"train.seed={seed_start}", "--seeds", str(seeds),
                     "--run-dir", str(run_dir)]  # fmt: skip
         code = subprocess.run([sys.executable, "-m", "rlx", *argv, "--no-progress"], cwd=ROOT)
-        if code.returncode != 0:
+        if code.returncode not in (0, STALL_EXIT):
             raise SystemExit(f"{config} impl {impl}: rlx exited {code.returncode}")
+        # a stall (the CPU hang of docs/troubleshooting.md): the watchdog ended it; resume
+    else:
+        raise SystemExit(f"{config} impl {impl}: stalled {STALL_RETRIES + 1} times")
     plan = json.loads((run_dir / "members.json").read_text())
     return [json.loads((run_dir / m["dir"] / "summary.json").read_text()) for m in plan["members"]]
 
