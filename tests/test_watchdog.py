@@ -75,6 +75,18 @@ def test_a_stalled_chunk_ends_the_run_in_one_line_and_it_resumes(tmp_path, repo_
     assert summary["status"] == "completed" and summary["chunks"] == 4
 
 
+def test_a_compile_that_idles_is_a_stall(tmp_path, repo_configs):
+    """A compile may run for minutes, but one that uses no CPU (every thread waiting, as in
+    the CPU hang of docs/troubleshooting.md) ends the run in one line."""
+    run_dir = tmp_path / "run"
+    process = _start(tmp_path, repo_configs, run_dir, "compile:1:block", "run.stall_timeout_s=3")
+    process.wait(timeout=240)
+    err = (tmp_path / "err.txt").read_text()
+    assert process.returncode == 4, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("rlx:")]
+    assert len(lines) == 1 and "stalled: no CPU time used in compile" in lines[0], err
+
+
 def test_a_second_signal_ends_a_stalled_process_at_once(tmp_path, repo_configs):
     run_dir = tmp_path / "run"
     process = _start(tmp_path, repo_configs, run_dir, "chunk:1:block", "run.stall_timeout_s=0")

@@ -3,9 +3,11 @@
 The driver marks each phase that runs compiled code or reads and writes checkpoints (``init``,
 ``chunk``, ``eval``, ``checkpoint``) with ``phase(name)``; XLA compiles and videos are marked
 untimed (``timed=False``: a big model may compile for minutes). A daemon thread watches the
-timed phase's age: when one makes no progress for ``stall_s`` seconds it prints one line
-naming the phase and where the run stands (its run directory keeps the last checkpoint, so it
-resumes), and ends the process with ``STALL_EXIT``.
+timed phase's age, and in an untimed phase the process's CPU time (a compile works; a
+deadlocked one idles every thread): when a timed phase makes no progress, or an untimed one
+uses no CPU, for ``stall_s`` seconds it prints one line naming the phase and where the run
+stands (its run directory keeps the last checkpoint, so it resumes), and ends the process
+with ``STALL_EXIT``.
 
 A process stuck inside a compiled call (a deadlocked XLA execution holds the main thread in C)
 never runs Python's signal handlers, so SIGINT and SIGTERM would be lost: ``arm`` routes them
@@ -38,6 +40,9 @@ class Watchdog:
         self.phase: str | None = None
         self.timed = False
         self.since = time.monotonic()
+        # the process's CPU seconds when last seen to grow, and when: an untimed phase (a
+        # compile) that uses no CPU for stall_s is stalled (a deadlock idles every thread)
+        self.cpu_mark, self.cpu_since = time.process_time(), self.since
         self.signals = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -49,12 +54,24 @@ class Watchdog:
         """The thread: check the phase's age (and the signals) a few times a second."""
         while not self.stop.wait(self._tick()):
             self._read_signals()
+            now, cpu = time.monotonic(), time.process_time()
+            if cpu - self.cpu_mark >= min(1.0, 0.05 * self.stall_s):
+                self.cpu_mark, self.cpu_since = cpu, now
             with self.lock:
-                phase, timed, age = self.phase, self.timed, time.monotonic() - self.since
-            if timed and self.stall_s > 0 and age > self.stall_s:
+                phase, timed, since = self.phase, self.timed, self.since
+            if self.stall_s <= 0 or phase is None:
+                continue
+            if timed and now - since > self.stall_s:
                 _exit(
                     STALL_EXIT,
-                    f"rlx: stalled: no progress in {phase} for {age:.0f} s (limit "
+                    f"rlx: stalled: no progress in {phase} for {now - since:.0f} s (limit "
+                    f"run.stall_timeout_s={self.stall_s:g}); {self.where}",
+                )
+            idle = now - max(since, self.cpu_since)
+            if not timed and idle > self.stall_s:  # a compile may run long, but not idle
+                _exit(
+                    STALL_EXIT,
+                    f"rlx: stalled: no CPU time used in {phase} for {idle:.0f} s (limit "
                     f"run.stall_timeout_s={self.stall_s:g}); {self.where}",
                 )
 
