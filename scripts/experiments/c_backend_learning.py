@@ -1,5 +1,6 @@
-"""Learning on MuJoCo's C engine against MJX: the same config, seeds and env steps, each backend
-one ``rlx train --seeds N`` run (seeds vmapped), resumable.
+"""Learning on MuJoCo's C engine against MJX: the same config, seeds and env steps, each seed
+one ``rlx train`` run per backend, resumable. (Seeds are separate runs: a 4-seed MJX
+humanoid_stand members run hung twice here after its compile, every XLA worker idle.)
 
   python scripts/experiments/c_backend_learning.py [--cases humanoid_stand reach] \\
       [--seeds 4] [--seed-start 4] [--root runs/c_learning] \\
@@ -8,7 +9,7 @@ one ``rlx train --seeds N`` run (seeds vmapped), resumable.
 Per case and backend (``env.params.impl`` ``jax`` = MJX, ``c``): every seed's final eval primary
 return, their mean and 95% bootstrap interval. The check: the C backend's mean falls within the
 MJX backend's interval (and the reverse is reported too). A stopped arm resumes on the next call
-(``rlx train --resume``); an arm that is done is read, not rerun.
+(``rlx train --resume``); a run that is done is read, not rerun.
 """
 
 from __future__ import annotations
@@ -25,28 +26,25 @@ sys.path.insert(0, str(ROOT))
 CASES = {"humanoid_stand": "configs/humanoid_stand.yaml", "reach": "configs/reach.yaml"}
 IMPLS = ("jax", "c")
 STALL_EXIT, STALL_RETRIES = 4, 3  # rlx.core.watchdog's exit status, and resumes after one
+STALL_S = 600  # run.stall_timeout_s of each run
 
 
-def run_arm(config: str, impl: str, seeds: int, seed_start: int, run_dir: Path) -> list[dict]:
-    """The arm's members' summaries, running or resuming it first when it is not done."""
+def run_seed(config: str, impl: str, seed: int, run_dir: Path) -> dict:
+    """The seed's summary, running or resuming it first when it is not done (a stall, the CPU
+    hang of docs/troubleshooting.md, is ended by the watchdog and resumed)."""
     summary = run_dir / "summary.json"
     for _ in range(STALL_RETRIES + 1):
         if summary.exists() and json.loads(summary.read_text()).get("status") == "completed":
-            break
-        if (run_dir / "members.json").exists():
+            return json.loads(summary.read_text())
+        if (run_dir / "config.yaml").exists():
             argv = ["train", "--resume", str(run_dir)]
         else:
-            argv = ["train", str(ROOT / config), f"env.params.impl={impl}",
-                    f"train.seed={seed_start}", "--seeds", str(seeds),
-                    "--run-dir", str(run_dir)]  # fmt: skip
+            argv = ["train", str(ROOT / config), f"env.params.impl={impl}", f"train.seed={seed}",
+                    f"run.stall_timeout_s={STALL_S}", "--run-dir", str(run_dir)]  # fmt: skip
         code = subprocess.run([sys.executable, "-m", "rlx", *argv, "--no-progress"], cwd=ROOT)
         if code.returncode not in (0, STALL_EXIT):
-            raise SystemExit(f"{config} impl {impl}: rlx exited {code.returncode}")
-        # a stall (the CPU hang of docs/troubleshooting.md): the watchdog ended it; resume
-    else:
-        raise SystemExit(f"{config} impl {impl}: stalled {STALL_RETRIES + 1} times")
-    plan = json.loads((run_dir / "members.json").read_text())
-    return [json.loads((run_dir / m["dir"] / "summary.json").read_text()) for m in plan["members"]]
+            raise SystemExit(f"{config} impl {impl} seed {seed}: rlx exited {code.returncode}")
+    raise SystemExit(f"{config} impl {impl} seed {seed}: stalled {STALL_RETRIES + 1} times")
 
 
 def main(argv=None) -> int:
@@ -66,8 +64,10 @@ def main(argv=None) -> int:
     for case in args.cases:
         entry = {"config": CASES[case], "reference": "jax", "arms": {}, "command": command}
         for impl in IMPLS:
-            summaries = run_arm(CASES[case], impl, args.seeds, args.seed_start,
-                                args.root / case / impl)  # fmt: skip
+            seeds = range(args.seed_start, args.seed_start + args.seeds)
+            summaries = [
+                run_seed(CASES[case], impl, s, args.root / case / impl / f"seed{s}") for s in seeds
+            ]
             finals = [s["final_eval_primary_return"] for s in summaries]
             steps = summaries[0]["env_steps"]
             entry["arms"][impl] = {
