@@ -195,7 +195,7 @@ class _Host:
             out.append(np.asarray(values, np.float32).reshape(n, *self.shape(name)))
         return out
 
-    def _load_model_fields(self, batch, model_fields: dict[str, np.ndarray], n: int) -> None:
+    def _load_model_fields(self, batch, model_fields: dict[str, np.ndarray]) -> None:
         for name, values in model_fields.items():
             target = batch.expand(name)
             target[...] = np.asarray(values, target.dtype).reshape(target.shape)
@@ -205,7 +205,7 @@ class _Host:
         n = math.prod(state.shape[:-1])
         with self.lock:
             batch = self.batch(n, tuple(sorted(model_fields)), names)
-            self._load_model_fields(batch, model_fields, n)
+            self._load_model_fields(batch, model_fields)
             rows = np.ascontiguousarray(state).reshape(n, 2 * self.nstate).view(np.float64)
             batch.state[...] = rows
             batch.bind("ctrl")[...] = np.asarray(ctrl, np.float64).reshape(n, -1)
@@ -227,7 +227,7 @@ class _Host:
         n = math.prod(qpos.shape[:-1])
         with self.lock:
             batch = self.batch(n, tuple(sorted(model_fields)), names)
-            self._load_model_fields(batch, model_fields, n)
+            self._load_model_fields(batch, model_fields)
             batch.reset(stage=0)
             qpos = np.array(qpos, np.float64).reshape(n, -1)
             for start in self.quats:
@@ -271,21 +271,19 @@ def _write_state(host: _Host, state: jax.Array, fields: dict) -> jax.Array:
     return jax.pure_callback(callback, shape, state, *values, vmap_method="broadcast_all")
 
 
-def _call(host: _Host, method, names, batch_shape, *args):
-    """``method`` through ``jax.pure_callback``, batched over any vmapped dimensions."""
-    shapes = [jax.ShapeDtypeStruct((*batch_shape, 2 * host.nstate), jnp.uint32)] + [
-        jax.ShapeDtypeStruct((*batch_shape, *host.shape(n)), jnp.float32) for n in names
+def _call(host: _Host, method, names, *args):
+    """``method`` through ``jax.pure_callback``, batched over any vmapped dimensions (the
+    callback sees them all in front of the first argument's own dimensions)."""
+    shapes = [jax.ShapeDtypeStruct((2 * host.nstate,), jnp.uint32)] + [
+        jax.ShapeDtypeStruct(host.shape(n), jnp.float32) for n in names
     ]
+    core = np.ndim(args[0])
 
     def callback(*arrays):
-        lead = arrays[0].shape[: arrays[0].ndim - args_core[0]]
-        out = method(*arrays)
-        return tuple(o.reshape(*lead, *o.shape[1:]) for o in out)
+        lead = arrays[0].shape[: arrays[0].ndim - core]
+        return tuple(o.reshape(*lead, *o.shape[1:]) for o in method(*arrays))
 
-    args_core = [np.ndim(a) - len(batch_shape) for a in args]
-    result = jax.pure_callback(
-        lambda *a: callback(*a), tuple(shapes), *args, vmap_method="broadcast_all"
-    )
+    result = jax.pure_callback(callback, tuple(shapes), *args, vmap_method="broadcast_all")
     state, *fields = result
     return CData(state, dict(zip(names, fields, strict=True)), host.model)
 
@@ -314,7 +312,7 @@ def forward_at(model: CModel, fields: Sequence[str], *, qpos, qvel=None, mocap_x
         )
 
     qpos = jnp.asarray(qpos, jnp.float32)
-    return _call(host, method, names, (), qpos, jnp.asarray(qvel, jnp.float32), mocap,
+    return _call(host, method, names, qpos, jnp.asarray(qvel, jnp.float32), mocap,
                  *field_values)  # fmt: skip
 
 
@@ -342,5 +340,5 @@ def run_frames(
             names=names,
         )
 
-    return _call(host, method, names, (), data.state, jnp.asarray(ctrl, jnp.float32),
+    return _call(host, method, names, data.state, jnp.asarray(ctrl, jnp.float32),
                  *field_values)  # fmt: skip
