@@ -8,8 +8,11 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from rlx.core.schema import field, one_of
 from rlx.core.types import Discrete, EnvState
 from rlx.envs.base import make_state, transition_state
+
+OBSERVATIONS = ("full", "positions", "positions_privileged")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +29,11 @@ class CartPole:
     Signals: ``cart_position``, ``cart_velocity``, ``pole_angle``, ``pole_angular_velocity``.
     Terminates at |x| > ``x_threshold`` or |theta| > ``theta_threshold_degrees``.
 
-    ``physics`` is [x, x_dot, theta, theta_dot, previous theta]; ``obs`` is its first four.
+    ``physics`` is [x, x_dot, theta, theta_dot, previous theta]. ``observation``: ``full``
+    observes its first four; ``positions`` only [x, theta] (a memory probe: the velocities are
+    hidden, so a policy must recall earlier observations); ``positions_privileged`` observes
+    [x, theta, x_dot, theta_dot], of which the policy reads [x, theta] and the critic all
+    (``actor_observation_size`` = 2: an asymmetric actor-critic).
     """
 
     episode_length: int = 500
@@ -40,7 +47,21 @@ class CartPole:
     theta_threshold_degrees: float = 12.0
     pd_p: float = 0.1
     pd_d: float = 0.5
+    observation: str = field("full", one_of(OBSERVATIONS), "what the policy observes")
     name: ClassVar[str] = "cartpole"
+
+    @property
+    def actor_observation_size(self) -> int | None:
+        """2 (x, theta) where the velocities are the critic's alone, else None (all)."""
+        return 2 if self.observation == "positions_privileged" else None
+
+    def _obs(self, physics: jax.Array) -> jax.Array:
+        if self.observation == "full":
+            return physics[:4]
+        positions = jnp.stack([physics[0], physics[2]])
+        if self.observation == "positions":
+            return positions
+        return jnp.concatenate([positions, jnp.stack([physics[1], physics[3]])])
 
     action_space = Discrete(2)
     term_names = ("alive", "pd_agree", "pd_anti")
@@ -61,7 +82,7 @@ class CartPole:
         physics = jnp.append(cart_pole, cart_pole[2])
         return make_state(
             physics=physics,
-            obs=cart_pole,
+            obs=self._obs(physics),
             signals=self._signals(physics),
             term_names=self.term_names,
             key=key,
@@ -95,7 +116,7 @@ class CartPole:
         return transition_state(
             state,
             physics=physics,
-            obs=physics[:4],
+            obs=self._obs(physics),
             signals=self._signals(physics),
             terms={
                 "alive": 1.0,

@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from rlx.core.types import ActionSpace, Env, EnvState
+from rlx.core.types import ActionSpace, Env, EnvState, actor_observation_size
 
 RESET_MODES = ("fresh", "cached")
 
@@ -56,6 +56,10 @@ class EpisodeWrapper:
     @property
     def signal_names(self) -> tuple[str, ...]:
         return self.env.signal_names
+
+    @property
+    def actor_observation_size(self) -> int | None:
+        return actor_observation_size(self.env)
 
     def reset(self, key: jax.Array) -> EnvState:
         state = self.env.reset(key)

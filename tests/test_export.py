@@ -18,6 +18,7 @@ from rlx.ship import policy
     [
         "cartpole.yaml",
         "pendulum.yaml",
+        "cartpole_privileged",  # an asymmetric actor-critic: the export reads the actor's inputs
         pytest.param("reach.yaml", marks=pytest.mark.slow),  # an MJX init compile (10 s cold)
     ],
 )
@@ -26,6 +27,10 @@ def test_onnx_and_jax_exports_match_the_policy(tmp_path, name, capsys):
     overrides = tiny_overrides(str(tmp_path))
     if name == "pendulum.yaml":  # the normalised path too (reach normalises already)
         overrides.append("train.normalize_observations=true")
+    if name == "cartpole_privileged":
+        name = "cartpole.yaml"
+        overrides += ["env.params.observation=positions_privileged",
+                      "train.normalize_observations=true"]  # fmt: skip
     config = build_lib.load(Path(CONFIGS) / name, overrides)
     run_dir = tmp_path / "run"
     if name == "reach.yaml":  # an MJX train chunk compiles for a minute: checkpoint the init
@@ -37,6 +42,8 @@ def test_onnx_and_jax_exports_match_the_policy(tmp_path, name, capsys):
     spec = json.loads((run_dir / "export" / "policy.onnx.json").read_text())
     assert spec["check"]["observations"] == 1000 and spec["check"]["max_abs_diff"] <= 1e-5
     assert spec["input"]["name"] == "obs" and spec["file"] == "policy.onnx"
+    if "positions_privileged" in overrides:  # x and theta; the velocities were the critic's
+        assert spec["input"]["shape"] == ["batch", 2]
 
     assert cli.main(["export", str(run_dir), "--format", "jax", "--out", str(tmp_path / "j")]) == 0
     from jax import export as jax_export
@@ -70,3 +77,13 @@ def test_bad_export_input_is_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert cli.main(["export", str(tmp_path), "--out", str(tmp_path / "file" / "sub")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_recurrent_policy_is_not_exported_silently(tmp_path, capsys):
+    config = build_lib.load(Path(CONFIGS) / "cartpole_memory.yaml", tiny_overrides(str(tmp_path)))
+    runs.train(config, tmp_path / "run", show_progress=False)
+    assert cli.main(["export", str(tmp_path / "run"), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "recurrent policy (network.memory: gru)" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run" / "export").exists()
+    assert cli.main(["eval", str(tmp_path / "run"), "--episodes", "2"]) == 0  # eval runs it

@@ -47,7 +47,8 @@ def test_every_arm_of_a_tiny_case_runs_and_resumes(tmp_path):
     root = tmp_path / "gate"
     part = tune_gate.run_case(CASE, [4, 5], root, arms, overrides, show_progress=False,
                               max_chunks=1)  # fmt: skip
-    assert part == {}  # every arm stopped after a chunk: nothing is done yet
+    assert part == {}  # A stopped after a chunk, and the case with it (a signal stops the gate)
+    assert (root / "A" / "members.json").exists() and not (root / "B").exists()
     out = tune_gate.run_case(CASE, [4, 5], root, arms, overrides, show_progress=False)
     assert set(out) == set(arms)
     run = out["A"]["steps_per_learner"]

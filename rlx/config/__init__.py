@@ -94,6 +94,12 @@ class Config:
         samples = self.train.num_envs * self.train.unroll_length
         if samples % self.train.num_minibatches:
             yield "train.num_minibatches", f"must divide num_envs * unroll_length = {samples}"
+        elif self.network.memory != "none" and self.train.num_envs % self.train.num_minibatches:
+            yield (
+                "train.num_minibatches",
+                f"must divide num_envs = {self.train.num_envs}: a recurrent policy "
+                f"(network.memory: {self.network.memory}) learns from minibatches of whole envs",
+            )
         if samples > INT32_MAX:
             yield (
                 ("train.num_envs", "train.unroll_length"),

@@ -90,6 +90,8 @@ PPO_STATIC_KEYS = {
     "activation": "network.activation",
     "init_log_std": "network.init_log_std",
     "kernel_init": "network.kernel_init",
+    "memory": "network.memory",
+    "memory_size": "network.memory_size",
     "num_eval_envs": "eval.num_envs",
     "deterministic_eval": "eval.deterministic",
 }
@@ -139,6 +141,13 @@ def build(config: config_lib.Config, *, meta: bool = False) -> Built:
     built = Built(config, env, reward_fn, reward_params, agent, hparams)
     if not meta:
         return built
+    gradient = config.meta.method != "population" or config.meta.member_gradient != "none"
+    if config.network.memory != "none" and gradient:
+        raise config.source.error(
+            "network.memory",
+            "a recurrent policy is meta-learned by meta.method population (member_gradient: "
+            "none) only: the meta-gradient methods replay a feedforward policy",
+        )
     static = dataclasses.replace(config.meta.static(), total_iterations=config.meta_iterations)
     learner = meta_lib.make(agent, static, hparams.reward_params)
     return dataclasses.replace(built, meta=learner, meta_hparams=config.meta.hparams())

@@ -114,6 +114,13 @@ def observation_size(env: Env) -> int:
     return int(shape[-1])
 
 
+def actor_observation_size(env: Env) -> int | None:
+    """How many leading entries of ``env``'s observation its policy may read, where the env
+    offers a privileged rest for the critic alone (its ``actor_observation_size``); None where
+    the policy reads all of it."""
+    return getattr(env, "actor_observation_size", None)
+
+
 @struct.dataclass
 class Transition:
     """One step of every env; each leaf has leading axes ``[T, B]`` (time-major).

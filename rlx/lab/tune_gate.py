@@ -154,8 +154,9 @@ def summarize(per_seed: list[float], learners: int, steps_per_learner: int) -> d
 
 def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], overrides: list[str],
              **options) -> dict[str, Any]:  # fmt: skip
-    """Every arm of ``arms`` for ``case`` on ``seeds`` into ``root/<arm>``; the figures of those
-    that are done (an arm stopped part-way is left to resume)."""
+    """Every arm of ``arms`` for ``case`` on ``seeds`` into ``root/<arm>``, in order; the
+    figures of those that are done. An arm that stops part-way (a signal, a stall, a
+    divergence) ends the case there, left to resume: a SIGTERM stops the gate, not one arm."""
     out: dict[str, Any] = {}
     base = _with_weights(case.config, case.start, overrides)
     run_steps = base.iterations * base.train.num_envs * base.train.unroll_length
@@ -164,9 +165,10 @@ def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], ov
             weights = case.expert if arm == "A" else case.start
             config = _with_weights(case.config, weights, overrides)
             done = plain_arm([(config, s) for s in seeds], root / arm, **options)
-            if done is not None:
-                finals = [d["final_eval_primary_return"] for d in done]
-                out[arm] = summarize(finals, 1, run_steps)
+            if done is None:
+                break
+            finals = [d["final_eval_primary_return"] for d in done]
+            out[arm] = summarize(finals, 1, run_steps)
         elif arm == "S":
             configs = [
                 (_with_weights(case.config, w, overrides), s)
@@ -174,20 +176,20 @@ def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], ov
                 for w in sweep_draws(case, s)
             ]
             done = plain_arm(configs, root / arm, **options)
-            if done is not None:
-                out[arm] = _sweep_result(case, seeds, root / arm, done, run_steps)
+            if done is None:
+                break
+            out[arm] = _sweep_result(case, seeds, root / arm, done, run_steps)
         else:
             budget = case.budget if arm == "T" else 1
             plan = tune_plan.plan(base, budget, case.learn)
             config = config_lib.load(case.config, [f"reward.weights={json.dumps(case.start)}",
                                                     *overrides, *plan.overrides])  # fmt: skip
             done = meta_arm(config, seeds, root / arm, **options)
-            if done is not None:
-                key = (
-                    "eval/primary_return_best_member" if plan.members > 1 else "eval/primary_return"
-                )
-                finals = [[r[key] for r in d["rows"] if r.get(key) is not None][-1] for d in done]
-                out[arm] = summarize(finals, plan.members, plan.env_steps_per_learner)
+            if done is None:
+                break
+            key = "eval/primary_return_best_member" if plan.members > 1 else "eval/primary_return"
+            finals = [[r[key] for r in d["rows"] if r.get(key) is not None][-1] for d in done]
+            out[arm] = summarize(finals, plan.members, plan.env_steps_per_learner)
     return out
 
 

@@ -21,21 +21,113 @@ from rlx.core import running_stats
 from rlx.core.types import Env, EnvState, Transition
 from rlx.envs.wrappers import VmapWrapper
 from rlx.learn.distributions import Distribution
-from rlx.learn.networks import Policy, Value
+from rlx.learn.networks import Policy, RecurrentPolicy, Value, memory_carry
 from rlx.rewards import RewardFn, for_batch
 from rlx.rewards.code import TERM_PREFIX
 
 
 @dataclasses.dataclass(frozen=True)
+class Feedforward:
+    """A memoryless policy (``networks.Policy``): its carry is empty, and the learner's samples
+    are single steps (the rollout's [T, B] flattened to [T * B])."""
+
+    net: Policy
+
+    def init(self, key: jax.Array, obs: jax.Array) -> dict:
+        return self.net.init(key, obs)
+
+    def initial_carry(self, batch_shape: tuple[int, ...]):
+        return ()
+
+    def step(self, params: dict, carry, obs: jax.Array, start: jax.Array):
+        """(carry, distribution params [B, param_size]) for normalised ``obs`` [B, obs_size]."""
+        return carry, self.net.apply(params, obs)
+
+    def replay_inputs(self, carry, start: jax.Array, traj: Transition):
+        """What the learner needs to replay the rollout besides its observations: nothing."""
+        return ()
+
+    def arrange(self, per_step: dict, replay) -> dict:
+        """The learner's samples: each [T, B, ...] leaf as [T * B, ...]."""
+        return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), per_step)
+
+    def sample_params(self, params: dict, obs: jax.Array, samples: dict) -> jax.Array:
+        """Distribution params [N, param_size] of normalised sample observations [N, obs]."""
+        return self.net.apply(params, obs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recurrent:
+    """A recurrent policy (``networks.RecurrentPolicy``): its carry [B, memory_size] (an
+    LSTM's pair of them) goes from step to step and from rollout to rollout, zeroed where an
+    episode starts. The learner's samples are whole env sequences ([B, T, ...], minibatches of
+    envs), replayed from the carry the rollout began with: truncated backpropagation through
+    time over ``unroll_length``."""
+
+    net: RecurrentPolicy
+
+    def init(self, key: jax.Array, obs: jax.Array) -> dict:
+        return self.net.init(key, self.initial_carry(()), obs, jnp.zeros((), bool))
+
+    def initial_carry(self, batch_shape: tuple[int, ...]):
+        """Zeros: [*batch_shape, memory_size] (an LSTM's pair of them)."""
+        return memory_carry(self.net.memory, self.net.memory_size, batch_shape)
+
+    def step(self, params: dict, carry, obs: jax.Array, start: jax.Array):
+        """(carry', distribution params [B, param_size]) for normalised ``obs`` [B, obs_size]
+        and ``start`` [B] (the observation begins an episode)."""
+        return self.net.apply(params, carry, obs, start)
+
+    def replay_inputs(self, carry, start: jax.Array, traj: Transition):
+        """(the rollout's first carry [B, ...], starts [T, B]): observation t begins an episode
+        where step t - 1 ended one (the first, where the state the rollout began from did)."""
+        done = jnp.logical_or(traj.terminated, traj.truncated)
+        return carry, jnp.concatenate([start[None], done[:-1]])
+
+    def arrange(self, per_step: dict, replay) -> dict:
+        """The learner's samples by env: each [T, B, ...] leaf as [B, T, ...], with the carry
+        each env's sequence starts from and its starts [B, T]."""
+        carry, starts = replay
+        samples = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), per_step)
+        return samples | {"carry": carry, "start": jnp.swapaxes(starts, 0, 1)}
+
+    def sample_params(self, params: dict, obs: jax.Array, samples: dict) -> jax.Array:
+        """Distribution params [B, T, param_size] of normalised sequences ``obs`` [B, T, obs],
+        the policy run forward from each sequence's carry."""
+
+        def step(carry, inputs):
+            x, start = inputs
+            return self.net.apply(params, carry, x, start)
+
+        time_major = (jnp.swapaxes(obs, 0, 1), jnp.swapaxes(samples["start"], 0, 1))
+        _, out = jax.lax.scan(step, samples["carry"], time_major)
+        return jnp.swapaxes(out, 0, 1)
+
+
+PolicyForm = Feedforward | Recurrent
+
+
+@dataclasses.dataclass(frozen=True)
 class Actor:
-    """What acting needs: the env (unbatched, time-limited, auto-resetting), the policy and value
-    networks, the action distribution, and whether observations are normalised."""
+    """What acting needs: the env (unbatched, time-limited, auto-resetting), the policy (its
+    form: ``Feedforward`` or ``Recurrent``) and value networks, the action distribution, and
+    whether observations are normalised.
+
+    ``actor_inputs``: how many leading entries of an observation the policy reads (the env's
+    ``actor_observation_size``); the value network reads all of it, the privileged rest
+    included (an asymmetric actor-critic). None: the policy reads the whole observation.
+    """
 
     env: Env
-    policy_net: Policy
+    policy: PolicyForm
     value_net: Value
     dist: Distribution
     normalize_observations: bool
+    actor_inputs: int | None = None
+
+    @property
+    def policy_net(self) -> Policy | RecurrentPolicy:
+        return self.policy.net
 
     @property
     def batched(self) -> VmapWrapper:
@@ -64,15 +156,34 @@ def normalize_obs(actor: Actor, obs_stats: running_stats.RunningStats, obs: jax.
     return obs
 
 
+def actor_view(actor: Actor, obs: jax.Array) -> jax.Array:
+    """What the policy reads of observations [..., obs_size]: the leading ``actor_inputs``
+    entries (the privileged rest is the critic's alone), or all of them."""
+    return obs if actor.actor_inputs is None else obs[..., : actor.actor_inputs]
+
+
 def policy_params(actor: Actor, params: dict, obs_stats, obs: jax.Array) -> jax.Array:
-    """The policy's distribution params [..., param_size] for observations [..., obs_size]."""
-    return actor.policy_net.apply(params["policy"], normalize_obs(actor, obs_stats, obs))
+    """A feedforward policy's distribution params [..., param_size] for observations
+    [..., obs_size] (a recurrent one needs its carry: ``Actor.policy.step``)."""
+    x = actor_view(actor, normalize_obs(actor, obs_stats, obs))
+    return actor.policy_net.apply(params["policy"], x)
+
+
+def sample_policy_value(actor: Actor, params: dict, obs_stats, samples: dict):
+    """(distribution params, V(s)) of the learner's ``samples`` (``PolicyForm.arrange``:
+    [N, ...] steps for a feedforward policy, [B, T, ...] sequences for a recurrent one), from
+    one normalisation of their observations."""
+    x = normalize_obs(actor, obs_stats, samples["obs"])
+    dist_params = actor.policy.sample_params(params["policy"], actor_view(actor, x), samples)
+    return dist_params, actor.value_net.apply(params["value"], x)
 
 
 def policy_value(actor: Actor, params: dict, obs_stats, obs: jax.Array):
-    """(distribution params [..., param_size], V(s) [...]) from one normalisation of ``obs``."""
+    """A feedforward policy's (distribution params [..., param_size], V(s) [...]) from one
+    normalisation of ``obs``."""
     x = normalize_obs(actor, obs_stats, obs)
-    return actor.policy_net.apply(params["policy"], x), actor.value_net.apply(params["value"], x)
+    policy = actor.policy_net.apply(params["policy"], actor_view(actor, x))
+    return policy, actor.value_net.apply(params["value"], x)
 
 
 def unroll(
@@ -84,15 +195,39 @@ def unroll(
     length: int,
     deterministic: bool = False,
 ) -> tuple[EnvState, Transition]:
-    """``length`` steps of the batched env under the policy: (env_state', Transition [T, B]).
+    """``length`` steps of the batched env under the policy from a fresh policy carry:
+    (env_state', Transition [T, B]); ``unroll_carried`` with the carry left out."""
+    carry = actor.policy.initial_carry(env_state.obs.shape[:1])
+    (env_state, _), traj = unroll_carried(
+        actor, params, obs_stats, env_state, carry, key, length, deterministic
+    )
+    return env_state, traj
+
+
+def unroll_carried(
+    actor: Actor,
+    params: dict,
+    obs_stats,
+    env_state: EnvState,
+    carry,
+    key: jax.Array,
+    length: int,
+    deterministic: bool = False,
+) -> tuple[tuple[EnvState, Any], Transition]:
+    """``length`` steps of the batched env under the policy, from its ``carry`` (a recurrent
+    policy's memory [B, ...]; empty for a feedforward one): ((env_state', carry'),
+    Transition [T, B]).
 
     Only the policy runs inside the scan; ``value`` is left at zero (``value_pass`` fills it).
-    ``deterministic`` takes the distribution's mode instead of a sample.
+    ``deterministic`` takes the distribution's mode instead of a sample. An observation that
+    begins an episode (the step before it ended one) starts from a zeroed memory.
     """
     dist, batched = actor.dist, actor.batched
 
-    def one_step(env_state: EnvState, step_noise):
-        dist_params = policy_params(actor, params, obs_stats, env_state.obs)
+    def one_step(state_and_carry, step_noise):
+        env_state, carry = state_and_carry
+        x = actor_view(actor, normalize_obs(actor, obs_stats, env_state.obs))
+        carry, dist_params = actor.policy.step(params["policy"], carry, x, env_state.done)
         if deterministic:
             action = dist.mode(dist_params)
         else:
@@ -112,7 +247,7 @@ def unroll(
             terminated=next_state.terminated,
             truncated=next_state.truncated,
         )
-        return next_state, transition
+        return (next_state, carry), transition
 
     # Every step's action noise in one vectorised draw ahead of the scan, from the same
     # per-step keys (the same draws as sampling inside each step; see Distribution.from_noise
@@ -123,7 +258,7 @@ def unroll(
     else:
         batch_shape = env_state.obs.shape[:1]
         noise = jax.vmap(lambda k: dist.noise(k, batch_shape))(step_keys)
-    return jax.lax.scan(one_step, env_state, noise, length=length)
+    return jax.lax.scan(one_step, (env_state, carry), noise, length=length)
 
 
 def value_pass(
@@ -161,10 +296,34 @@ def value_pass(
 def collect(
     actor: Actor, params: dict, obs_stats, env_state: EnvState, key: jax.Array, length: int
 ) -> tuple[EnvState, Transition, jax.Array]:
-    """A rollout ready for GAE: (env_state', traj [T, B] with ``value`` = V(s), V(s') [T, B])."""
-    env_state, traj = unroll(actor, params, obs_stats, env_state, key, length)
+    """A rollout ready for GAE from a fresh policy carry: (env_state', traj [T, B] with
+    ``value`` = V(s), V(s') [T, B]); ``collect_carried`` with the carry left out."""
+    carry = actor.policy.initial_carry(env_state.obs.shape[:1])
+    env_state, _, traj, next_values, _ = collect_carried(
+        actor, params, obs_stats, env_state, carry, key, length
+    )
+    return env_state, traj, next_values
+
+
+def collect_carried(
+    actor: Actor,
+    params: dict,
+    obs_stats,
+    env_state: EnvState,
+    carry,
+    key: jax.Array,
+    length: int,
+) -> tuple[EnvState, Any, Transition, jax.Array, Any]:
+    """A rollout ready for GAE from the policy's ``carry``: (env_state', carry', traj [T, B]
+    with ``value`` = V(s), V(s') [T, B], what the learner needs to replay the policy over it
+    (``PolicyForm.replay_inputs``))."""
+    start = env_state.done
+    (env_state, carry_after), traj = unroll_carried(
+        actor, params, obs_stats, env_state, carry, key, length
+    )
     values, next_values = value_pass(actor, params, obs_stats, traj)
-    return env_state, traj.replace(value=values), next_values
+    replay = actor.policy.replay_inputs(carry, start, traj)
+    return env_state, carry_after, traj.replace(value=values), next_values, replay
 
 
 def evaluate(

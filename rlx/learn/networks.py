@@ -91,3 +91,53 @@ class Value(nn.Module):
     def __call__(self, obs: jax.Array) -> jax.Array:
         mlp = MLP(self.hidden, 1, self.activation, out_scale=1.0, kernel_init=self.kernel_init)
         return mlp(obs)[..., 0]
+
+
+# The policy's memory (network.memory): none (a feedforward MLP), or a recurrent cell between
+# the observation and the MLP, as rsl_rl's ActorCriticRecurrent puts it.
+_CELLS = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}
+MEMORIES = ("none", *_CELLS)
+
+
+def memory_carry(cell: str, size: int, batch_shape: tuple[int, ...]):
+    """A fresh (zero) carry of ``cell`` for ``batch_shape``: [*batch, size] for a GRU, the
+    pair (c, h) of those for an LSTM."""
+    zeros = jnp.zeros((*batch_shape, size), jnp.float32)
+    return (zeros, zeros) if cell == "lstm" else zeros
+
+
+class RecurrentPolicy(nn.Module):
+    """One step of a recurrent policy: (carry, obs [..., obs_size], start [...] bool) ->
+    (carry', distribution params [..., param_size]).
+
+    ``start`` marks an observation that begins an episode: the carry is zeroed before the
+    cell reads it, so no memory crosses an episode boundary. The cell (``memory``: gru or
+    lstm, ``memory_size`` units) reads the observation; the MLP ``hidden`` maps its output to
+    the distribution's params (a learned state-independent log-std appended for continuous
+    actions, as ``Policy``).
+    """
+
+    hidden: Sequence[int]
+    param_size: int
+    memory: str = "gru"
+    memory_size: int = 64
+    activation: str = "tanh"
+    state_independent_std: bool = False
+    init_log_std: float = 0.0
+    kernel_init: str = "orthogonal"
+
+    @nn.compact
+    def __call__(self, carry, obs: jax.Array, start: jax.Array):
+        keep = jnp.logical_not(start)[..., None]
+        carry = jax.tree.map(lambda c: jnp.where(keep, c, 0.0), carry)
+        carry, features = _CELLS[self.memory](self.memory_size)(carry, obs)
+        head = functools.partial(
+            MLP, self.hidden, activation=self.activation, out_scale=0.01,
+            kernel_init=self.kernel_init,
+        )  # fmt: skip
+        if not self.state_independent_std:
+            return carry, head(self.param_size)(features)
+        size = self.param_size // 2
+        mean = head(size)(features)
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (size,))
+        return carry, jnp.concatenate([mean, jnp.broadcast_to(log_std, mean.shape)], axis=-1)

@@ -25,11 +25,19 @@ import optax
 from flax import struct
 
 from rlx.core import running_stats
-from rlx.core.types import Box, Env, EnvState, PyTree, Transition, observation_size
+from rlx.core.types import (
+    Box,
+    Env,
+    EnvState,
+    PyTree,
+    Transition,
+    actor_observation_size,
+    observation_size,
+)
 from rlx.learn import acting, optim
 from rlx.learn.distributions import Distribution, for_action_space
 from rlx.learn.losses import compute_gae, ppo_loss
-from rlx.learn.networks import Policy, Value
+from rlx.learn.networks import Policy, RecurrentPolicy, Value
 from rlx.rewards import RewardFn
 from rlx.rewards.code import TERM_PREFIX
 
@@ -48,6 +56,8 @@ class PPOStatic:
     activation: str = "tanh"
     init_log_std: float = 0.0
     kernel_init: str = "orthogonal"  # rlx.learn.networks.KERNEL_INITS
+    memory: str = "none"  # the policy's recurrent cell (rlx.learn.networks.MEMORIES)
+    memory_size: int = 64
     normalize_observations: bool = True
     normalize_advantages: bool = True
     anneal_learning_rate: bool = True
@@ -103,14 +113,40 @@ class TrainState:
     key: jax.Array
     iteration: jax.Array
 
+    @property
+    def policy_carry(self) -> PyTree:
+        """The policy's memory per env: none for a feedforward policy."""
+        return ()
+
+    def with_policy_carry(self, carry: PyTree) -> TrainState:
+        return self
+
+
+@struct.dataclass
+class RecurrentTrainState(TrainState):
+    """A ``TrainState`` with a recurrent policy's memory per env [num_envs, ...] (an LSTM's
+    pair of them), going on from one rollout to the next as the env states do. (A feedforward
+    run's state has no such field, so its checkpoints keep their layout.)"""
+
+    memory: PyTree
+
+    @property
+    def policy_carry(self) -> PyTree:
+        return self.memory
+
+    def with_policy_carry(self, carry: PyTree) -> RecurrentTrainState:
+        return self.replace(memory=carry)
+
 
 class Batch(NamedTuple):
     """A collected rollout: ``traj`` [T, B] (``value`` = V(s)), ``next_values`` [T, B] = V(s'),
-    and the key its SGD epochs shuffle with."""
+    the key its SGD epochs shuffle with, and what replays the policy over it
+    (``acting.PolicyForm.replay_inputs``: empty for a feedforward policy)."""
 
     traj: Transition
     next_values: jax.Array
     key: jax.Array
+    replay: PyTree = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,16 +195,25 @@ class PPO:
 def make_ppo(static: PPOStatic, env: Env, reward_fn: RewardFn) -> PPO:
     """PPO for ``env`` (time-limited, auto-resetting, unbatched) and ``reward_fn``."""
     dist = for_action_space(env.action_space)
-    policy_net = Policy(
-        static.policy_hidden,
-        dist.param_size,
-        static.activation,
+    head = dict(
+        param_size=dist.param_size,
+        activation=static.activation,
         state_independent_std=isinstance(env.action_space, Box),
         init_log_std=static.init_log_std,
         kernel_init=static.kernel_init,
     )
+    policy = (
+        acting.Feedforward(Policy(static.policy_hidden, **head))
+        if static.memory == "none"
+        else acting.Recurrent(
+            RecurrentPolicy(static.policy_hidden, memory=static.memory,
+                            memory_size=static.memory_size, **head)
+        )
+    )  # fmt: skip
     value_net = Value(static.value_hidden, static.activation, static.kernel_init)
-    actor = acting.Actor(env, policy_net, value_net, dist, static.normalize_observations)
+    actor = acting.Actor(
+        env, policy, value_net, dist, static.normalize_observations, actor_observation_size(env)
+    )
     return PPO(static=static, env=env, reward_fn=reward_fn, actor=actor)
 
 
@@ -225,7 +270,7 @@ def init(agent: PPO, key: jax.Array, reward_params: PyTree) -> TrainState:
     obs_size = observation_size(env)
     dummy_obs = jnp.zeros((obs_size,), jnp.float32)
     params = {
-        "policy": actor.policy_net.init(k_policy, dummy_obs),
+        "policy": actor.policy.init(k_policy, acting.actor_view(actor, dummy_obs)),
         "value": actor.value_net.init(k_value, dummy_obs),
     }
     opt_state = optim.ppo_optimizer(1.0, 0.0).init(params)
@@ -249,6 +294,9 @@ def init(agent: PPO, key: jax.Array, reward_params: PyTree) -> TrainState:
         key=key,
         iteration=jnp.zeros((), jnp.int32),
     )
+    carry = actor.policy.initial_carry((static.num_envs,))
+    if jax.tree.leaves(carry):  # a policy with a memory: the state carries it
+        state = RecurrentTrainState(**vars(state), memory=carry)
     return _same_types(state, state)  # no weak types: train_step keeps these exact types
 
 
@@ -280,24 +328,28 @@ def _abstract_transition(agent: PPO, env_state: EnvState, key: jax.Array) -> Tra
 def collect(agent: PPO, state: TrainState) -> tuple[TrainState, Batch]:
     """One rollout of the current policy: (state with the env and key advanced, Batch)."""
     key, key_rollout, key_sgd = jax.random.split(state.key, 3)
-    env_state, traj, next_values = acting.collect(
+    env_state, carry, traj, next_values, replay = acting.collect_carried(
         agent.actor,
         state.params,
         state.obs_stats,
         state.env_state,
+        state.policy_carry,
         key_rollout,
         agent.static.unroll_length,
     )
-    batch = Batch(traj=traj, next_values=next_values, key=key_sgd)
-    return state.replace(env_state=env_state, key=key), batch
+    batch = Batch(traj=traj, next_values=next_values, key=key_sgd, replay=replay)
+    return state.replace(env_state=env_state, key=key).with_policy_carry(carry), batch
 
 
 def samples_of(
     agent: PPO, batch: Batch, hparams: Hparams, reward_state: PyTree
 ) -> tuple[dict, jax.Array, PyTree, dict]:
-    """Reward, GAE and flat samples of a batch under ``hparams`` (differentiable in
-    ``hparams.reward_params`` and ``hparams.gamma``): (samples: dict of [N, ...], rewards
-    [T, B], reward_state', reward_info)."""
+    """Reward, GAE and the learner's samples of a batch under ``hparams`` (differentiable in
+    ``hparams.reward_params`` and ``hparams.gamma``): (samples, rewards [T, B], reward_state',
+    reward_info). The samples are as the policy's form arranges them
+    (``acting.PolicyForm.arrange``): dict of [N, ...] steps for a feedforward policy, of
+    [B, T, ...] env sequences (and their carries and starts) for a recurrent one; minibatches
+    are drawn along the first axis either way."""
     traj = batch.traj
     rewards, reward_state, reward_info = agent.reward_fn.apply(
         hparams.reward_params, reward_state, traj, gamma=hparams.gamma
@@ -311,24 +363,24 @@ def samples_of(
         hparams.gamma,
         hparams.gae_lambda,
     )
-    num_samples = agent.static.batch_size
-    flat = lambda x: x.reshape((num_samples,) + x.shape[2:])
-    samples = {
-        "obs": flat(traj.obs),
-        "action": flat(traj.action),
-        "log_prob": flat(traj.log_prob),
-        "advantages": flat(advantages),
-        "targets": flat(targets),
+    per_step = {
+        "obs": traj.obs,
+        "action": traj.action,
+        "log_prob": traj.log_prob,
+        "advantages": advantages,
+        "targets": targets,
     }
     if agent.static.clip_value_loss:
-        samples["value"] = flat(jax.lax.stop_gradient(traj.value))
+        per_step["value"] = jax.lax.stop_gradient(traj.value)
+    samples = agent.actor.policy.arrange(per_step, batch.replay)
     return samples, rewards, reward_state, reward_info
 
 
 def loss(agent: PPO, params: dict, obs_stats, batch: dict, hparams: Hparams):
-    """The clipped-surrogate loss of a minibatch (dict of [N, ...]): (loss [], metrics)."""
+    """The clipped-surrogate loss of a minibatch (``samples_of``'s samples along their first
+    axis): (loss [], metrics)."""
     dist = agent.dist
-    dist_params, value = acting.policy_value(agent.actor, params, obs_stats, batch["obs"])
+    dist_params, value = acting.sample_policy_value(agent.actor, params, obs_stats, batch)
     return ppo_loss(
         log_prob=dist.log_prob(dist_params, batch["action"]),
         old_log_prob=batch["log_prob"],
@@ -481,7 +533,8 @@ def update(
     # collected with (its stored log-probabilities stay exact).
     obs_stats = state.obs_stats
     if agent.static.normalize_observations:
-        obs_stats = running_stats.update(obs_stats, jax.lax.stop_gradient(samples["obs"]))
+        observations = batch.traj.obs.reshape((-1, batch.traj.obs.shape[-1]))
+        obs_stats = running_stats.update(obs_stats, jax.lax.stop_gradient(observations))
     episode_sums, episode_metrics = _episode_bookkeeping(
         state, batch.traj, rewards, reward_info, agent.static.guard
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from rlx.core.schema import NON_NEGATIVE, OPEN_UNIT, POSITIVE, SEED, SIZES, UNIT, field, one_of
-from rlx.learn.networks import ACTIVATIONS, KERNEL_INITS
+from rlx.learn.networks import ACTIVATIONS, KERNEL_INITS, MEMORIES
 from rlx.learn.optim import GRADIENT_CLIPS
 
 
@@ -58,3 +58,10 @@ class NetworkConfig:
         "how the layers' kernels start: PureJaxRL's scaled orthogonal, Flax's default "
         "lecun_normal (rejax), Brax's lecun_uniform",
     )
+    memory: str = field(
+        "none",
+        one_of(MEMORIES),
+        "the policy's recurrent cell between the observation and policy_hidden (none: a "
+        "feedforward MLP); it is trained over whole unrolls, minibatches of envs",
+    )
+    memory_size: int = field(64, POSITIVE, "units of the recurrent cell")

@@ -145,13 +145,16 @@ def config_changes(old: str, new: str) -> dict[str, list]:
 
 def _default_keys() -> dict[str, Any]:
     """Defaults of the keys added to the config schema since runs were first written
-    (``eval.video_*``, ``run.wandb.*``, the MJX envs' ``env.params.impl``)."""
-    from rlx.config import EvalConfig, WandbConfig
+    (``eval.video_*``, ``run.wandb.*``, the MJX envs' ``env.params.impl``, the policy's
+    ``network.memory*``, CartPole's ``env.params.observation``)."""
+    from rlx.config import EvalConfig, NetworkConfig, WandbConfig
 
     fields = ("deterministic", "video_every_chunks", "video_width", "video_height")
     out = {f"eval.{name}": getattr(EvalConfig(), name) for name in fields}
     out |= {f"run.wandb.{k}": v for k, v in vars(WandbConfig()).items()}
     out |= {"env.file_sha256": "", "run.stall_timeout_s": 1800.0}  # a user env's hash; the watchdog
+    out |= {f"network.{k}": getattr(NetworkConfig(), k) for k in ("memory", "memory_size")}
+    out |= {"env.params.observation": "full"}  # CartPole's
     return out | {"env.params.impl": "jax"}  # the MJX envs' implementation
 
 

@@ -63,9 +63,9 @@ def onnx_model(restored: policy_lib.Restored):
         return name
 
     x = INPUT
-    if actor.normalize_observations:
-        mean = np.asarray(state.obs_stats.mean, np.float32)
-        std = np.asarray(jnp.sqrt(state.obs_stats.var + 1e-8), np.float32)
+    if actor.normalize_observations:  # the statistics of the entries the policy reads
+        mean = np.asarray(state.obs_stats.mean, np.float32)[:obs_size]
+        std = np.asarray(jnp.sqrt(state.obs_stats.var + 1e-8), np.float32)[:obs_size]
         nodes += [
             helper.make_node("Sub", [x, const("obs_mean", mean)], ["obs_centred"]),
             helper.make_node("Div", ["obs_centred", const("obs_std", std)], ["obs_scaled"]),
@@ -147,9 +147,8 @@ def _activation(helper, nodes, activation: str, x: str, out: str) -> str:
 
 
 def _obs_size(restored: policy_lib.Restored) -> int:
-    from rlx.core.types import observation_size
-
-    return observation_size(restored.agent.env)
+    """The exported input's size: the observation the policy reads (no privileged rest)."""
+    return policy_lib.actor_input_size(restored)
 
 
 def check_onnx(path: Path, restored: policy_lib.Restored, samples: int = 1000, seed: int = 0):
@@ -162,7 +161,8 @@ def check_onnx(path: Path, restored: policy_lib.Restored, samples: int = 1000, s
     obs = rng.normal(size=(samples, obs_size)).astype(np.float32)
     stats = restored.train.obs_stats
     if restored.agent.actor.normalize_observations:
-        obs = obs * np.sqrt(np.asarray(stats.var)) + np.asarray(stats.mean)
+        spread = np.sqrt(np.asarray(stats.var))[:obs_size]
+        obs = obs * spread + np.asarray(stats.mean)[:obs_size]
     obs = obs.astype(np.float32)
     want = np.asarray(jax.jit(policy_lib.act_fn(restored))(obs))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -177,6 +177,10 @@ def export(
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     restored = policy_lib.restore(run_dir, checkpoint, member)
+    try:
+        policy_lib.act_fn(restored)
+    except policy_lib.NotLoadableError as error:
+        raise ExportError(str(error)) from None
     if fmt == "onnx":
         model = onnx_model(restored)  # raises ExportError before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import numpy as np
 
 from rlx import config as config_lib
 from rlx.config import build as build_lib
+from rlx.learn import acting
 from rlx.run import driver, members_dir, meta_run, sweep
 from rlx.run.checkpoint import _RECORD, Checkpointer, CheckpointFormatError
 
@@ -168,19 +169,36 @@ def evaluate(
     return out
 
 
-def act_fn(restored: Restored):
-    """The restored learner's deterministic ``obs -> action`` (not jitted): normalisation, the
-    policy network, the distribution's mode and its map to the env's action space."""
-    from rlx.learn import acting
+class NotLoadableError(ValueError):
+    """A policy that ``load`` and ``rlx export`` cannot give as ``obs -> action`` (one line)."""
 
+
+def actor_input_size(restored: Restored) -> int:
+    """The size of the observation the policy reads: the env's ``actor_observation_size``
+    where it gives the critic a privileged rest, else the whole observation's."""
+    from rlx.core.types import actor_observation_size, observation_size
+
+    env = restored.agent.env
+    return actor_observation_size(env) or observation_size(env)
+
+
+def act_fn(restored: Restored):
+    """The restored learner's deterministic ``obs -> action`` (not jitted) on the observation
+    the policy reads (``actor_input_size``: a privileged rest is left out): normalisation, the
+    policy network, the distribution's mode and its map to the env's action space."""
     actor, state = restored.agent.actor, restored.train
-    dist = actor.dist
+    if jax.tree.leaves(actor.policy.initial_carry((1,))):
+        raise NotLoadableError(
+            f"a recurrent policy (network.memory: {restored.config.network.memory}) has no "
+            "obs -> action form yet; rlx eval and rlx render run it"
+        )
+    dist, size = actor.dist, actor_input_size(restored)
+    # The normaliser's statistics of the entries the policy reads.
+    stats = jax.tree.map(lambda x: x[:size] if x.ndim else x, state.obs_stats)
 
     def act(obs):
-        obs = jnp.asarray(obs, jnp.float32)
-        return dist.to_env(
-            dist.mode(acting.policy_params(actor, state.params, state.obs_stats, obs))
-        )
+        x = acting.normalize_obs(actor, stats, jnp.asarray(obs, jnp.float32))
+        return dist.to_env(dist.mode(actor.policy_net.apply(state.params["policy"], x)))
 
     return act
 

@@ -132,14 +132,17 @@ def _rollout_program(agent, episodes: int, scene_of):
         k_reset, _, _ = jax.random.split(key, 3)  # as acting.evaluate_episodes splits it
         env_state = batched.reset(jax.random.split(k_reset, episodes))
 
-        def step(s, _):
-            params = acting.policy_params(actor, train.params, train.obs_stats, s.obs)
+        def step(state_and_carry, _):
+            s, carry = state_and_carry
+            x = acting.actor_view(actor, acting.normalize_obs(actor, train.obs_stats, s.obs))
+            carry, params = actor.policy.step(train.params["policy"], carry, x, s.done)
             nxt = batched.step(s, dist.to_env(dist.mode(params)))
             done = jnp.logical_or(nxt.terminated, nxt.truncated)
             scene = jax.vmap(scene_of)(s.physics)
-            return nxt, (scene, s.signals, nxt.terms, nxt.primary, done)
+            return (nxt, carry), (scene, s.signals, nxt.terms, nxt.primary, done)
 
-        _, out = jax.lax.scan(step, env_state, None, length=actor.env.episode_length)
+        start = (env_state, actor.policy.initial_carry((episodes,)))
+        _, out = jax.lax.scan(step, start, None, length=actor.env.episode_length)
         return out
 
     _PROGRAMS[key] = (agent, run)  # the agent kept alive: its id stays its own
