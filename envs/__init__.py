@@ -26,6 +26,7 @@ from rlx.envs.probes import (
 from rlx.envs.push import Push
 from rlx.envs.randomize import DomainRandomization, NotRandomizableError
 from rlx.envs.reach import Reach
+from rlx.envs.sim2real import SimToReal
 from rlx.envs.user import UserEnvError, is_user_env, load_class
 from rlx.envs.wrappers import EpisodeWrapper, VmapWrapper
 
@@ -100,12 +101,21 @@ def make(
     return wrap(make_raw(name, **params), reset_mode=reset_mode, randomize=randomize)
 
 
-def wrap(raw: Env, *, reset_mode: str = "fresh", randomize: dict | None = None) -> EpisodeWrapper:
-    """A raw env with domain randomisation (when ``randomize`` names ranges), time limit and
-    auto-reset (see ``make``)."""
+def wrap(
+    raw: Env,
+    *,
+    reset_mode: str = "fresh",
+    randomize: dict | None = None,
+    sim2real: dict | None = None,
+) -> EpisodeWrapper:
+    """A raw env with domain randomisation (when ``randomize`` names ranges), sim-to-real
+    noise, latency and pushes (``SimToReal``'s settings, when ``sim2real`` gives any), time
+    limit and auto-reset (see ``make``)."""
     env = raw
     if randomize:
         env = DomainRandomization(env, **{k: tuple(v) for k, v in randomize.items()})
+    if sim2real:
+        env = SimToReal(env, **sim2real)
     return EpisodeWrapper(env, reset_mode=reset_mode)
 
 

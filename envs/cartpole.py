@@ -51,6 +51,13 @@ class CartPole:
     name: ClassVar[str] = "cartpole"
 
     @property
+    def observation_groups(self) -> tuple[tuple[str, int], ...]:
+        """The named entries the policy reads (``env.sim2real.obs_noise`` scales them)."""
+        if self.observation == "full":
+            return tuple((name, 1) for name in self.signal_names)
+        return (("cart_position", 1), ("pole_angle", 1))
+
+    @property
     def actor_observation_size(self) -> int | None:
         """2 (x, theta) where the velocities are the critic's alone, else None (all)."""
         return 2 if self.observation == "positions_privileged" else None

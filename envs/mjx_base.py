@@ -227,6 +227,23 @@ class MjxEnv:
         kind_id = getattr(mujoco.mjtObj, f"mjOBJ_{kind.upper()}")
         return mujoco.mj_name2id(self.mj_model, kind_id, name)
 
+    @property
+    def pushable(self) -> bool:
+        """Whether the model's root is a free joint, whose planar velocity ``push`` kicks."""
+        import mujoco
+
+        model = self.mj_model
+        return model.njnt > 0 and int(model.jnt_type[0]) == int(mujoco.mjtJoint.mjJNT_FREE)
+
+    def push(self, physics, kick: jax.Array):
+        """``physics`` (an ``mjx.Data``, or the C engine's) with ``kick`` [2] added to the free
+        root joint's x and y velocity (``env.sim2real`` pushes)."""
+        if not self.pushable:
+            from rlx.envs.sim2real import NotPushableError
+
+            raise NotPushableError(f"env {self.name!r}: its root is not a free joint")
+        return physics.replace(qvel=physics.qvel.at[:2].add(kick))
+
     def reset(self, key: jax.Array) -> EnvState:
         return self.reset_with_model(self.mjx_model, key)
 

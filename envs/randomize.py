@@ -112,6 +112,10 @@ class DomainRandomization:
         fields = self.env.render_state(physics.physics)
         return fields | {MODEL_PREFIX + name: getattr(model, name) for name in SCALED_FIELDS}
 
+    def push(self, physics: RandomizedPhysics, kick: jax.Array) -> RandomizedPhysics:
+        """The inner env's ``push`` of its physics (``env.sim2real`` pushes)."""
+        return physics.replace(physics=self.env.push(physics.physics, kick))
+
     def reset(self, key: jax.Array) -> EnvState:
         key, scale_key = jax.random.split(key)
         scales = self._sample(scale_key, self.env.mjx_model)

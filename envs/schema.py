@@ -16,6 +16,7 @@ from rlx.core.types import Env
 from rlx.envs import user
 from rlx.envs.mjx_base import ImplUnavailableError
 from rlx.envs.randomize import DomainRandomization, NotRandomizableError, range_problem
+from rlx.envs.sim2real import SimToReal
 from rlx.envs.wrappers import EpisodeWrapper
 
 RESET_MODES = ("fresh", "cached")
@@ -42,6 +43,56 @@ class RandomizeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SimToRealConfig:
+    """What a real robot adds, per env, in the compiled step (``rlx.envs.sim2real``); every
+    setting's default is off."""
+
+    obs_noise: dict = field(
+        {}, doc="observation group -> scale: uniform noise in [-scale, scale] per entry and step"
+    )
+    action_delay: tuple[int, ...] = field(
+        (0, 0), doc="[low, high] steps: the env applies the action of k steps ago, k per episode"
+    )
+    motor_strength: tuple[float, ...] = field(
+        (1.0, 1.0), doc="[low, high]: continuous actions scaled by a factor per env and episode"
+    )
+    push_interval: tuple[int, ...] = field(
+        (0, 0), doc="[low, high] steps between kicks to the root's planar velocity (0: none)"
+    )
+    push_velocity: float = field(0.0, doc="the largest kick per axis, m/s")
+
+    def problems(self):
+        for name, scale in self.obs_noise.items():
+            if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 0:
+                yield f"obs_noise.{name}", f"expected a scale >= 0, got {scale!r}"
+        for name in ("action_delay", "push_interval"):
+            bounds = getattr(self, name)
+            integral = all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+            if len(bounds) != 2 or not integral or not 0 <= bounds[0] <= bounds[1]:
+                yield name, f"expected [low, high] steps with 0 <= low <= high, got {list(bounds)}"
+        problem = range_problem(self.motor_strength)
+        if problem is not None:
+            yield "motor_strength", problem
+        if self.push_velocity < 0:
+            yield "push_velocity", f"expected >= 0, got {self.push_velocity}"
+        elif (self.push_velocity > 0) != (tuple(self.push_interval)[-1:] > (0,)):
+            yield (
+                ("push_interval", "push_velocity"),
+                "a push needs both: push_interval [low, high] with high > 0 and push_velocity > 0",
+            )
+
+    def settings(self) -> dict | None:
+        """``SimToReal``'s keyword arguments, None when every setting is off."""
+        if self == SimToRealConfig():
+            return None
+        out = dataclasses.asdict(self)
+        out["obs_noise"] = tuple(sorted(self.obs_noise.items()))
+        for name in ("action_delay", "motor_strength", "push_interval"):
+            out[name] = tuple(out[name])
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvConfig:
     name: str = field("cartpole", doc="registered env name")
     reset_mode: str = field(
@@ -54,6 +105,7 @@ class EnvConfig:
         "", doc="filled in when resolved for a user env's file: its hash, checked on resume"
     )
     randomize: RandomizeConfig = schema.section(RandomizeConfig)
+    sim2real: SimToRealConfig = schema.section(SimToRealConfig)
 
     def randomization(self) -> dict | None:
         """Ranges for ``DomainRandomization``, None when nothing is randomised."""
@@ -96,6 +148,12 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
             user.check(env, config.name)
         except registry.UserEnvError as error:
             raise source.error("env.name", str(error)) from None
+    settings = config.sim2real.settings()
+    if settings:
+        try:
+            SimToReal(env, **settings)
+        except (ValueError, TypeError) as error:
+            raise source.error("env.sim2real", str(error)) from None
     ranges = config.randomization()
     if ranges:
         try:
@@ -129,4 +187,9 @@ def _resolve_user_env(config: EnvConfig, source: schema.Source) -> EnvConfig:
 
 def wrap(raw: Env, config: EnvConfig) -> EpisodeWrapper:
     """``raw`` with the section's domain randomisation, time limit and auto-reset."""
-    return registry.wrap(raw, reset_mode=config.reset_mode, randomize=config.randomization())
+    return registry.wrap(
+        raw,
+        reset_mode=config.reset_mode,
+        randomize=config.randomization(),
+        sim2real=config.sim2real.settings(),
+    )

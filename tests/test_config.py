@@ -198,6 +198,8 @@ def test_every_static_and_traced_setting_is_set_from_the_config():
         "network.activation=relu",
         "network.init_log_std=-0.5",
         "network.kernel_init=lecun_normal",
+        "network.memory=lstm",
+        "network.memory_size=5",
         "eval.num_envs=3",
         "eval.deterministic=false",
         "ppo.learning_rate=0.125",

@@ -79,11 +79,39 @@ def test_bad_export_input_is_one_line(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
 
 
-def test_a_recurrent_policy_is_not_exported_silently(tmp_path, capsys):
-    config = build_lib.load(Path(CONFIGS) / "cartpole_memory.yaml", tiny_overrides(str(tmp_path)))
-    runs.train(config, tmp_path / "run", show_progress=False)
-    assert cli.main(["export", str(tmp_path / "run"), "--format", "onnx"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "recurrent policy (network.memory: gru)" in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "run" / "export").exists()
-    assert cli.main(["eval", str(tmp_path / "run"), "--episodes", "2"]) == 0  # eval runs it
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_recurrent_policy_exports_with_its_memory(tmp_path, cell, capsys):
+    """ONNX and jax.export take (obs, memory) and give (action, memory'), as the JAX policy
+    does step after step; the GRU run also normalises and has a privileged critic."""
+    pytest.importorskip("onnxruntime")
+    overrides = [*tiny_overrides(str(tmp_path)), f"network.memory={cell}"]
+    if cell == "gru":
+        overrides += ["env.params.observation=positions_privileged",
+                      "train.normalize_observations=true"]  # fmt: skip
+    config = build_lib.load(Path(CONFIGS) / "cartpole_memory.yaml", overrides)
+    run_dir = tmp_path / "run"
+    runs.train(config, run_dir, show_progress=False)
+    with pytest.raises(policy.NotLoadableError, match="keeps a memory"):
+        policy.load(run_dir)
+    assert cli.main(["export", str(run_dir), "--format", "onnx"]) == 0
+    spec = json.loads((run_dir / "export" / "policy.onnx.json").read_text())
+    units = 64 * (2 if cell == "lstm" else 1)
+    assert spec["memory"]["shape"] == ["batch", units] and spec["memory"]["cell"] == cell
+    assert spec["input"]["shape"] == ["batch", 2]  # x and theta only
+    assert spec["check"]["observations"] == 1000 and spec["check"]["max_abs_diff"] <= 1e-5
+    assert cli.main(["export", str(run_dir), "--format", "jax", "--out", str(tmp_path / "j")]) == 0
+    from jax import export as jax_export
+
+    exported = jax_export.deserialize((tmp_path / "j" / "policy.jax").read_bytes())
+    step, size = policy.load_step(run_dir)
+    assert size == units
+    rng = np.random.default_rng(2)
+    got_memory = want_memory = np.zeros((3, size), np.float32)
+    for _ in range(5):  # the memory carries what the steps before saw
+        obs = rng.normal(size=(3, 2)).astype(np.float32)
+        got, got_memory = exported.call(obs, got_memory)
+        want, want_memory = step(obs, want_memory)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        np.testing.assert_allclose(np.asarray(got_memory), np.asarray(want_memory), atol=1e-6)
+    assert float(np.abs(np.asarray(want_memory)).max()) > 0
+    assert cli.main(["eval", str(run_dir), "--episodes", "2"]) == 0

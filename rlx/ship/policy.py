@@ -170,7 +170,7 @@ def evaluate(
 
 
 class NotLoadableError(ValueError):
-    """A policy that ``load`` and ``rlx export`` cannot give as ``obs -> action`` (one line)."""
+    """A policy that ``load`` cannot give as ``obs -> action`` (one line says why)."""
 
 
 def actor_input_size(restored: Restored) -> int:
@@ -182,25 +182,62 @@ def actor_input_size(restored: Restored) -> int:
     return actor_observation_size(env) or observation_size(env)
 
 
-def act_fn(restored: Restored):
-    """The restored learner's deterministic ``obs -> action`` (not jitted) on the observation
-    the policy reads (``actor_input_size``: a privileged rest is left out): normalisation, the
-    policy network, the distribution's mode and its map to the env's action space."""
+def memory_size(restored: Restored) -> int:
+    """Entries of the policy's memory per env, flat: a GRU's units, an LSTM's cell and
+    hidden state side by side (2 x units); 0 for a feedforward policy."""
+    carry = restored.agent.actor.policy.initial_carry((1,))
+    return sum(int(x.shape[-1]) for x in jax.tree.leaves(carry))
+
+
+def step_fn(restored: Restored):
+    """The restored learner's deterministic ``(obs [N, actor_input_size], memory [N,
+    memory_size]) -> (action, memory')`` (not jitted): normalisation, the policy network, the
+    distribution's mode and its map to the env's action space. A zero memory is an episode's
+    first step; a feedforward policy's memory is [N, 0] and passes through. The observation
+    is the policy's part only (``actor_input_size``: a privileged rest is left out)."""
     actor, state = restored.agent.actor, restored.train
-    if jax.tree.leaves(actor.policy.initial_carry((1,))):
-        raise NotLoadableError(
-            f"a recurrent policy (network.memory: {restored.config.network.memory}) has no "
-            "obs -> action form yet; rlx eval and rlx render run it"
-        )
     dist, size = actor.dist, actor_input_size(restored)
     # The normaliser's statistics of the entries the policy reads.
     stats = jax.tree.map(lambda x: x[:size] if x.ndim else x, state.obs_stats)
+    template = actor.policy.initial_carry((1,))
+    structure = jax.tree.structure(template)
+    widths = [int(x.shape[-1]) for x in jax.tree.leaves(template)]
+    splits = np.cumsum(widths)[:-1].tolist()
+
+    def step(obs, memory):
+        x = acting.normalize_obs(actor, stats, jnp.asarray(obs, jnp.float32))
+        parts = jnp.split(memory, splits, axis=-1) if widths else []
+        carry = jax.tree.unflatten(structure, parts)
+        start = jnp.zeros(x.shape[:-1], bool)  # a zero memory starts an episode by itself
+        carry, params = actor.policy.step(state.params["policy"], carry, x, start)
+        new_memory = jnp.concatenate(jax.tree.leaves(carry), axis=-1) if widths else memory
+        return dist.to_env(dist.mode(params)), new_memory
+
+    return step
+
+
+def act_fn(restored: Restored):
+    """A feedforward learner's deterministic ``obs -> action`` (``step_fn`` without a
+    memory); a recurrent policy's needs its memory: ``step_fn``, ``load_step``."""
+    if memory_size(restored):
+        raise NotLoadableError(
+            f"a recurrent policy (network.memory: {restored.config.network.memory}) keeps a "
+            "memory: rlx.ship.policy.load_step gives (obs, memory) -> (action, memory)"
+        )
+    step = step_fn(restored)
 
     def act(obs):
-        x = acting.normalize_obs(actor, stats, jnp.asarray(obs, jnp.float32))
-        return dist.to_env(dist.mode(actor.policy_net.apply(state.params["policy"], x)))
+        obs = jnp.asarray(obs, jnp.float32)
+        return step(obs, jnp.zeros((*obs.shape[:-1], 0), jnp.float32))[0]
 
     return act
+
+
+def load_step(run_dir: str | Path, checkpoint: int | None = None, member: int | None = None):
+    """(a jitted ``step_fn``, its memory size) from a run's checkpoint: any policy, recurrent
+    or not. Start each episode from ``np.zeros((N, memory_size))``."""
+    restored = restore(run_dir, checkpoint, member)
+    return jax.jit(step_fn(restored)), memory_size(restored)
 
 
 def load(run_dir: str | Path, checkpoint: int | None = None, member: int | None = None):
