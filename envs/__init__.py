@@ -11,6 +11,7 @@ from rlx.envs.cartpole import CartPole
 from rlx.envs.gridworld import GridWorld
 from rlx.envs.humanoid import Humanoid
 from rlx.envs.humanoid_tasks import HumanoidRun, HumanoidStand, HumanoidWalk
+from rlx.envs.joystick import AntJoystick
 from rlx.envs.lift import Lift
 from rlx.envs.pendulum import Pendulum
 from rlx.envs.playground_adapter import PlaygroundEnv
@@ -42,6 +43,7 @@ REGISTRY: dict[str, type] = {
     "reach": Reach,
     "push": Push,
     "lift": Lift,
+    "ant_joystick": AntJoystick,
     "probe/constant": ProbeConstant,
     "probe/observed": ProbeObserved,
     "probe/two_step": ProbeTwoStep,

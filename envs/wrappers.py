@@ -61,6 +61,15 @@ class EpisodeWrapper:
     def actor_observation_size(self) -> int | None:
         return actor_observation_size(self.env)
 
+    @property
+    def observation_groups(self) -> tuple[tuple[str, int], ...] | None:
+        return getattr(self.env, "observation_groups", None)
+
+    @property
+    def dt(self) -> float | None:
+        """The env's control period in seconds, where it has one."""
+        return getattr(self.env, "dt", None)
+
     def reset(self, key: jax.Array) -> EnvState:
         state = self.env.reset(key)
         if self.reset_mode == "cached":

@@ -320,8 +320,29 @@ def _split_cpu(args: argparse.Namespace, members: bool) -> None:
             count *= len(sweep.parse_sweep(text)[1])
     elif args.command == "train" and args.resume and sweep.is_members_run(Path(args.resume)):
         count = len(sweep.read_plan(Path(args.resume))[2])
-    if count > 1:
+    if count > 1 and not _on_the_c_engine(args):
         runtime.cpu_devices_for(count)
+
+
+def _on_the_c_engine(args: argparse.Namespace) -> bool:
+    """Whether the run's env steps MuJoCo's C engine (``env.params.impl: c``, in the file or
+    an override): its members stay on one CPU device, since the engine threads over the cores
+    itself, and XLA's collectives around its host callbacks stalled when split (all-gather
+    rendezvous waiting for ever)."""
+    import yaml
+
+    path = Path(args.resume) / "config.yaml" if getattr(args, "resume", None) else args.config
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError, TypeError):
+        return False  # the config's own checks say what is wrong with it
+    env = data.get("env") if isinstance(data, dict) else None
+    params = env.get("params") if isinstance(env, dict) else None
+    impl = params.get("impl") if isinstance(params, dict) else None
+    for override in getattr(args, "overrides", None) or ():
+        if override.startswith("env.params.impl="):
+            impl = override.split("=", 1)[1].strip()
+    return impl == "c"
 
 
 def _run(args: argparse.Namespace, config, run_dir: Path) -> int:

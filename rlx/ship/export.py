@@ -20,6 +20,7 @@ output names, shapes and dtypes, the env, the action space and where the policy 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,17 @@ def export(
         ),
         "observation_normalisation": bool(restored.agent.actor.normalize_observations),
     }
+    # What the robot's side needs: the observation's layout (the groups the policy reads, in
+    # order), the control period, and the sim-to-real settings the policy was trained under.
+    from rlx.envs.sim2real import observation_groups
+
+    start, groups = 0, []
+    for name, size in observation_groups(restored.agent.env):
+        groups.append({"name": name, "start": start, "size": size})
+        start += size
+    spec["observation"] = {"groups": groups, "size": start}
+    spec["control_period_s"] = restored.agent.env.dt
+    spec["sim2real"] = dataclasses.asdict(restored.config.env.sim2real)
     if memory:  # a recurrent policy: its memory goes in and comes out with each step
         spec["memory"] = {
             "cell": restored.config.network.memory,

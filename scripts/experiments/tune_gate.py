@@ -104,6 +104,10 @@ def main(argv=None) -> int:
     arms = tune_gate.run_case(
         case, seeds, args.root / args.case, tuple(args.arms), overrides, show_progress=False
     )
+    missing = [a for a in args.arms if a not in arms]
+    if not arms:  # nothing finished: the file keeps only figures
+        print(f"[tune_gate] {args.case}: no arm finished yet; not finished {missing}", flush=True)
+        return 1
     data = json.loads(args.out.read_text()) if args.out.exists() else {"cases": {}}
     entry = data["cases"].setdefault(args.case, {"arms": {}})
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
@@ -116,7 +120,6 @@ def main(argv=None) -> int:
             else entry.get("steps_per_learner", result["steps_per_learner"])
         )
     args.out.write_text(json.dumps(data, indent=1) + "\n")
-    missing = [a for a in args.arms if a not in arms]
     print(f"[tune_gate] {args.case}: done {sorted(arms)}; not finished {missing}", flush=True)
     return 0 if not missing else 1
 

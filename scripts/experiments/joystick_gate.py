@@ -1,0 +1,94 @@
+"""The joystick gate: ``configs/ant_joystick.yaml`` trained on fresh seeds (vmapped, one
+resumable ``rlx train --seeds N`` run on MuJoCo's C engine), its final eval's forward tracking
+error per seed, a video of seed 0's policy, and the sim-to-sim check of its exported policy.
+
+  python scripts/experiments/joystick_gate.py [--seeds 4] [--seed-start 4] \\
+      [--root runs/joystick] [--out docs/experiments/sim2real.json] [overrides ...]
+
+The tracking error of a seed is its final eval's mean |v_x - cmd_x| per step (the episode sum
+of the ``velocity_error`` term over the episode length, over ``eval.num_envs`` episodes) over
+the forward command's range (2 x ``command_vx``). For scale: a robot that stands still scores
+E|cmd_x| / range = (1 - p0) / 4 with commands uniform in [-vx, vx] and p0 the chance of a zero
+command (0.225 at the defaults), so the figure is reported next to that one.
+
+Writes (merges) into ``--out``: ``joystick`` (per-seed errors, wall time, env steps, the run)
+and ``joystick_tracking_error_fraction``; then runs ``scripts/sim2sim.py`` on seed 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "configs/ant_joystick.yaml"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--seed-start", type=int, default=4)
+    parser.add_argument("--root", type=Path, default=ROOT / "runs" / "joystick")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/experiments/sim2real.json")
+    parser.add_argument("--sim2sim-episodes", type=int, default=32)
+    args, overrides = parser.parse_known_args(argv)
+    run_dir = args.root / f"gate_seeds{args.seed_start}-{args.seed_start + args.seeds - 1}"
+    rlx = [sys.executable, "-m", "rlx"]
+    summary = run_dir / "summary.json"
+    if not (summary.exists() and json.loads(summary.read_text())["status"] == "completed"):
+        if (run_dir / "members.json").exists():
+            argv_run = ["train", "--resume", str(run_dir)]
+        else:
+            argv_run = ["train", str(ROOT / CONFIG), f"train.seed={args.seed_start}", *overrides,
+                        "--seeds", str(args.seeds), "--run-dir", str(run_dir)]  # fmt: skip
+        code = subprocess.run([*rlx, *argv_run, "--no-progress"], cwd=ROOT).returncode
+        if code != 0:
+            raise SystemExit(f"rlx train exited {code}: resume with the same command")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    params = config["env"].get("params", {})
+    command_vx = float(params.get("command_vx", 1.0))
+    zero = float(params.get("zero_command_probability", 0.1))
+    errors, wall = [], 0.0
+    members = sorted((run_dir / "members").iterdir())
+    for member in members:
+        rows = [json.loads(r) for r in (member / "metrics.jsonl").read_text().splitlines()]
+        last = [r for r in rows if r.get("eval/length") is not None][-1]
+        errors.append(last["eval/terms/velocity_error"] / last["eval/length"] / (2 * command_vx))
+        wall = max(wall, rows[-1]["wall_s"])
+    top = json.loads(summary.read_text())
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    data["joystick"] = {
+        "config": CONFIG,
+        "overrides": overrides,
+        "run_dir": str(run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir),
+        "seeds": list(range(args.seed_start, args.seed_start + args.seeds)),
+        "steps_per_learner": top["env_steps"],
+        "wall_s": wall,
+        "backend": f"env.params.impl={params.get('impl', 'jax')}",
+        "per_seed_tracking_error_fraction": errors,
+        "standing_still_fraction": (1 - zero) / 4,
+        "command": command,
+    }
+    data["joystick_tracking_error_fraction"] = {"value": sum(errors) / len(errors),
+                                                "command": command}  # fmt: skip
+    args.out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"[joystick_gate] tracking error {sum(errors) / len(errors):.3f} of the range "
+          f"(per seed {[round(e, 3) for e in errors]}; standing still {(1 - zero) / 4:.3f}), "
+          f"{top['env_steps']:,} steps per seed in {wall / 60:.1f} min")  # fmt: skip
+    subprocess.run([*rlx, "render", str(members[0]), "--out", str(run_dir / "video.mp4")],
+                   cwd=ROOT, check=True)  # fmt: skip
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "sim2sim.py"), str(members[0]),
+                    "--episodes", str(args.sim2sim_episodes), "--out", str(args.out)],
+                   cwd=ROOT, check=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
