@@ -8,6 +8,7 @@ builds the raw env once; ``wrap`` adds domain randomisation, the time limit and 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from rlx import envs as registry
 from rlx.core import schema, usercode
@@ -47,7 +48,7 @@ class SimToRealConfig:
     """What a real robot adds, per env, in the compiled step (``rlx.envs.sim2real``); every
     setting's default is off."""
 
-    obs_noise: dict = field(
+    obs_noise: dict[str, float] = field(
         {}, doc="observation group -> scale: uniform noise in [-scale, scale] per entry and step"
     )
     action_delay: tuple[int, ...] = field(
@@ -63,13 +64,25 @@ class SimToRealConfig:
 
     def problems(self):
         for name, scale in self.obs_noise.items():
-            if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 0:
-                yield f"obs_noise.{name}", f"expected a scale >= 0, got {scale!r}"
-        for name in ("action_delay", "push_interval"):
+            try:
+                value = float(scale)  # PyYAML reads 1e-2 as a string
+            except (TypeError, ValueError):
+                value = float("nan")
+            if isinstance(scale, bool) or not math.isfinite(value) or value < 0:
+                yield f"obs_noise.{name}", f"expected a finite scale >= 0, got {scale!r}"
+        for name, least in (("action_delay", 0), ("push_interval", 1)):
             bounds = getattr(self, name)
             integral = all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
-            if len(bounds) != 2 or not integral or not 0 <= bounds[0] <= bounds[1]:
-                yield name, f"expected [low, high] steps with 0 <= low <= high, got {list(bounds)}"
+            off = name == "push_interval" and tuple(bounds) == (0, 0)
+            if len(bounds) != 2 or not integral or not (off or least <= bounds[0] <= bounds[1]):
+                yield (
+                    name,
+                    (
+                        f"expected [low, high] steps with {least} <= low <= high"
+                        + (" ([0, 0]: no pushes)" if least else "")
+                        + f", got {list(bounds)}"
+                    ),
+                )
         problem = range_problem(self.motor_strength)
         if problem is not None:
             yield "motor_strength", problem
@@ -82,11 +95,13 @@ class SimToRealConfig:
             )
 
     def settings(self) -> dict | None:
-        """``SimToReal``'s keyword arguments, None when every setting is off."""
-        if self == SimToRealConfig():
+        """``SimToReal``'s keyword arguments, None when every setting is off (a zero noise
+        scale is off too: the wrapper is left out and the program is the plain env's)."""
+        noise = tuple(sorted((k, float(v)) for k, v in self.obs_noise.items() if float(v) > 0))
+        if dataclasses.replace(self, obs_noise=dict(noise)) == SimToRealConfig():
             return None
         out = dataclasses.asdict(self)
-        out["obs_noise"] = tuple(sorted(self.obs_noise.items()))
+        out["obs_noise"] = noise
         for name in ("action_delay", "motor_strength", "push_interval"):
             out[name] = tuple(out[name])
         return out
@@ -149,6 +164,12 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
         except registry.UserEnvError as error:
             raise source.error("env.name", str(error)) from None
     settings = config.sim2real.settings()
+    if settings and config.reset_mode == "cached":
+        raise source.error(
+            ("env.sim2real", "env.reset_mode"),
+            "sim-to-real draws (delay, strength, pushes, noise) are per episode: they need "
+            "env.reset_mode: fresh (a cached reset would replay each env's first draws)",
+        )
     if settings:
         try:
             SimToReal(env, **settings)

@@ -11,7 +11,9 @@ randomisation) and keeps its own per-env state in the physics (``SimPhysics``):
   rest of the observation (the critic's alone, ``actor_observation_size``) stays exact, as do
   the reward terms and signals: they describe the simulator's true state.
 - **action latency**: the env applies the action of ``k`` steps ago, ``k`` drawn per env and
-  episode uniformly from ``action_delay: [low, high]`` (zeros before the first action).
+  episode uniformly from ``action_delay: [low, high]`` (zeros before the first action). An
+  observation group named ``last_action`` shows the policy's own last command, as a robot's
+  computer knows it, not the delayed, scaled action the motors got.
 - **motor strength**: continuous actions are scaled by a factor drawn per env and episode
   from ``motor_strength: [low, high]`` (after the delay: what the motors make of the command).
 - **pushes**: every ``push_interval: [low, high]`` steps (drawn anew after each push) the root
@@ -76,7 +78,14 @@ class SimToReal:
     push_velocity: float = 0.0
 
     def __post_init__(self):
-        names = [name for name, _ in observation_groups(self.env)]
+        groups = observation_groups(self.env)
+        names = [name for name, _ in groups]
+        reads = actor_observation_size(self.env) or observation_size(self.env)
+        if sum(size for _, size in groups) != reads:
+            raise ValueError(
+                f"{self.env.name!r}: its observation_groups cover "
+                f"{sum(size for _, size in groups)} entries, but its policy reads {reads}"
+            )
         for name, _ in self.obs_noise:
             if name not in names:
                 raise ValueError(
@@ -163,7 +172,20 @@ class SimToReal:
         physics = sim.replace(
             physics=out.physics, actions=actions, push_countdown=countdown, key=key
         )
-        return self._noisy(out.replace(physics=physics), k_noise)
+        return self._noisy(self._commanded(out.replace(physics=physics), action), k_noise)
+
+    def _commanded(self, state: EnvState, action: jax.Array) -> EnvState:
+        """A group named ``last_action`` observes what the policy commanded (what a robot's
+        computer knows), not the delayed, scaled action the env applied."""
+        start = 0
+        for name, size in observation_groups(self.env):
+            if name == "last_action":
+                command = jnp.reshape(action, (size,)).astype(state.obs.dtype)
+                obs = state.obs.at[start : start + size].set(command)
+                next_obs = state.next_obs.at[start : start + size].set(command)
+                return state.replace(obs=obs, next_obs=next_obs)
+            start += size
+        return state
 
     def render_state(self, physics: SimPhysics) -> dict:
         return self.env.render_state(physics.physics)

@@ -340,8 +340,16 @@ def _on_the_c_engine(args: argparse.Namespace) -> bool:
     params = env.get("params") if isinstance(env, dict) else None
     impl = params.get("impl") if isinstance(params, dict) else None
     for override in getattr(args, "overrides", None) or ():
-        if override.startswith("env.params.impl="):
-            impl = override.split("=", 1)[1].strip()
+        key, _, text = override.partition("=")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        for path in ("env.params.impl", "env.params", "env"):
+            if key == path:  # the override's value, down to impl
+                for part in "env.params.impl".split(".")[len(path.split(".")) :]:
+                    value = value.get(part) if isinstance(value, dict) else None
+                impl = value if key == "env.params.impl" or value is not None else impl
     return impl == "c"
 
 

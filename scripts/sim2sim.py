@@ -80,12 +80,14 @@ class Robot:
 
     def reset(self):
         noise = self.p["reset_noise_scale"]
+        self.mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[:] = DEFAULT_QPOS
         self.data.qpos[7:] += self.rng.uniform(-noise, noise, 8)
         self.data.qvel[:] = self.rng.uniform(-noise, noise, self.model.nv)
         self.mujoco.mj_forward(self.model, self.data)
         self.command = self._command()
         self.last_action, self.air_time, self.age = np.zeros(8), np.zeros(4), 0
+        self.commanded = np.zeros(8)  # the policy's last output: what the robot observes
         low, high = self.s["action_delay"]
         self.delay = int(self.rng.integers(low, high + 1))
         self.actions = np.zeros((high + 1, 8))
@@ -110,7 +112,7 @@ class Robot:
         _, gyro, gravity, _ = self.kinematics()
         values = {
             "gravity": gravity, "gyro": gyro, "joint_pos": self.data.qpos[7:] - DEFAULT_QPOS[7:],
-            "joint_vel": self.data.qvel[6:], "last_action": self.last_action,
+            "joint_vel": self.data.qvel[6:], "last_action": self.commanded,
             "command": self.command,
         }  # fmt: skip
         noise = self.s["obs_noise"]
@@ -120,6 +122,7 @@ class Robot:
 
     def step(self, action: np.ndarray):
         """(reward, terms, terminated) of one control step under ``action`` [8]."""
+        self.commanded = action
         self.actions = np.concatenate([action[None], self.actions[:-1]])
         applied = self.actions[self.delay] * self.strength
         if self.s["push_interval"][1] > 0 and self.s["push_velocity"] > 0:
@@ -163,11 +166,30 @@ class Robot:
         return reward, terms, bool(self.data.qpos[2] < self.p["min_height"] or up < 0)
 
 
+def unsupported(config: dict) -> str | None:
+    """What of the run's config this script does not re-implement (None: all of it is): another
+    env than ant_joystick, domain randomisation, a reward other than a weighted sum."""
+    if config["env"]["name"] != "ant_joystick":
+        return f"env {config['env']['name']!r} (only ant_joystick)"
+    ranges = config["env"].get("randomize") or {}
+    if any(tuple(v) != (1.0, 1.0) for v in ranges.values()):
+        return "env.randomize"
+    reward = config["reward"]
+    plain = (reward.get("combine", "sum") == "sum" and not reward.get("shaping")
+             and not (reward.get("normalize") or {}).get("terms")
+             and not reward.get("schedule") and not (reward.get("code") or {}).get("file")
+             and reward.get("parameterization", "free") == "free")  # fmt: skip
+    return None if plain else "a reward other than a fixed weighted sum of the terms"
+
+
 def run_robot(run_dir: Path, export_dir: Path, episodes: int, seed: int) -> dict:
     """Each episode's return, length and forward tracking error, run with the ONNX policy."""
     import onnxruntime
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    refused = unsupported(config)
+    if refused:
+        raise SystemExit(f"{run_dir}: the robot's side here cannot reproduce {refused}")
     spec = json.loads((export_dir / "policy.onnx.json").read_text())
     params = DEFAULTS | {k: v for k, v in config["env"].get("params", {}).items() if k in DEFAULTS}
     weights = config["reward"]["weights"]
@@ -210,8 +232,20 @@ def main(argv=None) -> int:
     subprocess.run([*rlx, "export", str(args.run_dir), "--out", str(export_dir)], check=True,
                    cwd=ROOT)  # fmt: skip
     eval_path = export_dir / "rlx_eval.json"
-    subprocess.run([*rlx, "eval", str(args.run_dir), "--episodes", str(args.episodes),
-                    "--out", str(eval_path)], check=True, cwd=ROOT)  # fmt: skip
+    subprocess.run(
+        [
+            *rlx,
+            "eval",
+            str(args.run_dir),
+            "--episodes",
+            str(args.episodes),
+            "--no-stochastic",
+            "--out",
+            str(eval_path),
+        ],
+        check=True,
+        cwd=ROOT,
+    )  # fmt: skip (the mode action, as the ONNX policy gives)
     ours = json.loads(eval_path.read_text())["episodes"]
     robot = run_robot(args.run_dir, export_dir, args.episodes, args.seed)
     assert "jax" not in sys.modules, "the robot's side imported JAX"

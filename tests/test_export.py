@@ -44,6 +44,12 @@ def test_onnx_and_jax_exports_match_the_policy(tmp_path, name, capsys):
     assert spec["input"]["name"] == "obs" and spec["file"] == "policy.onnx"
     if "positions_privileged" in overrides:  # x and theta; the velocities were the critic's
         assert spec["input"]["shape"] == ["batch", 2]
+        assert spec["observation"]["groups"] == [
+            {"name": "cart_position", "start": 0, "size": 1},
+            {"name": "pole_angle", "start": 1, "size": 1},
+        ]
+        assert spec["control_period_s"] == pytest.approx(0.02)
+        assert spec["sim2real"]["action_delay"] == [0, 0]
 
     assert cli.main(["export", str(run_dir), "--format", "jax", "--out", str(tmp_path / "j")]) == 0
     from jax import export as jax_export

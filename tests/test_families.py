@@ -1,7 +1,7 @@
 """``--seeds`` and ``--sweep`` on every env family: rlx's own, ``brax:`` (the hopper, whose
 sweep deadlocked at the members' init), ``playground:`` and a user env, each a members run of
-2 seeds x 2 reward weights at tiny sizes, with an MLP policy and a recurrent one, that
-completes and writes its per-setting table."""
+2 seeds x 2 reward weights at tiny sizes, with an MLP policy, a recurrent one, and an MLP
+behind ``env.sim2real``'s action latency, that completes and writes its per-setting table."""
 
 from __future__ import annotations
 
@@ -24,16 +24,24 @@ FAMILIES = {
 HEAVY = {"brax", "playground"}
 
 
-@pytest.mark.parametrize("memory", ["none", "gru"])  # an MLP policy, a recurrent one
+# an MLP policy, a recurrent one, an MLP behind env.sim2real's action latency
+VARIANTS = {
+    "mlp": ["network.memory=none"],
+    "gru": ["network.memory=gru"],
+    "latency": ["env.sim2real.action_delay=[0,2]", "env.reset_mode=fresh"],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize(
     "family",
     [pytest.param(f, marks=pytest.mark.slow) if f in HEAVY else f for f in sorted(FAMILIES)],
 )
-def test_seeds_and_a_sweep_run_on_every_env_family(tmp_path, family, memory):
+def test_seeds_and_a_sweep_run_on_every_env_family(tmp_path, family, variant):
     config, sweep = FAMILIES[family]
     run_dir = tmp_path / "run"
     argv = ["train", str(Path(CONFIGS) / config), *tiny_overrides(str(tmp_path)),
-            "meta={}", f"network.memory={memory}", "--seeds", "2", "--sweep", sweep,
+            "meta={}", *VARIANTS[variant], "--seeds", "2", "--sweep", sweep,
             "--run-dir", str(run_dir), "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads((run_dir / "summary.json").read_text())

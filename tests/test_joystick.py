@@ -55,7 +55,8 @@ def test_commands_are_drawn_in_their_ranges_and_resampled_on_time(env):
 def test_a_tiny_joystick_run_trains_with_the_privileged_critic_and_noise(tmp_path):
     overrides = [*tiny_overrides(str(tmp_path)), "env.sim2real.action_delay=[0,1]",
                  "env.sim2real.obs_noise={gyro: 0.1, joint_vel: 0.5}",
-                 "env.sim2real.push_interval=[5,10]", "env.sim2real.push_velocity=0.3"]  # fmt: skip
+                 "env.sim2real.push_interval=[5,10]", "env.sim2real.push_velocity=0.3",
+                 "env.reset_mode=fresh"]  # fmt: skip
     config = build_lib.load(Path(CONFIGS) / "ant_joystick.yaml", overrides)
     summary = runs.train(config, tmp_path / "run", show_progress=False)
     assert summary["status"] == "completed"

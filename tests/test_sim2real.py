@@ -131,6 +131,8 @@ def test_everything_is_off_by_default_and_a_config_turns_it_on():
         ("env.sim2real.push_velocity=0.5", "a push needs both"),
         ("env.sim2real.push_interval=[10,20]", "a push needs both"),
         ("env.sim2real.nosie=1", "env.sim2real.nosie"),
+        ("env.sim2real.obs_noise={pole_angle: .nan}", "env.sim2real.obs_noise.pole_angle"),
+        ("env.sim2real.push_interval=[0,5]", "env.sim2real.push_interval.*1 <= low"),
     ],
 )
 def test_bad_settings_are_one_line_naming_the_key(override, message):
@@ -155,3 +157,34 @@ def test_a_humanoid_on_the_c_engine_is_pushed_at_its_root():
                                    jnp.zeros(humanoid.action_space.size))  # fmt: skip
     dv = np.asarray(pushed.physics.physics.qvel[:2] - plain.physics.qvel[:2])
     assert 0.2 < np.abs(dv).max() <= 1.0 + 0.1  # the kick, give or take one step's dynamics
+
+
+def test_cached_resets_are_refused_and_a_zero_noise_is_off():
+    with pytest.raises(ConfigError, match="need env.reset_mode: fresh"):
+        build_lib.load(CARTPOLE, ["env.sim2real.action_delay=[0,1]", "env.reset_mode=cached"])
+    config = build_lib.load(CARTPOLE, ["env.sim2real.obs_noise={pole_angle: 0}"])
+    assert type(build_lib.build(config).env.env).__name__ == "CartPole"
+    config = build_lib.load(CARTPOLE, ["env.sim2real.obs_noise={pole_angle: 1e-2}"])
+    assert build_lib.build(config).env.env.obs_noise == (("pole_angle", 0.01),)
+
+
+@dataclasses.dataclass(frozen=True)
+class Commanded(Recorder):
+    """A Recorder whose first observation entry is its last_action group."""
+
+    observation_groups: ClassVar[tuple] = (("last_action", 1), ("velocity", 2))
+
+
+def test_the_last_action_group_shows_the_command_not_the_delayed_action():
+    env = SimToReal(Commanded(), action_delay=(2, 2), motor_strength=(0.5, 0.5))
+    obs, _ = rollout(env, 2, 4)
+    np.testing.assert_array_equal(obs[:, 0, 0], [1, 2, 3, 4])  # what the policy sent
+    with pytest.raises(ValueError, match="cover 2 entries, but its policy reads 3"):
+        SimToReal(Short(), action_delay=(0, 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Short(Recorder):
+    """Groups that miss an entry of the observation."""
+
+    observation_groups: ClassVar[tuple] = (("velocity", 2),)

@@ -284,7 +284,9 @@ def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise, iter
 
 def _copy_learner(train: ppo_lib.TrainState, source) -> ppo_lib.TrainState:
     """The learners' policy, value, optimizer, normaliser and reward state copied from
-    ``source`` (the env states, keys and episode sums stay each member's own)."""
+    ``source`` (the env states, keys and episode sums stay each member's own, and so does a
+    recurrent policy's memory of those envs' episodes: the copied policy goes on from it, and
+    each env's memory is zeroed at its next episode start)."""
     copy = lambda tree: jax.tree.map(lambda x: x[source], tree)
     return train.replace(
         params=copy(train.params),

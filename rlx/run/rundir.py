@@ -146,7 +146,7 @@ def config_changes(old: str, new: str) -> dict[str, list]:
 def _default_keys() -> dict[str, Any]:
     """Defaults of the keys added to the config schema since runs were first written
     (``eval.video_*``, ``run.wandb.*``, the MJX envs' ``env.params.impl``, the policy's
-    ``network.memory*``, CartPole's ``env.params.observation``)."""
+    ``network.memory*``, CartPole's ``env.params.observation``, ``env.sim2real.*``)."""
     from rlx.config import EvalConfig, NetworkConfig, WandbConfig
 
     fields = ("deterministic", "video_every_chunks", "video_width", "video_height")
@@ -155,6 +155,9 @@ def _default_keys() -> dict[str, Any]:
     out |= {"env.file_sha256": "", "run.stall_timeout_s": 1800.0}  # a user env's hash; the watchdog
     out |= {f"network.{k}": getattr(NetworkConfig(), k) for k in ("memory", "memory_size")}
     out |= {"env.params.observation": "full"}  # CartPole's
+    from rlx.envs.schema import SimToRealConfig
+
+    out |= {f"env.sim2real.{k}": v for k, v in vars(SimToRealConfig()).items()}
     return out | {"env.params.impl": "jax"}  # the MJX envs' implementation
 
 

@@ -241,8 +241,9 @@ def load_step(run_dir: str | Path, checkpoint: int | None = None, member: int | 
 
 
 def load(run_dir: str | Path, checkpoint: int | None = None, member: int | None = None):
-    """A jitted deterministic policy ``obs [..., obs_size] -> action [..., action]`` (the env's
-    action, observation normalisation included) from a run's checkpoint."""
+    """A jitted deterministic policy ``obs [..., actor_input_size] -> action [..., action]``
+    (the env's action, observation normalisation included; the observation the policy reads,
+    without a privileged rest) from a run's checkpoint; a feedforward policy's only."""
     return jax.jit(act_fn(restore(run_dir, checkpoint, member)))
 
 
