@@ -347,7 +347,7 @@ def _on_the_c_engine(args: argparse.Namespace) -> bool:
             continue
         for path in ("env.params.impl", "env.params", "env"):
             if key == path:  # the override's value, down to impl
-                for part in "env.params.impl".split(".")[len(path.split(".")) :]:
+                for part in ["env", "params", "impl"][len(path.split(".")) :]:
                     value = value.get(part) if isinstance(value, dict) else None
                 impl = value if key == "env.params.impl" or value is not None else impl
     return impl == "c"
