@@ -35,6 +35,7 @@ TRACE_ONLY_ENVS = {
     "reach",
     "push",
     "lift",  # test_lift's slow scripted grasp compiles and runs its physics
+    "ant_joystick",  # test_joystick steps it and trains a tiny run of its config
 }
 # - configs that under the tiny overrides build the same programs as another shipped config up
 #   to constants (humanoid.yaml: humanoid_cpu.yaml; humanoid_walk/run/stand: the same
@@ -48,6 +49,7 @@ TRACE_ONLY_CONFIGS = {
     "push_near.yaml",  # test_manipulation's push fixture compiles the arm's physics
     "push_arm.yaml",  # the same
     "halfcheetah.yaml",  # test_brax_adapter runs the adapter; test_reward_code a code term
+    "ant_joystick.yaml",  # test_joystick trains a tiny run of it, with sim2real on
 }
 
 # - shipped configs whose tiny chunk costs 25-65 s cold (DESIGN.md "Tests and time": over about
