@@ -50,8 +50,20 @@ class Renderable(Protocol):
 
 
 def data_fields(data) -> dict:
-    """The ``DATA_FIELDS`` of an ``mjx.Data`` (traced)."""
-    return {name: getattr(data, name) for name in DATA_FIELDS}
+    """The ``DATA_FIELDS`` of an ``mjx.Data`` (traced), or of the C engine's data, which has
+    no mocap fields for a model without mocap bodies: zero-size ones stand in."""
+    empty = {"mocap_pos": (0, 3), "mocap_quat": (0, 4)}
+    out = {}
+    for name in DATA_FIELDS:
+        try:
+            out[name] = getattr(data, name)
+        except AttributeError:
+            if name not in empty:
+                raise
+            import jax.numpy as jnp
+
+            out[name] = jnp.zeros(empty[name], jnp.float32)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,3 +97,11 @@ def test_the_robot_side_of_sim2sim_computes_what_the_env_computes(env):
         np.testing.assert_allclose(terms[name], stepped.terms[name], rtol=2e-3, atol=2e-3,
                                    err_msg=name)  # fmt: skip
     assert fallen == bool(stepped.terminated)
+
+
+def test_it_renders_on_the_c_engine(env):
+    """The C engine's data has no mocap fields for a model without mocap bodies: a renderer
+    gets zero-size ones (rlx render drew nothing before)."""
+    fields = env.render_state(jax.jit(env.reset)(jax.random.key(0)).physics)
+    assert fields["qpos"].shape == (15,) and fields["mocap_pos"].shape == (0, 3)
+    assert fields["mocap_quat"].shape == (0, 4)
