@@ -85,7 +85,10 @@ def test_bad_export_input_is_one_line(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize(
+    "cell",
+    ["gru", pytest.param("lstm", marks=pytest.mark.slow)],  # each a train + 2 exports
+)
 def test_a_recurrent_policy_exports_with_its_memory(tmp_path, cell, capsys):
     """ONNX and jax.export take (obs, memory) and give (action, memory'), as the JAX policy
     does step after step; the GRU run also normalises and has a privileged critic."""
