@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,26 +24,18 @@ sys.path.insert(0, str(ROOT))
 
 CASES = {"humanoid_stand": "configs/humanoid_stand.yaml", "reach": "configs/reach.yaml"}
 IMPLS = ("jax", "c")
-STALL_EXIT, STALL_RETRIES = 4, 3  # rlx.core.watchdog's exit status, and resumes after one
+STALL_RETRIES = 3  # resumes after a stall
 STALL_S = 600  # run.stall_timeout_s of each run
 
 
 def run_seed(config: str, impl: str, seed: int, run_dir: Path) -> dict:
     """The seed's summary, running or resuming it first when it is not done (a stall, the CPU
     hang of docs/troubleshooting.md, is ended by the watchdog and resumed)."""
-    summary = run_dir / "summary.json"
-    for _ in range(STALL_RETRIES + 1):
-        if summary.exists() and json.loads(summary.read_text()).get("status") == "completed":
-            return json.loads(summary.read_text())
-        if (run_dir / "config.yaml").exists():
-            argv = ["train", "--resume", str(run_dir)]
-        else:
-            argv = ["train", str(ROOT / config), f"env.params.impl={impl}", f"train.seed={seed}",
-                    f"run.stall_timeout_s={STALL_S}", "--run-dir", str(run_dir)]  # fmt: skip
-        code = subprocess.run([sys.executable, "-m", "rlx", *argv, "--no-progress"], cwd=ROOT)
-        if code.returncode not in (0, STALL_EXIT):
-            raise SystemExit(f"{config} impl {impl} seed {seed}: rlx exited {code.returncode}")
-    raise SystemExit(f"{config} impl {impl} seed {seed}: stalled {STALL_RETRIES + 1} times")
+    from rlx.lab.train_runs import train_or_resume
+
+    start = [str(ROOT / config), f"env.params.impl={impl}", f"train.seed={seed}",
+             f"run.stall_timeout_s={STALL_S}"]  # fmt: skip
+    return train_or_resume(run_dir, start, ROOT, stall_retries=STALL_RETRIES)
 
 
 def main(argv=None) -> int:

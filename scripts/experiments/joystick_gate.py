@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 CONFIG = "configs/ant_joystick.yaml"
 
 
@@ -40,16 +41,11 @@ def main(argv=None) -> int:
     args, overrides = parser.parse_known_args(argv)
     run_dir = args.root / f"gate_seeds{args.seed_start}-{args.seed_start + args.seeds - 1}"
     rlx = [sys.executable, "-m", "rlx"]
-    summary = run_dir / "summary.json"
-    if not (summary.exists() and json.loads(summary.read_text())["status"] == "completed"):
-        if (run_dir / "members.json").exists():
-            argv_run = ["train", "--resume", str(run_dir)]
-        else:
-            argv_run = ["train", str(ROOT / CONFIG), f"train.seed={args.seed_start}", *overrides,
-                        "--seeds", str(args.seeds), "--run-dir", str(run_dir)]  # fmt: skip
-        code = subprocess.run([*rlx, *argv_run, "--no-progress"], cwd=ROOT).returncode
-        if code != 0:
-            raise SystemExit(f"rlx train exited {code}: resume with the same command")
+    from rlx.lab.train_runs import train_or_resume
+
+    start = [str(ROOT / CONFIG), f"train.seed={args.seed_start}", *overrides,
+             "--seeds", str(args.seeds)]  # fmt: skip
+    top = train_or_resume(run_dir, start, ROOT)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     params = config["env"].get("params", {})
     command_vx = float(params.get("command_vx", 1.0))
@@ -61,7 +57,6 @@ def main(argv=None) -> int:
         last = [r for r in rows if r.get("eval/length") is not None][-1]
         errors.append(last["eval/terms/velocity_error"] / last["eval/length"] / (2 * command_vx))
         wall = max(wall, rows[-1]["wall_s"])
-    top = json.loads(summary.read_text())
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
     data["joystick"] = {

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -43,16 +42,11 @@ ARMS = {
 
 def run_arm(arm: str, seeds: int, seed_start: int, run_dir: Path, overrides: list[str]) -> list:
     """The arm's per-seed summaries, running or resuming it first when it is not done."""
-    summary = run_dir / "summary.json"
-    if not (summary.exists() and json.loads(summary.read_text())["status"] == "completed"):
-        if (run_dir / "config.yaml").exists():
-            argv = ["train", "--resume", str(run_dir)]
-        else:
-            argv = ["train", str(ROOT / CONFIG), *ARMS[arm], f"train.seed={seed_start}",
-                    *overrides, "--seeds", str(seeds), "--run-dir", str(run_dir)]  # fmt: skip
-        code = subprocess.run([sys.executable, "-m", "rlx", *argv, "--no-progress"], cwd=ROOT)
-        if code.returncode != 0:
-            raise SystemExit(f"{arm}: rlx exited {code.returncode}")
+    from rlx.lab.train_runs import train_or_resume
+
+    start = [str(ROOT / CONFIG), *ARMS[arm], f"train.seed={seed_start}", *overrides,
+             "--seeds", str(seeds)]  # fmt: skip
+    train_or_resume(run_dir, start, ROOT)
     members = sorted((run_dir / "members").iterdir())
     return [json.loads((m / "summary.json").read_text()) for m in members]
 
