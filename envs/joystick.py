@@ -84,13 +84,12 @@ def rotation(quat: jax.Array) -> jax.Array:
 @struct.dataclass
 class JoystickPhysics:
     """The simulator's data and the task's state: command [3] (vx, vy, yaw rate),
-    last_action [8], air_time [4] (s each foot has been off the ground), command_age []."""
+    last_action [8], air_time [4] (s each foot has been off the ground)."""
 
     data: Any
     command: jax.Array
     last_action: jax.Array
     air_time: jax.Array
-    command_age: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +212,6 @@ class AntJoystick(MjxEnv):
             command=self._draw_command(k_command),
             last_action=jnp.zeros(8, jnp.float32),
             air_time=jnp.zeros(4, jnp.float32),
-            command_age=jnp.zeros((), jnp.int32),
         )
         return make_state(
             physics=physics,
@@ -251,16 +249,14 @@ class AntJoystick(MjxEnv):
             "feet_air_time": jnp.sum((before.air_time + self.dt - 0.1) * touchdown) * moving,
             "velocity_error": jnp.abs(lin_vel[0] - command[0]),
         }
-        # A new command every command_resample_steps steps, from the env's key.
+        # A new command every command_resample_steps steps of the episode, from the env's key.
         key, k_command = jax.random.split(state.key)
-        age = before.command_age + 1
-        resample = age >= self.command_resample_steps
+        resample = (state.step_count + 1) % self.command_resample_steps == 0
         physics = JoystickPhysics(
             data=data,
             command=jnp.where(resample, self._draw_command(k_command), command),
             last_action=action.astype(jnp.float32),
             air_time=(before.air_time + self.dt) * (1.0 - contacts),
-            command_age=jnp.where(resample, 0, age),
         )
         fallen = (data.qpos[2] < self.min_height) | (up < 0.0)
         out = transition_state(
