@@ -128,11 +128,24 @@ class VmapWrapper:
         return jax.vmap(self.env.reset)(keys)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        """The batch's step; with a mesh of several devices set while tracing (``jax.set_mesh``:
+        a single learner's program whose env batch is split over them, ``rlx.run.driver``),
+        each device steps its own shard of envs and resets its own ended episodes, so no env
+        step waits on the other devices."""
         if not isinstance(self.env, EpisodeWrapper):
             return jax.vmap(self.env.step)(state, action)
+        mesh = jax.sharding.get_abstract_mesh()
+        if mesh.empty or mesh.size == 1:
+            return self._step_and_reset(state, action)
+        split = jax.sharding.PartitionSpec(mesh.axis_names)
+        local = jax.shard_map(self._step_and_reset, in_specs=split, out_specs=split)
+        return local(state, action)
+
+    def _step_and_reset(self, state: EnvState, action: jax.Array) -> EnvState:
         # Reset only in steps where some env's episode ended: a reset can cost as much as a
         # physics step (MJX), and with long episodes most steps need none. The reset changes
-        # only the envs that are done, so results do not depend on which branch runs.
+        # only the envs that are done, so results do not depend on which branch runs (nor on
+        # how many devices share the batch: each tests its own shard).
         stepped = jax.vmap(self.env.step_no_reset)(state, action)
         return jax.lax.cond(
             jnp.any(stepped.done), jax.vmap(self.env.reset_done), lambda s: s, stepped

@@ -130,11 +130,14 @@ class Meta(Protocol):
     not); ``shardings(state, mesh)`` -> the state's shardings; ``devices_problem(devices)`` ->
     why the state cannot be split over that many devices (None: it can). ``agent`` is the
     inner PPO, ``mask`` which reward params are learned (a pytree of bools like them).
+    ``env_batch_split``: whether the state is one learner whose env batch ``shardings`` splits
+    over the devices (its env steps then run per device, ``rlx.run.driver``), not members.
     """
 
     agent: ppo_lib.PPO
     static: MetaStatic
     mask: PyTree
+    env_batch_split: bool
 
     def init(self, key: jax.Array, hps: Hps) -> PyTree: ...
 

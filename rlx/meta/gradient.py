@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -106,6 +106,7 @@ class GradientMeta:
     critic_net: Value
     sgd: ppo_lib.SGD
     outer_gradient: Callable[[GradientMeta, MetaState, Hps], OuterGradient]
+    env_batch_split: ClassVar[bool] = True  # one learner, its env batch over the devices
 
     @functools.cached_property
     def _jitted_init(self):

@@ -33,6 +33,7 @@ times the env steps of one run.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -91,6 +92,7 @@ class PopulationMeta:
     static: MetaStatic
     mask: PyTree
     sgd: ppo_lib.SGD
+    env_batch_split: ClassVar[bool] = False  # members, vmapped (split over the devices whole)
 
     @property
     def num_replaced(self) -> int:

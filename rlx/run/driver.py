@@ -9,6 +9,7 @@ process at once (``rlx.core.watchdog``), and the run resumes from its last check
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -167,6 +168,9 @@ class Program:
     agent: PyTree
     devices_problem: Callable[[int], str | None]
     stacked: int = 0
+    # whether the program is one learner whose env batch is split over the devices: its env
+    # steps then run per device, each resetting its own shard (``_compile``)
+    local_env_steps: bool = False
     # (state, hparams, path) -> what rlx.ship.render wrote: eval.video_every_chunks' videos
     # (attached by the caller, rlx.runs)
     video: Callable[..., dict] | None = None
@@ -211,6 +215,7 @@ def ppo_program(built: build_lib.Built) -> Program:
         learner=single_learner,
         agent=agent,
         devices_problem=lambda devices: env_batch_problem(config, devices),
+        local_env_steps=True,
     )
 
 
@@ -223,7 +228,11 @@ def _compile(program: Program, state, hparams, mesh, chunk_iterations: int):
         donate_argnums=0,
         out_shardings=(program.shardings(state, mesh), sharding.replicated(mesh)),
     )
-    lowered = chunk_fn.lower(state, hparams)
+    # a single learner's env batch split over several devices: traced with the mesh set, its
+    # env steps run per device (envs.wrappers.VmapWrapper), with no collective per step
+    local = program.local_env_steps and mesh.size > 1
+    with jax.set_mesh(mesh) if local else contextlib.nullcontext():
+        lowered = chunk_fn.lower(state, hparams)
     trace_s = time.perf_counter() - start  # Python tracing and lowering to StableHLO
     compiled = lowered.compile()
     return compiled, trace_s, time.perf_counter() - start  # tracing + XLA compilation

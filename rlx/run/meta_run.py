@@ -26,6 +26,7 @@ def meta_program(built: build_lib.Built) -> driver.Program:
         learner=meta.learner,
         agent=meta.agent,
         devices_problem=meta.devices_problem,
+        local_env_steps=meta.env_batch_split,
     )
 
 
