@@ -69,6 +69,12 @@ def test_the_learner_replays_the_policy_that_acted(cell):
         params, _ = acting.sample_policy_value(agent.actor, state.params, state.obs_stats, samples)
         log_prob = agent.dist.log_prob(params, samples["action"])
         np.testing.assert_allclose(log_prob, samples["log_prob"], rtol=1e-5, atol=1e-5)
+        # the meta-gradients' outer losses replay the rollout [T, B] the same way
+        replayed = acting.rollout_policy_params(
+            agent.actor, state.params, state.obs_stats, batch.traj.obs, batch.replay
+        )
+        log_prob = agent.dist.log_prob(replayed, batch.traj.action)
+        np.testing.assert_allclose(log_prob, batch.traj.log_prob, rtol=1e-5, atol=1e-5)
     assert float(jnp.max(jnp.abs(jax.tree.leaves(state.policy_carry)[0]))) > 0
 
 
@@ -125,9 +131,29 @@ def test_recurrent_settings_are_checked():
         build_lib.load(MEMORY, ["train.num_envs=6", "train.num_minibatches=4"])
     with pytest.raises(ConfigError, match="env.params.observation.*positions_privileged"):
         build_lib.load(MEMORY, ["env.params.observation=velocities"])
-    config = build_lib.load(MEMORY, [*SMALL, "meta.method=one_step", "meta.learn=[combine/alive]"])
-    with pytest.raises(ConfigError, match="network.memory.*population"):
-        build_lib.build(config, meta=True)
+
+
+@pytest.mark.parametrize(
+    "method",  # about 40 s each on 2 cores: one in the fast tier
+    [
+        "one_step",
+        *(pytest.param(m, marks=pytest.mark.slow) for m in ("implicit", "unrolled", "bmg")),
+    ],
+)
+def test_the_meta_gradients_tune_the_reward_of_a_recurrent_policy(tmp_path, method):
+    """Every gradient method on a GRU policy: the run completes and the weight moves."""
+    from rlx.cli import main
+
+    run_dir = tmp_path / method
+    method_args = {"bmg": ["meta.method=one_step", "meta.bootstrap_steps=1"],
+                   "unrolled": ["meta.method=unrolled", "meta.inner_iterations=2"]}  # fmt: skip
+    argv = ["meta", MEMORY, *SMALL, "train.total_steps=512", "meta.learn=[combine/alive]",
+            *method_args.get(method, [f"meta.method={method}"]), "--run-dir", str(run_dir),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    rows = [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    weights = [r["phi/combine/alive"] for r in rows if "phi/combine/alive" in r]
+    assert weights and all(np.isfinite(weights)) and weights[-1] != weights[0], rows[-1]
 
 
 @pytest.mark.slow  # a population's program: about 30 s on 2 cores

@@ -141,13 +141,6 @@ def build(config: config_lib.Config, *, meta: bool = False) -> Built:
     built = Built(config, env, reward_fn, reward_params, agent, hparams)
     if not meta:
         return built
-    gradient = config.meta.method != "population" or config.meta.member_gradient != "none"
-    if config.network.memory != "none" and gradient:
-        raise config.source.error(
-            "network.memory",
-            "a recurrent policy is meta-learned by meta.method population (member_gradient: "
-            "none) only: the meta-gradient methods replay a feedforward policy",
-        )
     static = dataclasses.replace(config.meta.static(), total_iterations=config.meta_iterations)
     learner = meta_lib.make(agent, static, hparams.reward_params)
     return dataclasses.replace(built, meta=learner, meta_hparams=config.meta.hparams())

@@ -55,6 +55,11 @@ class Feedforward:
         """Distribution params [N, param_size] of normalised sample observations [N, obs]."""
         return self.net.apply(params, obs)
 
+    def rollout_params(self, params: dict, obs: jax.Array, replay) -> jax.Array:
+        """Distribution params [T, B, param_size] of a rollout's normalised observations
+        [T, B, obs] (``replay`` is empty)."""
+        return self.net.apply(params, obs)
+
 
 @dataclasses.dataclass(frozen=True)
 class Recurrent:
@@ -102,6 +107,14 @@ class Recurrent:
         time_major = (jnp.swapaxes(obs, 0, 1), jnp.swapaxes(samples["start"], 0, 1))
         _, out = jax.lax.scan(step, samples["carry"], time_major)
         return jnp.swapaxes(out, 0, 1)
+
+    def rollout_params(self, params: dict, obs: jax.Array, replay) -> jax.Array:
+        """Distribution params [T, B, param_size] of a rollout's normalised observations
+        [T, B, obs], the policy run forward from the rollout's first carry with its starts
+        (``replay_inputs``): what any parameters make of the rollout, memory included."""
+        carry, starts = replay
+        samples = {"carry": carry, "start": jnp.swapaxes(starts, 0, 1)}
+        return jnp.swapaxes(self.sample_params(params, jnp.swapaxes(obs, 0, 1), samples), 0, 1)
 
 
 PolicyForm = Feedforward | Recurrent
@@ -167,6 +180,15 @@ def policy_params(actor: Actor, params: dict, obs_stats, obs: jax.Array) -> jax.
     [..., obs_size] (a recurrent one needs its carry: ``Actor.policy.step``)."""
     x = actor_view(actor, normalize_obs(actor, obs_stats, obs))
     return actor.policy_net.apply(params["policy"], x)
+
+
+def rollout_policy_params(actor: Actor, params: dict, obs_stats, obs: jax.Array, replay):
+    """The policy's distribution params [T, B, param_size] over a rollout's observations
+    [T, B, obs_size], for any ``params`` (the meta-gradients' outer losses score updated
+    policies on it); ``replay``: the rollout's ``ppo.Batch.replay`` (a recurrent policy's first
+    carry and starts)."""
+    x = actor_view(actor, normalize_obs(actor, obs_stats, obs))
+    return actor.policy.rollout_params(params["policy"], x, replay)
 
 
 def sample_policy_value(actor: Actor, params: dict, obs_stats, samples: dict):

@@ -133,7 +133,7 @@ class GradientMeta:
 
     def shardings(self, state: MetaState, mesh: Mesh) -> MetaState:
         """The inner run's env batch and the pending batch ([T, B]) split over the devices,
-        the rest replicated."""
+        the rest replicated (a recurrent policy's replay inputs too)."""
         whole = sharding.replicated(mesh)
         over_envs = NamedSharding(mesh, PartitionSpec(None, sharding.BATCH_AXIS))
         batch = state.batch
@@ -143,6 +143,7 @@ class GradientMeta:
                 traj=jax.tree.map(lambda _: over_envs, batch.traj),
                 next_values=over_envs,
                 key=whole,
+                replay=jax.tree.map(lambda _: whole, batch.replay),  # a recurrent policy's
             ),
         )
 
@@ -217,7 +218,8 @@ def primary_advantages(meta: GradientMeta, critic, obs_stats, batch, meta_hparam
 def outer_loss(meta: GradientMeta, params, obs_stats, batch, advantages) -> jax.Array:
     """-mean(ratio * A_p): its gradient at the collecting policy is the primary PG."""
     traj = batch.traj
-    dist_params = acting.policy_params(meta.agent.actor, params, obs_stats, traj.obs)
+    actor = meta.agent.actor
+    dist_params = acting.rollout_policy_params(actor, params, obs_stats, traj.obs, batch.replay)
     log_prob = meta.agent.dist.log_prob(dist_params, traj.action)
     ratio = jnp.exp(log_prob - jax.lax.stop_gradient(traj.log_prob))
     adv = (advantages - advantages.mean()) / (jnp.std(advantages) + 1e-8)
@@ -310,8 +312,8 @@ def _bootstrapped(meta: GradientMeta, state: MetaState, hps: Hps, forward) -> Ou
         train_k, train, batch = aux[0], extra[0], extra[1]
         obs = batch.traj.obs
         actor, dist = meta.agent.actor, meta.agent.dist
-        p = acting.policy_params(actor, target, train.obs_stats, obs)
-        q = acting.policy_params(actor, theta_k, train_k.obs_stats, obs)
+        p = acting.rollout_policy_params(actor, target, train.obs_stats, obs, batch.replay)
+        q = acting.rollout_policy_params(actor, theta_k, train_k.obs_stats, obs, batch.replay)
         return jnp.mean(dist.kl(p, q))
 
     d_phi, mu, _, (aux, extra) = grads.bootstrapped_grad(forward, state.phi, extend, match)
