@@ -10,7 +10,8 @@ policy in the body frame, and tracked by reward terms in their style, each unwei
 - ``tracking_ang_vel``: exp(-(w_z - cmd_yaw)^2 / tracking_sigma);
 - ``lin_vel_z`` (v_z^2), ``ang_vel_xy`` (|w_xy|^2), ``orientation`` (|gravity_xy|^2 in the body
   frame), ``base_height`` ((z - base_height_target)^2): costs of a base that bounces or tilts;
-- ``torques`` (sum of squared actions: the motors' torques over their gear), ``action_rate``
+- ``torques`` (sum of squared efforts: each servo's force over ``max_force``, or with
+  ``actuation: torque`` each action, a motor's torque over its gear), ``action_rate``
   (|a - a_prev|^2), ``joint_limits`` (how far joints pass 90% of their range);
 - ``feet_air_time``: sum over feet touching down of (air time - 0.1 s), while a command asks to
   move (legged_gym's: it rewards steps rather than shuffling);
@@ -19,11 +20,14 @@ policy in the body frame, and tracked by reward terms in their style, each unwei
 
 Primary: ``tracking_lin_vel``. Terminates when the torso falls below ``min_height`` or flips.
 
-The policy observes (``observation_groups``, in order): ``gravity`` (3, the gravity direction
-in the body frame), ``gyro`` (3, body angular velocity), ``joint_pos`` (8, from the default
-pose), ``joint_vel`` (8), ``last_action`` (8), ``command`` (3): 33 entries. With ``privileged``
-the critic alone also reads ``lin_vel`` (3, body frame), ``height``, the four feet's contacts
-and air times (12 more): ``actor_observation_size`` = 33.
+The policy observes (``observation_groups``, in order): ``lin_vel`` (3, the body-frame linear
+velocity, as a robot's velocity estimator or Playground's Go1 velocimeter gives it, noisy under
+``env.sim2real.obs_noise``), ``gravity`` (3, the gravity direction in the body frame), ``gyro``
+(3, body angular velocity), ``joint_pos`` (8, from the default pose), ``joint_vel`` (8),
+``last_action`` (8), ``command`` (3): 36 entries. A policy that cannot see its velocity must
+guess it from one frame of joint motion, and tracks poorly. With ``privileged`` the critic
+alone also reads the true (noise-free) ``lin_vel`` (3), ``height``, the four feet's contacts
+and air times (12 more): ``actor_observation_size`` = 36.
 """
 
 from __future__ import annotations
@@ -46,8 +50,8 @@ from rlx.envs.scene import Stage, data_fields, staged_model
 DEFAULT_QPOS = (0.0, 0.0, 0.55, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0)
 FEET = ("left_foot_geom", "right_foot_geom", "third_foot_geom", "fourth_foot_geom")
 FOOT_RADIUS = 0.08
-GROUPS = (("gravity", 3), ("gyro", 3), ("joint_pos", 8), ("joint_vel", 8), ("last_action", 8),
-          ("command", 3))  # fmt: skip
+GROUPS = (("lin_vel", 3), ("gravity", 3), ("gyro", 3), ("joint_pos", 8), ("joint_vel", 8),
+          ("last_action", 8), ("command", 3))  # fmt: skip
 PRIVILEGED = 12  # lin_vel 3, height 1, contacts 4, air times 4
 
 
@@ -58,14 +62,37 @@ def _mjcf_path() -> str:
     return str(epath.resource_path("brax") / "envs/assets/ant.xml")
 
 
+def position_servos(model, kp: float, kd: float, max_force: float):
+    """``model`` (a ``mujoco.MjModel``, edited in place and returned) with its motors made PD
+    position servos on their joints, as the peers' joystick robots are driven: a control is a
+    joint target within the joint's range, the force clip(kp (target - q) - kd q', +-max_force),
+    computed by MuJoCo at every physics step (numpy only)."""
+    joints = model.actuator_trnid[:, 0]
+    model.actuator_gaintype[:] = 0  # mjGAIN_FIXED: gain = gainprm[0]
+    model.actuator_biastype[:] = 1  # mjBIAS_AFFINE: bias = biasprm[0] + [1] q + [2] q'
+    model.actuator_gainprm[:] = 0.0
+    model.actuator_gainprm[:, 0] = kp
+    model.actuator_biasprm[:] = 0.0
+    model.actuator_biasprm[:, 1] = -kp
+    model.actuator_biasprm[:, 2] = -kd
+    model.actuator_gear[:] = 0.0
+    model.actuator_gear[:, 0] = 1.0
+    model.actuator_ctrlrange[:] = model.jnt_range[joints]
+    model.actuator_forcerange[:] = (-max_force, max_force)
+    model.actuator_forcelimited[:] = True
+    return model
+
+
 @functools.cache
-def _model(impl: str):
+def _model(impl: str, servo: tuple[float, float, float] | None):
     import mujoco
 
     model = mujoco.MjModel.from_xml_path(_mjcf_path())
     model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
     model.opt.iterations = 4
     model.opt.ls_iterations = 8
+    if servo is not None:
+        position_servos(model, *servo)
     return put_model(model, impl)
 
 
@@ -108,11 +135,19 @@ class AntJoystick(MjxEnv):
     min_height: float = 0.25
     reset_noise_scale: float = 0.1
     privileged: bool = True
+    # position: PD servos (the peers' joystick robots), an action sets each joint's target
+    # across its range; torque: Brax's motors (gear 150), an action is a torque
+    actuation: str = "position"
+    kp: float = 40.0
+    kd: float = 4.0
+    max_force: float = 30.0
     impl: str = "jax"
     name: ClassVar[str] = "ant_joystick"
     physics_fields: ClassVar[tuple[str, ...]] = ("geom_xpos",)
     primary_term: ClassVar[str | None] = "tracking_lin_vel"
     observation_groups: ClassVar[tuple[tuple[str, int], ...]] = GROUPS
+    # the video's strip: the commanded forward velocity against the body's, on one scale
+    render_series: ClassVar[tuple[tuple[str, ...], ...]] = (("command_x", "forward_velocity"),)
 
     term_names = (
         "tracking_lin_vel", "tracking_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation",
@@ -132,8 +167,42 @@ class AntJoystick(MjxEnv):
         square=0.5,
     )
 
+    def __post_init__(self):
+        if self.actuation not in ("position", "torque"):
+            raise ValueError(f"actuation must be 'position' or 'torque', got {self.actuation!r}")
+        if not (self.kp > 0 and self.kd >= 0 and self.max_force > 0):
+            raise ValueError(
+                f"the servos need kp > 0, kd >= 0 and max_force > 0, got kp={self.kp!r}, "
+                f"kd={self.kd!r}, max_force={self.max_force!r}"
+            )
+        super().__post_init__()
+
     def _models(self):
-        return _model(self.impl)
+        servo = (self.kp, self.kd, self.max_force) if self.actuation == "position" else None
+        return _model(self.impl, servo)
+
+    @property
+    def actions_are_targets(self) -> bool:
+        """Whether an action is a joint target (PD servos), not a force (``env.sim2real``'s
+        motor strength refuses such actions)."""
+        return self.actuation == "position"
+
+    @functools.cached_property
+    def _actuated(self) -> tuple[np.ndarray, np.ndarray]:
+        """(qpos index [8], qvel index [8]) of each actuator's joint, in actuator order."""
+        joints = self.mj_model.actuator_trnid[:, 0]
+        return self.mj_model.jnt_qposadr[joints], self.mj_model.jnt_dofadr[joints]
+
+    def _effort(self, model, data, ctrl: jax.Array, action: jax.Array) -> jax.Array:
+        """[8] each motor's effort in [-1, 1]: a servo's PD force after the step over
+        ``max_force``, from ``model``'s gains (randomised ones included), or the action
+        (torque)."""
+        if self.actuation == "torque":
+            return action
+        qpos, qvel = self._actuated
+        gain, bias = model.actuator_gainprm, model.actuator_biasprm
+        force = gain[:, 0] * ctrl + bias[:, 1] * data.qpos[qpos] + bias[:, 2] * data.qvel[qvel]
+        return jnp.clip(force / self.max_force, -1.0, 1.0)
 
     def render_model(self):
         return staged_model(_mjcf_path(), self.stage, is_path=True)
@@ -184,8 +253,8 @@ class AntJoystick(MjxEnv):
         data = physics.data
         lin_vel, gyro, gravity, _ = self._kinematics(data)
         default = jnp.asarray(DEFAULT_QPOS[7:], jnp.float32)
-        actor = [gravity, gyro, data.qpos[7:] - default, data.qvel[6:], physics.last_action,
-                 physics.command]  # fmt: skip
+        actor = [lin_vel, gravity, gyro, data.qpos[7:] - default, data.qvel[6:],
+                 physics.last_action, physics.command]  # fmt: skip
         if not self.privileged:
             return jnp.concatenate(actor)
         critic = [lin_vel, data.qpos[2:3], self._contacts(data), physics.air_time]
@@ -223,10 +292,9 @@ class AntJoystick(MjxEnv):
 
     def step_with_model(self, model, state: EnvState, action: jax.Array) -> EnvState:
         before = state.physics
-        data = self.physics.step(
-            model, before.data, scale_action(model, action), self.frames_per_step,
-            positions_after=True,
-        )  # fmt: skip
+        ctrl = scale_action(model, jnp.clip(action, -1.0, 1.0))
+        data = self.physics.step(model, before.data, ctrl, self.frames_per_step,
+                                 positions_after=True)  # fmt: skip
         command = before.command
         lin_vel, gyro, gravity, up = self._kinematics(data)
         contacts = self._contacts(data)
@@ -243,7 +311,7 @@ class AntJoystick(MjxEnv):
             "ang_vel_xy": jnp.sum(gyro[:2] ** 2),
             "orientation": jnp.sum(gravity[:2] ** 2),
             "base_height": (data.qpos[2] - self.base_height_target) ** 2,
-            "torques": jnp.sum(action**2),
+            "torques": jnp.sum(self._effort(model, data, ctrl, action) ** 2),
             "action_rate": jnp.sum((action - before.last_action) ** 2),
             "joint_limits": jnp.sum(jnp.maximum(joints - high, 0) + jnp.maximum(low - joints, 0)),
             "feet_air_time": jnp.sum((before.air_time + self.dt - 0.1) * touchdown) * moving,

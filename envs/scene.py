@@ -15,6 +15,10 @@ An env that can be drawn (``Renderable``; ``rlx.ship.render`` asks nothing else 
   set the leading rows of the render model's field.
 - ``render_camera``: the camera drawn unless the user names another (None: the renderer's own
   free camera).
+- ``render_series`` (optional, not needed to be ``Renderable``): groups of the env's signals
+  that the strip under the video draws, each group on one shared scale (a commanded velocity
+  against the body's), in place of the terms; absent or empty: the strip draws the terms, each
+  on its own scale.
 
 ``RenderError`` is what an env, camera or setting that cannot be drawn raises (one line).
 """

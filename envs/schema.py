@@ -145,6 +145,10 @@ def resolve(config: EnvConfig, source: schema.Source) -> tuple[EnvConfig, Env]:
         typed = schema.from_dict(cls, config.params, source, "env.params")
     except ImplUnavailableError as error:
         raise source.error("env.params.impl", str(error)) from None
+    except schema.ConfigError:
+        raise
+    except ValueError as error:  # the env's own check of its params (its __post_init__)
+        raise source.error("env.params", str(error)) from None
     except ImportError as error:  # an optional env library (brax, playground) is missing
         raise source.error("env.name", str(error)) from None
     params = {k: v for k, v in dataclasses.asdict(typed).items() if k not in _ADAPTER_NAMES}

@@ -16,6 +16,9 @@ randomisation) and keeps its own per-env state in the physics (``SimPhysics``):
   computer knows it, not the delayed, scaled action the motors got.
 - **motor strength**: continuous actions are scaled by a factor drawn per env and episode
   from ``motor_strength: [low, high]`` (after the delay: what the motors make of the command).
+  An env whose actions are position targets (``actions_are_targets``: the joystick
+  quadruped's PD servos) refuses it: scaling a target moves the pose, not the force; its
+  servos' strength is ``env.randomize.actuator_gain`` (kp and kd scaled together).
 - **pushes**: every ``push_interval: [low, high]`` steps (drawn anew after each push) the root
   body's planar velocity gets a kick uniform in ``[-push_velocity, push_velocity]`` per axis,
   before the step; the env must be ``pushable`` and offer ``push(physics, kick [2])`` (the
@@ -94,6 +97,12 @@ class SimToReal:
                 )
         if self.motor_strength != (1.0, 1.0) and not isinstance(self.env.action_space, Box):
             raise ValueError("motor_strength scales continuous actions; this env's are discrete")
+        if self.motor_strength != (1.0, 1.0) and getattr(self.env, "actions_are_targets", False):
+            raise ValueError(
+                f"motor_strength scales an action as a force, but {self.env.name!r}'s actions "
+                "are position targets (PD servos): randomise the servos' gains with "
+                "env.randomize.actuator_gain instead"
+            )
         if self.pushes and not getattr(self.env, "pushable", False):
             raise NotPushableError(
                 f"push_interval: env {self.env.name!r} cannot be pushed (the MJX envs whose "

@@ -7,7 +7,8 @@ own eval of the same run.
 1. ``rlx export RUN_DIR --format onnx`` and ``rlx eval RUN_DIR --episodes N`` (subprocesses:
    rlx and JAX stay there);
 2. here, with plain ``mujoco``, ``onnxruntime`` and numpy only (no JAX is imported; the script
-   checks): Brax's ant MJCF stepped by MuJoCo's C engine, the observation built from the
+   checks): Brax's ant MJCF stepped by MuJoCo's C engine (its motors made PD position servos
+   as the run's ``actuation`` says), the observation built from the
    export's spec (its groups, in order), the policy the ONNX file, commands, resets, latency,
    motor strength, pushes and observation noise as the run's ``env.sim2real`` configured them,
    and the reward terms and the run's weights recomputed in numpy (``envs/joystick.py``'s
@@ -41,12 +42,14 @@ DEFAULTS = {
     "episode_length": 500, "frames_per_step": 5, "command_vx": 1.0, "command_vy": 0.5,
     "command_yaw": 1.0, "zero_command_probability": 0.1, "command_resample_steps": 200,
     "tracking_sigma": 0.25, "base_height_target": 0.55, "min_height": 0.25,
-    "reset_noise_scale": 0.1,
+    "reset_noise_scale": 0.1, "actuation": "position", "kp": 40.0, "kd": 4.0, "max_force": 30.0,
 }  # fmt: skip
 
 
-def ant_model():
-    """Brax's ant MJCF (found without importing brax or JAX) with the env's solver settings."""
+def ant_model(params: dict):
+    """Brax's ant MJCF (found without importing brax or JAX) with the env's solver settings and,
+    for ``actuation: position``, its motors made PD servos: control = a joint target, force =
+    clip(kp (target - q) - kd q', +-max_force)."""
     import mujoco
 
     brax = Path(importlib.util.find_spec("brax").submodule_search_locations[0])
@@ -54,6 +57,18 @@ def ant_model():
     model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
     model.opt.iterations = 4
     model.opt.ls_iterations = 8
+    if params["actuation"] == "position":
+        kp, kd, force = params["kp"], params["kd"], params["max_force"]
+        joints = model.actuator_trnid[:, 0]
+        model.actuator_gaintype[:], model.actuator_biastype[:] = 0, 1  # fixed gain, affine bias
+        model.actuator_gainprm[:], model.actuator_biasprm[:] = 0.0, 0.0
+        model.actuator_gainprm[:, 0] = kp
+        model.actuator_biasprm[:, 1:3] = (-kp, -kd)
+        model.actuator_gear[:] = 0.0
+        model.actuator_gear[:, 0] = 1.0
+        model.actuator_ctrlrange[:] = model.jnt_range[joints]
+        model.actuator_forcerange[:] = (-force, force)
+        model.actuator_forcelimited[:] = True
     return model
 
 
@@ -109,16 +124,29 @@ class Robot:
     def observe(self, groups: list[dict]) -> np.ndarray:
         """The policy's observation, group by group as the export's spec lays it out, with
         the configured noise."""
-        _, gyro, gravity, _ = self.kinematics()
+        lin_vel, gyro, gravity, _ = self.kinematics()
         values = {
-            "gravity": gravity, "gyro": gyro, "joint_pos": self.data.qpos[7:] - DEFAULT_QPOS[7:],
-            "joint_vel": self.data.qvel[6:], "last_action": self.commanded,
+            "lin_vel": lin_vel, "gravity": gravity, "gyro": gyro,
+            "joint_pos": self.data.qpos[7:] - DEFAULT_QPOS[7:], "joint_vel": self.data.qvel[6:],
+            "last_action": self.commanded,
             "command": self.command,
         }  # fmt: skip
         noise = self.s["obs_noise"]
         out = [values[g["name"]] + self.rng.uniform(-1, 1, g["size"]) * noise.get(g["name"], 0.0)
                for g in groups]  # fmt: skip
         return np.concatenate(out).astype(np.float32)
+
+    def effort(self, ctrl: np.ndarray, applied: np.ndarray) -> np.ndarray:
+        """[8] each motor's effort in [-1, 1]: a servo's PD force over max_force, or the
+        action (torque motors)."""
+        if self.p["actuation"] != "position":
+            return applied
+        m = self.model
+        joints = m.actuator_trnid[:, 0]
+        q, qd = self.data.qpos[m.jnt_qposadr[joints]], self.data.qvel[m.jnt_dofadr[joints]]
+        force = m.actuator_gainprm[:, 0] * ctrl + m.actuator_biasprm[:, 1] * q
+        force = force + m.actuator_biasprm[:, 2] * qd
+        return np.clip(force / self.p["max_force"], -1, 1)
 
     def step(self, action: np.ndarray):
         """(reward, terms, terminated) of one control step under ``action`` [8]."""
@@ -132,7 +160,9 @@ class Robot:
                 self.countdown = self._countdown()
             else:
                 self.countdown -= 1
-        self.data.ctrl[:] = np.clip(applied, -1, 1)
+        low, high = self.model.actuator_ctrlrange.T
+        ctrl = low + (np.clip(applied, -1, 1) + 1) * 0.5 * (high - low)
+        self.data.ctrl[:] = ctrl
         for _ in range(self.p["frames_per_step"]):
             self.mujoco.mj_step(self.model, self.data)
         self.mujoco.mj_kinematics(self.model, self.data)
@@ -149,7 +179,7 @@ class Robot:
             "ang_vel_xy": np.sum(gyro[:2] ** 2),
             "orientation": np.sum(gravity[:2] ** 2),
             "base_height": (self.data.qpos[2] - self.p["base_height_target"]) ** 2,
-            "torques": np.sum(applied**2),
+            "torques": np.sum(self.effort(ctrl, applied) ** 2),
             "action_rate": np.sum((applied - self.last_action) ** 2),
             "joint_limits": np.sum(
                 np.maximum(joints - self.high, 0) + np.maximum(self.low - joints, 0)
@@ -196,7 +226,7 @@ def run_robot(run_dir: Path, export_dir: Path, episodes: int, seed: int) -> dict
     session = onnxruntime.InferenceSession(str(export_dir / "policy.onnx"),
                                            providers=["CPUExecutionProvider"])  # fmt: skip
     memory_size = spec.get("memory", {}).get("shape", [0, 0])[1]
-    robot = Robot(ant_model(), params, spec["sim2real"], weights, np.random.default_rng(seed))
+    robot = Robot(ant_model(params), params, spec["sim2real"], weights, np.random.default_rng(seed))
     out = {"return": [], "length": [], "velocity_error": []}  # per episode (error: its sum)
     for _ in range(episodes):
         robot.reset()

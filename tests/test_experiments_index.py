@@ -63,6 +63,26 @@ def test_a_cases_file_gives_a_row_per_arm_against_its_reference():
     assert rows["T"].total_steps == 8000 and rows["T"].result == "12.00 [11.00, 13.00]"
 
 
+def test_sim2real_gives_its_probe_cases_each_joystick_run_and_the_sim_to_sim_check():
+    data = {
+        "cases": {},
+        "recurrent_probe_ratio": {"value": 1.0, "command": "probe"},
+        "joystick": {"per_seed_tracking_error_fraction": [0.1, 0.2, 0.3], "seeds": [4, 5, 6],
+                     "steps_per_learner": 1000, "standing_still_fraction": 0.225,
+                     "command": "gate"},
+        "sim_to_sim": {"rlx_eval": {"return": 100.0, "tracking_error_fraction": 0.1},
+                       "c_mujoco_onnx": {"return": 95.0, "tracking_error_fraction": 0.12},
+                       "command": "s2s"},
+        "sim_to_sim_return_ratio": {"value": 0.95, "command": "s2s"},
+    }  # fmt: skip
+    assert index.reader(data) is index.read_sim2real
+    gate, check = index.read_sim2real(data, "sim2real.json", REPO)
+    assert (gate.case, gate.seeds, gate.seed_start, gate.steps) == ("joystick", 3, 4, 1000)
+    assert gate.result.startswith("0.200 [0.") and gate.against == "standing still 0.225"
+    assert check.result.startswith("95.0 (0.950x)") and "0.120" in check.result
+    assert check.against == "rlx eval 100.0, tracking error 0.100"
+
+
 def test_the_task_configs_are_bilevel_pys():
     tree = ast.parse((REPO / "scripts" / "experiments" / "bilevel.py").read_text())
     (tasks,) = [

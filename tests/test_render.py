@@ -367,3 +367,16 @@ def test_the_strips_labels_never_overlap(name, width):
     assert (image[:top][~inside] > 250).all()
     if width >= 320:  # every series named at the sizes videos are made at
         assert set(labels) == {"primary", *TERMS[name]}
+
+
+def test_an_envs_render_series_share_one_scale_in_the_strip():
+    """The joystick env names its command and forward velocity in ``render_series``: the strip
+    draws both on one range (a velocity that follows its command is drawn on top of it)."""
+    command = np.repeat([0.0, 0.8, -0.5], 10)
+    velocity = command * 0.9 + 0.05
+    series = {"command_x": command, "forward_velocity": velocity, "other": velocity * 100}
+    ranges = render.series_ranges(series, envs.REGISTRY["ant_joystick"].render_series)
+    assert ranges["command_x"] == ranges["forward_velocity"] == (-0.5, 0.8)
+    assert ranges["other"] == (float(velocity.min() * 100), float(velocity.max() * 100))
+    assert render.series_ranges(series)["forward_velocity"] == pytest.approx((-0.4, 0.77))
+    assert not hasattr(envs.REGISTRY["humanoid_walk"], "render_series")  # it draws its terms

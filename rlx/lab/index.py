@@ -433,6 +433,34 @@ def read_cases(data: dict, name: str, root: Path) -> list[Row]:
     return out
 
 
+def read_sim2real(data: dict, name: str, root: Path) -> list[Row]:
+    """``sim2real.json``: its memory-probe cases (``read_cases``), each joystick run (the
+    gate's and development ones: mean forward tracking error over the command range [95% CI]
+    over seeds, against a robot standing still) and the sim-to-sim check (C MuJoCo + ONNX
+    return over rlx's eval)."""
+    out = read_cases(data, name, root)
+    for key, entry in data.items():
+        if not (isinstance(entry, dict) and "per_seed_tracking_error_fraction" in entry):
+            continue
+        errors = entry["per_seed_tracking_error_fraction"]
+        low, high = bootstrap_ci(errors)
+        result = f"{np.mean(errors):.3f} {_interval(low, high, 3)} of the range"
+        against = f"standing still {entry['standing_still_fraction']:.3f}"
+        out.append(Row(key, "tracking error", len(errors), min(entry["seeds"]),
+                       entry["steps_per_learner"], 1, result, against, name,
+                       entry["command"]))  # fmt: skip
+    check = data.get("sim_to_sim")
+    if check is not None:
+        ratio = data["sim_to_sim_return_ratio"]["value"]
+        result = (f"{check['c_mujoco_onnx']['return']:.1f} ({ratio:.3f}x), tracking error "
+                  f"{check['c_mujoco_onnx']['tracking_error_fraction']:.3f}")  # fmt: skip
+        against = (f"rlx eval {check['rlx_eval']['return']:.1f}, tracking error "
+                   f"{check['rlx_eval']['tracking_error_fraction']:.3f}")  # fmt: skip
+        out.append(Row("sim_to_sim", "C MuJoCo + ONNX", 1, None, None, None, result, against,
+                       name, check["command"]))  # fmt: skip
+    return out
+
+
 def read_unknown(data: dict, name: str, root: Path) -> list[Row]:
     """A file no reader knows: one row with its command, every figure ``-``."""
     command = data.get("command", MISSING) if isinstance(data, dict) else MISSING
@@ -449,6 +477,7 @@ READERS: tuple[tuple[frozenset[str], Reader], ...] = (
     (frozenset({"final_success_mean", "seeds"}), read_push_learning),
     (frozenset({"rows", "episodes_per_setting"}), read_push_scripted),
     (frozenset({"rows", "command"}), read_bmg_step_size),
+    (frozenset({"cases", "recurrent_probe_ratio"}), read_sim2real),
     (frozenset({"cases"}), read_cases),
 )
 
@@ -533,8 +562,8 @@ def render(index: Sequence[Row]) -> str:
     lines = []
     previous = None
     for row in index:
-        command = f"`{row.command}`" if row.file != previous else "as above"
-        previous = row.file
+        command = f"`{row.command}`" if (row.file, row.command) != previous else "as above"
+        previous = (row.file, row.command)
         cells = (
             row.case,
             row.arm,

@@ -2,9 +2,10 @@
 
 The policy (``rlx.ship.policy.restore``) runs ``episodes`` deterministic episodes (the first
 of those ``rlx eval`` scores with the same key) in one batched, jitted rollout that records
-each step's render fields and terms; on the host, MuJoCo's
-offscreen renderer draws every step of each env's first episode (``mujoco.Renderer``, headless:
-EGL, else OSMesa, chosen before mujoco is imported), a strip plot of the terms over the
+each step's render fields, signals and terms; on the host, MuJoCo's offscreen renderer draws
+every step of each env's first episode (``mujoco.Renderer``, headless: EGL, else OSMesa, chosen
+before mujoco is imported), a strip plot of the terms (or of the signals the env names in
+``render_series``, such as a command and the velocity it asks for, on one scale) over the
 episode with a cursor at the current step goes under each frame, and the frames are written as
 an H.264 mp4 with the ffmpeg binary that ``imageio-ffmpeg`` ships (``pip install -c
 constraints.txt '.[video]'``). Rendering is host code outside the compiled training step.
@@ -179,9 +180,16 @@ class Strip(NamedTuple):
 LABEL_PAD = 3  # pixels around and between the labels
 
 
-def strip(terms: dict[str, np.ndarray], primary: np.ndarray, width: int, height: int) -> Strip:
-    """Each term (and the primary) over the episode, each scaled to its own range, under rows of
-    labels in the curves' colours (``_place_labels``: never overlapping, at most half the
+def strip(
+    terms: dict[str, np.ndarray],
+    primary: np.ndarray,
+    width: int,
+    height: int,
+    shared: tuple[tuple[str, ...], ...] = (),
+) -> Strip:
+    """Each of ``terms`` (any named series [steps]; the primary too) over the episode, scaled to
+    its own range, or to one range per group of ``shared`` names, under rows of labels in the
+    curves' colours with their ranges (``_place_labels``: never overlapping, at most half the
     strip)."""
     import matplotlib
 
@@ -191,7 +199,7 @@ def strip(terms: dict[str, np.ndarray], primary: np.ndarray, width: int, height:
     dpi = 100
     fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
     series = {"primary": primary, **terms}
-    ranges = {n: _range(v) for n, v in series.items()}
+    ranges = series_ranges(series, shared)
     colours = {n: f"C{i % 10}" for i, n in enumerate(series)}
     fontsize = 7.0 if width >= 400 else 6.0
     placed = _place_labels(fig, ranges, colours, fontsize, width, height)
@@ -216,6 +224,17 @@ def strip(terms: dict[str, np.ndarray], primary: np.ndarray, width: int, height:
 def _range(values) -> tuple[float, float]:
     values = np.asarray(values, np.float64)
     return float(values.min()), float(values.max())
+
+
+def series_ranges(series: dict, shared: tuple[tuple[str, ...], ...] = ()) -> dict:
+    """{name: (low, high)} each series' range, one range per group of ``shared`` names (the
+    group's lowest and highest values), so a command and the velocity it asks for are drawn
+    on one scale."""
+    ranges = {n: _range(v) for n, v in series.items()}
+    for group in shared:
+        low, high = zip(*(ranges[n] for n in group), strict=True)
+        ranges |= dict.fromkeys(group, (min(low), max(high)))
+    return ranges
 
 
 def _place_labels(fig, ranges, colours, fontsize, width, height) -> dict:
@@ -382,6 +401,7 @@ def render(
     check_camera(mj_model, camera)
     seed = restored.config.eval.seed if seed is None else seed
     record = rollout(restored, episodes, seed)
+    shared = getattr(drawn, "render_series", ())  # optional (rlx.envs.scene)
     strip_height = max(16, (height // 3) // 2 * 2)
     video, lengths = [], []
     for k in range(episodes):
@@ -389,8 +409,11 @@ def render(
         length = int(ends[0]) + 1 if len(ends) else len(record.done)
         scene = {n: v[:length, k] for n, v in record.scene.items()}
         shots = frames(mj_model, scene, width, height, camera)
-        terms = {n: v[:length, k] for n, v in record.terms.items()}
-        image, columns, _, top = strip(terms, record.primary[:length, k], width, strip_height)
+        series = {n: record.signals[n][:length, k] for g in shared for n in g}
+        series = series or {n: v[:length, k] for n, v in record.terms.items()}
+        image, columns, _, top = strip(
+            series, record.primary[:length, k], width, strip_height, shared
+        )
         for t in range(length):
             panel = image.copy()
             panel[top:, max(columns[t] - 1, 0) : columns[t] + 1] = 0  # the cursor, under the labels
