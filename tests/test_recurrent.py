@@ -133,6 +133,26 @@ def test_recurrent_settings_are_checked():
         build_lib.load(MEMORY, ["env.params.observation=velocities"])
 
 
+def test_a_meta_step_carries_the_memory_on_from_its_last_rollout():
+    """After a one_step meta-iteration the learner's memory is where its last rollout left it
+    (the policy replayed over that rollout from its first carry), not an older one."""
+    config = build_lib.load(MEMORY, [*SMALL, "meta.method=one_step", "meta.learn=[combine/alive]"])
+    built = build_lib.build(config, meta=True)
+    meta, hps = built.meta, built.meta_hps
+    state, _ = jax.jit(meta.step)(meta.init(jax.random.key(0), hps), hps)
+    train, batch = state.train, state.batch
+    actor = meta.agent.actor
+    x = acting.actor_view(actor, acting.normalize_obs(actor, train.obs_stats, batch.traj.obs))
+    carry, starts = batch.replay
+
+    def step(carry, inputs):
+        return actor.policy.net.apply(train.params["policy"], carry, *inputs)[0], None
+
+    last, _ = jax.lax.scan(step, carry, (x, starts))
+    np.testing.assert_allclose(train.policy_carry, last, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(train.policy_carry, carry)
+
+
 @pytest.mark.parametrize(
     "method",  # about 40 s each on 2 cores: one in the fast tier
     [

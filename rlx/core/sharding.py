@@ -26,14 +26,15 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 
 def state_shardings(state: Any, mesh: Mesh) -> Any:
-    """Shardings for a ``ppo.TrainState``: env-batched fields split, the rest replicated."""
+    """Shardings for a ``ppo.TrainState``: env-batched fields (a recurrent policy's memory
+    too) split, the rest replicated."""
     split = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
     whole = NamedSharding(mesh, PartitionSpec())
     shardings = jax.tree.map(lambda _: whole, state)
     return shardings.replace(
         env_state=jax.tree.map(lambda _: split, state.env_state),
         episode_sums=jax.tree.map(lambda _: split, state.episode_sums),
-    )
+    ).with_policy_carry(jax.tree.map(lambda _: split, state.policy_carry))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

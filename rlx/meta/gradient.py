@@ -256,7 +256,7 @@ def _through_updates(meta: GradientMeta, state: MetaState, hps: Hps, plain: int,
         )
         collected, batch = ppo_lib.collect(meta.agent, jax.lax.stop_gradient(train))
         train = train.replace(env_state=collected.env_state, key=collected.key)
-        return (train, batch), metrics
+        return (train.with_policy_carry(collected.policy_carry), batch), metrics
 
     def forward(phi):
         (train, batch), metrics = grads.unroll(
