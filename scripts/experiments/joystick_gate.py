@@ -18,7 +18,8 @@ E|cmd_x| / range = (1 - p0) / 4 with commands uniform in [-vx, vx] and p0 the ch
 command (0.225 at the defaults), so the figure is reported next to that one.
 
 Writes (merges) into ``--out``: ``joystick`` (per-seed errors, wall time, env steps, the run)
-and ``joystick_tracking_error_fraction``; then renders seed 0's policy and runs
+and ``joystick_tracking_error_fraction``; then renders seed 0's policy (next to ``--out``:
+``joystick_gate.mp4`` and ``joystick_gate_frames.png``, six of its frames) and runs
 ``scripts/sim2sim.py`` on it. Each record has every eval's error per seed (``curve``).
 """
 
@@ -83,6 +84,7 @@ def main(argv=None) -> int:
         "wall_s": wall,
         "backend": f"env.params.impl={params.get('impl', 'jax')}",
         "per_seed_tracking_error_fraction": errors,
+        "video": _shown(args.out.parent / "joystick_gate.mp4") if gate else None,
         "curve": {
             "env_steps": [step for step, _ in curves[0]],
             "per_seed": [[round(e, 4) for _, e in curve] for curve in curves],
@@ -99,12 +101,43 @@ def main(argv=None) -> int:
           f"{top['env_steps']:,} steps per seed in {wall / 60:.1f} min")  # fmt: skip
     if not gate:
         return 0
-    subprocess.run([*rlx, "render", str(members[0]), "--out", str(run_dir / "video.mp4")],
-                   cwd=ROOT, check=True)  # fmt: skip
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "sim2sim.py"), str(members[0]),
-                    "--episodes", str(args.sim2sim_episodes), "--out", str(args.out)],
-                   cwd=ROOT, check=True)  # fmt: skip
+    video = args.out.parent / "joystick_gate.mp4"
+    subprocess.run([*rlx, "render", _shown(members[0]), "--out", _shown(video)], cwd=ROOT,
+                   check=True)  # fmt: skip
+    frames(video, args.out.parent / "joystick_gate_frames.png")
+    subprocess.run([sys.executable, "scripts/sim2sim.py", _shown(members[0]), "--episodes",
+                    str(args.sim2sim_episodes), "--out", _shown(args.out)], cwd=ROOT,
+                   check=True)  # fmt: skip
     return 0
+
+
+def _shown(path: Path) -> str:
+    """``path`` from the repository's root where it is inside (what a record shows)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def frames(video: Path, out: Path, count: int = 6) -> None:
+    """A still of ``count`` evenly spaced frames of ``video`` (each with the strip under it:
+    the command against the forward velocity, the cursor at that step), for a page that
+    cannot play the video."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlx.ship.render import read_video
+
+    shots, _ = read_video(video)
+    picks = [round(i * (len(shots) - 1) / (count - 1)) for i in range(count)]
+    fig, axes = plt.subplots(2, (count + 1) // 2, figsize=(4.4 * ((count + 1) // 2), 9.6))
+    for ax, t in zip(axes.flat, picks, strict=False):
+        ax.imshow(shots[t])
+        ax.set_title(f"step {t}")
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
