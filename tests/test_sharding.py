@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     agent, hparams = built.agent, built.hparams
 
     def run(devices, local=False):
-        # a new function each time: jit's trace cache does not key on the mesh set
+        # a fresh function per variant: each one traced and compiled on its own
         chunk = functools.partial(agent.train_chunk, num_iterations=3)
         mesh = sharding.make_mesh(devices)
         state = agent.init(jax.random.key(0), hparams.reward_params)
