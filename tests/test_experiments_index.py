@@ -4,7 +4,6 @@ indexes every JSON file there and equals a fresh ``python scripts/index_experime
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
@@ -81,17 +80,6 @@ def test_sim2real_gives_its_probe_cases_each_joystick_run_and_the_sim_to_sim_che
     assert gate.result.startswith("0.200 [0.") and gate.against == "standing still 0.225"
     assert check.result.startswith("95.0 (0.950x)") and "0.120" in check.result
     assert check.against == "rlx eval 100.0, tracking error 0.100"
-
-
-def test_the_task_configs_are_bilevel_pys():
-    tree = ast.parse((REPO / "scripts" / "experiments" / "bilevel.py").read_text())
-    (tasks,) = [
-        node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "TASKS"
-    ]
-    configs = {name: task["config"] for name, task in ast.literal_eval(tasks).items()}
-    assert configs == index.BILEVEL_TASK_CONFIGS
 
 
 @pytest.mark.parametrize(

@@ -42,15 +42,20 @@ def test_the_pick_reads_the_last_tenth_of_the_training_return():
 
 @pytest.mark.slow  # five small programs compiled: about a minute on 2 cores
 def test_every_arm_of_a_tiny_case_runs_and_resumes(tmp_path):
-    overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=320", "meta.critic_hidden=[8]"]
+    overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=320"]
     arms = ("A", "B", "S", "T", "T1")
     root = tmp_path / "gate"
     part = tune_gate.run_case(CASE, [4, 5], root, arms, overrides, show_progress=False,
                               max_chunks=1)  # fmt: skip
     assert part == {}  # A stopped after a chunk, and the case with it (a signal stops the gate)
     assert (root / "A" / "members.json").exists() and not (root / "B").exists()
-    out = tune_gate.run_case(CASE, [4, 5], root, arms, overrides, show_progress=False)
-    assert set(out) == set(arms)
+    handed = []
+    out = tune_gate.run_case(CASE, [4, 5], root, arms, overrides, show_progress=False,
+                             on_arm=lambda arm, result: handed.append((arm, result)))  # fmt: skip
+    assert [arm for arm, _ in handed] == list(arms) and dict(handed) == out
+    for arm in arms:  # each seed's final episode length and term sums (a hack would show)
+        assert len(out[arm]["per_seed_length"]) == 2
+        assert set(out[arm]["per_seed_terms"][0]) >= {"alive", "pd_anti"}
     run = out["A"]["steps_per_learner"]
     assert out["S"]["total_env_steps"] == CASE.budget * run
     assert out["T"]["total_env_steps"] <= CASE.budget * run

@@ -27,23 +27,12 @@ import numpy as np
 import yaml
 
 from rlx.core.stats import bootstrap_ci, ratio_ci
+from rlx.lab.bilevel import DEFAULT_TASK, TASKS
 
 MISSING = "-"
 # ``meta.population_size``'s default when these runs were made (rlx/meta/schema.py): the member
 # count of a population whose command and config do not set it.
 POPULATION_SIZE_DEFAULT = 8
-# The base config of each ``scripts/experiments/bilevel.py --task`` (its ``TASKS``; the test
-# checks the two agree), where a population's ``population_size`` may be set.
-BILEVEL_TASK_CONFIGS = {
-    "cartpole": "configs/meta/cartpole_anti_pd.yaml",
-    "gridworld": "configs/meta/gridworld_trap.yaml",
-    "halfcheetah": "configs/meta/halfcheetah_ctrl.yaml",
-    "hopper": "configs/meta/hopper_alive.yaml",
-    "walker2d": "configs/meta/walker2d_alive.yaml",
-    "humanoid_lure": "configs/meta/humanoid_run_lure.yaml",
-    "humanoid": "configs/meta/humanoid_poor_weights.yaml",
-}
-BILEVEL_DEFAULT_TASK = "cartpole"  # bilevel.py's --task default
 
 
 @dataclass(frozen=True)
@@ -118,9 +107,10 @@ def population_size(commands: Sequence[str], root: Path) -> int | None:
     settings = command_settings(commands)
     if "meta.population_size" in settings:
         return int(settings["meta.population_size"])
-    config = BILEVEL_TASK_CONFIGS.get(settings.get("--task", BILEVEL_DEFAULT_TASK))
-    if config is None:
+    task = TASKS.get(settings.get("--task", DEFAULT_TASK))
+    if task is None:
         return None
+    config = task["config"]
     meta = (yaml.safe_load((root / config).read_text()) or {}).get("meta") or {}
     return int(meta.get("population_size", POPULATION_SIZE_DEFAULT))
 
@@ -179,7 +169,7 @@ def format_ratio(stats: ArmStats) -> str:
 
 def _bilevel_case(data: dict) -> str:
     settings = command_settings(data["meta"]["commands"])
-    task = settings.get("--task", BILEVEL_DEFAULT_TASK)
+    task = settings.get("--task", DEFAULT_TASK)
     learned = data["meta"].get("learned")
     if not learned or len(learned) == 1:  # a task with one auxiliary term
         return f"{task}, {data['meta']['aux']}"

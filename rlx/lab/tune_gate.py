@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +141,35 @@ def picked_by_training(rows: list[dict]) -> float:
     return float(np.mean(values)) if values else -np.inf
 
 
-def summarize(per_seed: list[float], learners: int, steps_per_learner: int) -> dict[str, Any]:
-    """An arm's figures: mean, 95% bootstrap CI over seeds, each seed's, the env steps."""
+def final_eval(rows: list[dict], suffix: str = "") -> dict[str, Any]:
+    """The last evaluation in ``rows``: its primary return, episode length and term sums
+    (``suffix`` ``_best_member`` reads a population's best member), so a hacked or
+    limp-fall optimum shows."""
+    last = [r for r in rows if r.get(f"eval/primary_return{suffix}") is not None][-1]
+    terms = {
+        k[len("eval/terms/") : len(k) - len(suffix)]: float(v)
+        for k, v in last.items()
+        if k.startswith("eval/terms/") and k.endswith(suffix)
+        and (suffix or not k.endswith("_best_member"))
+    }  # fmt: skip
     return {
+        "primary": float(last[f"eval/primary_return{suffix}"]),
+        "length": float(last[f"eval/length{suffix}"]),
+        "terms": terms,
+    }
+
+
+def summarize(
+    per_seed: list[float], learners: int, steps_per_learner: int, finals: list[dict] = ()
+) -> dict[str, Any]:
+    """An arm's figures: mean, 95% bootstrap CI over seeds, each seed's, the env steps, and
+    (``finals``, from ``final_eval``) each seed's final episode length and term sums."""
+    detail = (
+        {"per_seed_length": [f["length"] for f in finals],
+         "per_seed_terms": [f["terms"] for f in finals]}
+        if finals else {}
+    )  # fmt: skip
+    return detail | {
         "mean": float(np.mean(per_seed)),
         "ci": bootstrap_ci(per_seed),
         "per_seed": [float(v) for v in per_seed],
@@ -153,22 +180,27 @@ def summarize(per_seed: list[float], learners: int, steps_per_learner: int) -> d
 
 
 def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], overrides: list[str],
-             **options) -> dict[str, Any]:  # fmt: skip
+             on_arm=None, **options) -> dict[str, Any]:  # fmt: skip
     """Every arm of ``arms`` for ``case`` on ``seeds`` into ``root/<arm>``, in order; the
-    figures of those that are done. An arm that stops part-way (a signal, a stall, a
-    divergence) ends the case there, left to resume: a SIGTERM stops the gate, not one arm."""
+    figures of those that are done, each also handed to ``on_arm(arm, figures)`` as soon as
+    it is (so a long case keeps what it finished). An arm that stops part-way (a signal, a
+    stall, a divergence) ends the case there, left to resume: a SIGTERM stops the gate, not
+    one arm."""
     out: dict[str, Any] = {}
     base = _with_weights(case.config, case.start, overrides)
     run_steps = base.iterations * base.train.num_envs * base.train.unroll_length
     for arm in arms:
-        if arm in ("A", "B"):
+        started = time.monotonic()
+        if arm == "B" and case.start == case.expert and "A" in out:
+            result = out["A"] | {"same_as": "A"}  # the same program: do no harm's A = B
+        elif arm in ("A", "B"):
             weights = case.expert if arm == "A" else case.start
             config = _with_weights(case.config, weights, overrides)
             done = plain_arm([(config, s) for s in seeds], root / arm, **options)
             if done is None:
                 break
-            finals = [d["final_eval_primary_return"] for d in done]
-            out[arm] = summarize(finals, 1, run_steps)
+            finals = [final_eval(_rows(root / arm, i, len(seeds))) for i in range(len(seeds))]
+            result = summarize([f["primary"] for f in finals], 1, run_steps, finals)
         elif arm == "S":
             configs = [
                 (_with_weights(case.config, w, overrides), s)
@@ -178,7 +210,7 @@ def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], ov
             done = plain_arm(configs, root / arm, **options)
             if done is None:
                 break
-            out[arm] = _sweep_result(case, seeds, root / arm, done, run_steps)
+            result = _sweep_result(case, seeds, root / arm, run_steps)
         else:
             budget = case.budget if arm == "T" else 1
             plan = tune_plan.plan(base, budget, case.learn)
@@ -187,22 +219,31 @@ def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], ov
             done = meta_arm(config, seeds, root / arm, **options)
             if done is None:
                 break
-            key = "eval/primary_return_best_member" if plan.members > 1 else "eval/primary_return"
-            finals = [[r[key] for r in d["rows"] if r.get(key) is not None][-1] for d in done]
-            out[arm] = summarize(finals, plan.members, plan.env_steps_per_learner)
+            suffix = "_best_member" if plan.members > 1 else ""
+            finals = [final_eval(d["rows"], suffix) for d in done]
+            result = summarize(
+                [f["primary"] for f in finals], plan.members, plan.env_steps_per_learner, finals
+            ) | {"method": plan.method}
+        out[arm] = result | {"wall_s_last_call": round(time.monotonic() - started, 1)}
+        if on_arm is not None:
+            on_arm(arm, out[arm])
     return out
 
 
-def _sweep_result(case: Case, seeds, arm_dir: Path, done: list, run_steps: int) -> dict:
+def _rows(arm_dir: Path, index: int, count: int) -> list[dict]:
+    """Learner ``index``'s metric rows in a plain arm of ``count`` learners."""
+    width = len(str(count - 1))
+    return rundir.read_rows(arm_dir / f"members/{index:0{width}d}/metrics.jsonl")
+
+
+def _sweep_result(case: Case, seeds, arm_dir: Path, run_steps: int) -> dict:
     finals, picked = [], []
+    count = len(seeds) * case.budget
     for i, _seed in enumerate(seeds):
         idx = range(i * case.budget, (i + 1) * case.budget)
-        width = len(str(len(seeds) * case.budget - 1))
-        scores = [
-            picked_by_training(rundir.read_rows(arm_dir / f"members/{j:0{width}d}/metrics.jsonl"))
-            for j in idx
-        ]
+        scores = [picked_by_training(_rows(arm_dir, j, count)) for j in idx]
         best = idx[int(np.argmax(scores))]
         picked.append(best - i * case.budget)
-        finals.append(done[best]["final_eval_primary_return"])
-    return summarize(finals, case.budget, run_steps) | {"picked_member": picked}
+        finals.append(final_eval(_rows(arm_dir, best, count)))
+    result = summarize([f["primary"] for f in finals], case.budget, run_steps, finals)
+    return result | {"picked_member": picked}
