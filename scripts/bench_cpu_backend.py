@@ -12,6 +12,10 @@ Each round runs, in fresh processes and alternating the order of the backends be
 * **train**: ``rlx train CONFIG env.params.impl=<impl> train.total_steps=<steps>`` (one final
   eval): the median of its chunks' ``train/steps_per_s`` and its compile seconds.
 
+* **split**: where a training iteration's time goes, per backend: seconds for 10 PPO
+  iterations of rollouts alone, of updates alone, and of whole iterations (``update_share_c``
+  and ``update_share_mjx``: the update's share, means over rounds).
+
 Once (not timed): **equivalence**, the same MJCF through both backends from the same first
 state under the same fixed actions: the largest ``qpos`` difference per step, the first step
 where it passes 1e-4, 1e-3 and 1e-2 (contacts make the two diverge: MJX runs in float32, the C
@@ -114,6 +118,43 @@ def train_rate(config: str, impl: str, steps: int) -> dict:
     }
 
 
+def split(config: str, impl: str, iterations: int = 10) -> dict:
+    """Where a training iteration's time goes: seconds for ``iterations`` PPO iterations of
+    rollouts alone (``collect``), of updates alone on one rollout (``update``), and of whole
+    iterations (``full``), each a jitted scan, the best of 3."""
+    code = f"""
+import json, time, jax
+from rlx.core import runtime
+runtime.configure()
+jax.config.update("jax_enable_compilation_cache", False)
+from rlx.config import build as build_lib
+config = build_lib.load({config!r}, ["env.params.impl={impl}"])
+built = build_lib.build(config)
+agent, hp = built.agent, built.hparams
+def scanned(fn):
+    return jax.jit(lambda s: jax.lax.scan(lambda c, _: (fn(c), None), s, None,
+                                          length={iterations})[0])
+programs = {{
+    "collect": (scanned(lambda s: agent.collect(s)[0]), None),
+    "update": (scanned(lambda sb: (agent.update(sb[0], sb[1], hp)[0], sb[1])), "batch"),
+    "full": (scanned(lambda s: agent.train_step(s, hp)[0]), None),
+}}
+state = agent.init(jax.random.key(0), hp.reward_params)
+out = {{}}
+for name, (fn, needs) in programs.items():
+    x = jax.jit(agent.collect)(state) if needs else state
+    x = jax.block_until_ready(fn(x))
+    times = []
+    for _ in range(3):
+        start = time.perf_counter(); x = jax.block_until_ready(fn(x))
+        times.append(time.perf_counter() - start)
+    out[name + "_s"] = min(times)
+out["update_share"] = out["update_s"] / out["full_s"]
+print(json.dumps(out))
+"""
+    return _python(code)
+
+
 def equivalence(env: str, num_envs: int, steps: int) -> dict:
     code = f"""
 import json, jax, numpy as np
@@ -171,6 +212,8 @@ def main(argv=None) -> int:
             print(f"[bench_cpu_backend] round {r} {impl}: raw {row[f'raw_{impl}']:,.0f}, "
                   f"train {row[f'train_{impl}']['train_steps_per_s']:,.0f} steps/s, compile "
                   f"{row[f'train_{impl}']['compile_s']:.1f} s", flush=True)  # fmt: skip
+        for impl in order:
+            row[f"split_{impl}"] = split(args.config, impl)
         row["raw_engine"] = raw_engine_rate(args.env, num_envs, 50)["steps_per_s"]
         c, mjx = row["train_c"]["train_steps_per_s"], row["train_jax"]["train_steps_per_s"]
         row["train_ratio_c_over_mjx"] = c / mjx
@@ -190,6 +233,8 @@ def main(argv=None) -> int:
         "train_over_raw_c": mean("train_over_raw_c"),
         "train_over_raw_engine": mean("train_over_raw_engine"),
         "compile_ratio_c_over_mjx": mean("compile_ratio_c_over_mjx"),
+        "update_share_c": statistics.mean(r["split_c"]["update_share"] for r in rounds),
+        "update_share_mjx": statistics.mean(r["split_jax"]["update_share"] for r in rounds),
         "rounds": rounds,
         "equivalence": equivalence(args.env, 4, args.equivalence_steps),
     }

@@ -110,13 +110,17 @@ def test_resuming_both_processes_equals_an_uninterrupted_run(train_runs, tmp_pat
 
 @pytest.mark.slow  # two more launches (20 s)
 def test_a_two_process_checkpoint_resumes_in_one_process(train_runs, tmp_path):
-    """Another process count: orbax reshards the checkpoint onto this run's devices."""
+    """Another process count: orbax reshards the checkpoint onto this run's devices (two in
+    one process: the updates split their samples over the devices, so the same count)."""
     finish(launch("train", tmp_path / "cut", 2, "2"))
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
     single = subprocess.run(
         [sys.executable, str(WORKER), "train", str(tmp_path / "cut"), "0", "1", "0", "--resume"],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
+        env=env,
     )
     assert single.returncode == 0 and "damaged" not in single.stderr, single.stderr[-2000:]
     assert_same_rows(rows(train_runs / "two"), rows(tmp_path / "cut"), 1e-4)

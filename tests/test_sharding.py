@@ -39,19 +39,23 @@ SCRIPT = textwrap.dedent(
         # local: traced with the mesh set, as rlx.run.driver does for one learner
         with jax.set_mesh(mesh) if local else contextlib.nullcontext():
             compiled = fn.lower(state, hp).compile()
-        synced = bool(re.search(r"pred\[\] all-reduce\(", compiled.as_text()))
+        text = compiled.as_text()
+        synced = bool(re.search(r"pred\[\] all-reduce\(", text))
+        gathers = len(re.findall(r"= \S+ all-gather\(", text))
         state, metrics = compiled(state, hp)
         obs_devices = len(state.env_state.obs.sharding.device_set)
-        return (jax.device_get(state.params), float(metrics["train/reward_mean"][-1]),
-                obs_devices, synced)
+        return (jax.device_get(state.params), float(metrics["train/reward_mean"][0]),
+                obs_devices, synced, gathers)
 
     one, four, local = run(jax.devices()[:1]), run(jax.devices()), run(jax.devices(), True)
     diff = lambda a, b: max(float(np.max(np.abs(x - y)))
                             for x, y in zip(jax.tree.leaves(a[0]), jax.tree.leaves(b[0])))
-    print(json.dumps({"max_param_diff": [diff(one, four), diff(one, local)],
+    again = run(jax.devices(), True)
+    print(json.dumps({"max_param_diff": [diff(one, four), diff(one, local), diff(local, again)],
                       "devices": [r[2] for r in (one, four, local)],
                       "reward_mean": [r[1] for r in (one, four, local)],
-                      "per_step_sync": [r[3] for r in (one, four, local)]}))
+                      "per_step_sync": [r[3] for r in (one, four, local)],
+                      "all_gathers": [r[4] for r in (one, four, local)]}))
     """
 )
 
@@ -73,16 +77,22 @@ def _run(code: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_four_devices_give_the_same_update_as_one(repo_configs):
-    """The same update on 1 device and on 4, and on 4 with each device stepping and resetting
-    its own envs (the mesh set while tracing, as the driver compiles one learner): the
-    batched "any episode ended?" test then needs no collective at every env step."""
+    """The same update on 1 device and on 4; and with each device stepping and resetting its
+    own envs and learning on its own samples (the mesh set while tracing, as the driver
+    compiles one learner: data-parallel PPO), no collective runs at every env step and none
+    gathers the rollout. That update averages 4 devices' gradients on their own parts of
+    each minibatch, so it is not the 1-device one (the first iteration's rollout is), and it
+    is the same on every run."""
     result = _run(SCRIPT, os.path.join(repo_configs, "cartpole.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["devices"] == [1, 4, 4]
     assert out["reward_mean"][0] == out["reward_mean"][1] == out["reward_mean"][2]
-    assert max(out["max_param_diff"]) < 1e-5
+    one_four, one_local, local_again = out["max_param_diff"]
+    assert one_four < 1e-5 and local_again == 0.0
+    assert 1e-6 < one_local < 1e-2  # another update, of the same size
     assert out["per_step_sync"] == [False, True, False]
+    assert out["all_gathers"][0] == 0 and out["all_gathers"][1] > 0 == out["all_gathers"][2]
 
 
 def test_rlx_train_uses_all_local_devices(tmp_path, repo_configs):
@@ -106,6 +116,48 @@ def test_rlx_train_uses_all_local_devices(tmp_path, repo_configs):
     assert result.stdout.strip().splitlines()[-1] == "4 x cpu"
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["devices"] == "4 x cpu" and summary["status"] == "completed"
+
+
+SPLIT_SGD = textwrap.dedent(
+    r"""
+    import json, sys
+    import jax, numpy as np
+    from rlx.config import build as build_lib
+    from rlx.core import sharding
+    from rlx.learn import ppo
+    from rlx.meta import inner
+
+    overrides = ["train.num_envs=8", "train.unroll_length=8", "train.num_minibatches=2",
+                 "train.num_epochs=2", "network.policy_hidden=[16]", "network.value_hidden=[16]"]
+    built = build_lib.build(build_lib.load(sys.argv[1], overrides))
+    agent, hp = built.agent, built.hparams
+    state = agent.init(jax.random.key(0), hp.reward_params)
+    mesh = sharding.make_mesh(jax.devices())
+    state = jax.device_put(state, sharding.state_shardings(state, mesh))
+
+    def learn(sgd):
+        def fn(state):
+            state, batch = agent.collect(state)
+            return ppo.update(agent, state, batch, hp, sgd=sgd)[0].params
+        with jax.set_mesh(mesh):
+            return jax.device_get(jax.jit(fn)(state))
+
+    per_device = learn(ppo.sgd)  # each device's steps in a shard_map, one psum per step
+    whole = learn(inner.make_sgd(0, True))  # the meta-learners' SGD: one program, split by XLA
+    print(json.dumps(max(float(np.max(np.abs(a - b)))
+                         for a, b in zip(jax.tree.leaves(per_device), jax.tree.leaves(whole)))))
+    """
+)
+
+
+@pytest.mark.slow  # one more 4-device subprocess (about 20 s)
+def test_the_meta_learners_sgd_takes_ppos_steps_on_split_samples(repo_configs):
+    """On 4 devices the meta-learners' SGD (their forward values must be PPO's own) draws the
+    same per-device minibatches and normalises each device's advantages as PPO's
+    data-parallel steps do."""
+    result = _run(SPLIT_SGD, os.path.join(repo_configs, "cartpole.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) < 1e-5
 
 
 META_SCRIPT = textwrap.dedent(

@@ -37,6 +37,16 @@ def state_shardings(state: Any, mesh: Mesh) -> Any:
     ).with_policy_carry(jax.tree.map(lambda _: split, state.policy_carry))
 
 
+def traced_devices() -> int:
+    """How many devices the program being traced splits its env batch over: the size of the
+    mesh set with ``jax.set_mesh`` (``rlx.run.driver`` sets it while tracing a single
+    learner's chunk), else 1: also inside a ``shard_map``, whose body runs on one device's
+    part."""
+    mesh = jax.sharding.get_abstract_mesh()
+    inside_shard_map = jax.sharding.AxisType.Manual in mesh.axis_types
+    return 1 if mesh.empty or inside_shard_map else mesh.size
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     """One replicated sharding; as a pytree prefix it covers a whole tree (inputs or outputs)."""
     return NamedSharding(mesh, PartitionSpec())

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
-from rlx.core import running_stats
+from rlx.core import running_stats, sharding
 from rlx.core.types import Env, EnvState, Transition
 from rlx.envs.wrappers import VmapWrapper
 from rlx.learn.distributions import Distribution
@@ -48,8 +48,8 @@ class Feedforward:
         return ()
 
     def arrange(self, per_step: dict, replay) -> dict:
-        """The learner's samples: each [T, B, ...] leaf as [T * B, ...]."""
-        return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), per_step)
+        """The learner's samples: each [T, B, ...] leaf as [N, ...] (``steps_as_samples``)."""
+        return jax.tree.map(steps_as_samples, per_step)
 
     def sample_params(self, params: dict, obs: jax.Array, samples: dict) -> jax.Array:
         """Distribution params [N, param_size] of normalised sample observations [N, obs]."""
@@ -59,6 +59,15 @@ class Feedforward:
         """Distribution params [T, B, param_size] of a rollout's normalised observations
         [T, B, obs] (``replay`` is empty)."""
         return self.net.apply(params, obs)
+
+
+def steps_as_samples(x: jax.Array) -> jax.Array:
+    """A rollout's [T, B, ...] as the learner's [T * B, ...] samples, step-major; env-major
+    ([B * T, ...]) when the program being traced splits its env batch over several devices,
+    so that each device's samples are one contiguous block (``ppo.minibatches``)."""
+    if sharding.traced_devices() > 1:
+        x = jnp.swapaxes(x, 0, 1)
+    return x.reshape((-1, *x.shape[2:]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,6 +50,14 @@ def compute_gae(
     return advantages, advantages + values
 
 
+def normalized(advantages: jax.Array) -> jax.Array:
+    """Advantages [N] at mean 0 and standard deviation 1 (for N > 1)."""
+    # sqrt(var + tiny) rather than std(): the same value, but a finite derivative at zero
+    # variance, which meta-gradients through the advantages need.
+    std = jnp.sqrt(jnp.var(advantages) + 1e-16)
+    return (advantages - advantages.mean()) / (std + 1e-8)
+
+
 def ppo_loss(
     *,
     log_prob: jax.Array,
@@ -74,10 +82,7 @@ def ppo_loss(
     clip(V - old_value, -eps, eps).
     """
     if normalize_advantages:
-        # sqrt(var + tiny) rather than std(): the same value, but a finite derivative at zero
-        # variance, which meta-gradients through the advantages need.
-        std = jnp.sqrt(jnp.var(advantages) + 1e-16)
-        advantages = (advantages - advantages.mean()) / (std + 1e-8)
+        advantages = normalized(advantages)
     ratio = jnp.exp(log_prob - old_log_prob)
     clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
     policy_loss = -jnp.mean(jnp.minimum(ratio * advantages, clipped * advantages))

@@ -20,11 +20,12 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlx.core import running_stats
+from rlx.core import running_stats, sharding
 from rlx.core.types import (
     Box,
     Env,
@@ -36,7 +37,7 @@ from rlx.core.types import (
 )
 from rlx.learn import acting, optim
 from rlx.learn.distributions import Distribution, for_action_space
-from rlx.learn.losses import compute_gae, ppo_loss
+from rlx.learn.losses import compute_gae, normalized, ppo_loss
 from rlx.learn.networks import Policy, RecurrentPolicy, Value
 from rlx.rewards import RewardFn
 from rlx.rewards.code import TERM_PREFIX
@@ -381,17 +382,24 @@ def loss(agent: PPO, params: dict, obs_stats, batch: dict, hparams: Hparams):
     axis): (loss [], metrics)."""
     dist = agent.dist
     dist_params, value = acting.sample_policy_value(agent.actor, params, obs_stats, batch)
+    advantages, normalize = batch["advantages"], agent.static.normalize_advantages
+    shards = sharding.traced_devices()
+    if normalize and shards > 1 and advantages.shape[0] % shards == 0:
+        # a minibatch of ``minibatches`` split over devices holds an equal part of each
+        # device's samples: each part normalised on its own, as ``sgd`` does on each device
+        advantages = jax.vmap(normalized)(advantages.reshape(shards, -1)).reshape(-1)
+        normalize = False
     return ppo_loss(
         log_prob=dist.log_prob(dist_params, batch["action"]),
         old_log_prob=batch["log_prob"],
-        advantages=batch["advantages"],
+        advantages=advantages,
         value=value,
         targets=batch["targets"],
         entropy=dist.entropy(dist_params),
         clip_epsilon=hparams.clip_epsilon,
         value_cost=hparams.value_cost,
         entropy_cost=hparams.entropy_cost,
-        normalize_advantages=agent.static.normalize_advantages,
+        normalize_advantages=normalize,
         old_value=batch["value"] if agent.static.clip_value_loss else None,
     )
 
@@ -413,13 +421,17 @@ def minibatch_step(
     hparams: Hparams,
     carry: tuple[dict, PyTree],
     batch: dict,
+    reduce: Callable[[dict], dict] = lambda grads: grads,
 ):
     """One SGD step on one minibatch: ((params, opt_state), batch) -> ((params', opt_state'),
-    metrics), in the form ``lax.scan`` takes (bind the first four arguments)."""
+    metrics), in the form ``lax.scan`` takes (bind the first four arguments). ``reduce`` maps
+    the minibatch's gradient to the one applied (the mean over devices, where each holds a
+    part of the minibatch)."""
     params, opt_state = carry
     grads, metrics = jax.grad(functools.partial(loss, agent), has_aux=True)(
         params, obs_stats, batch, hparams
     )
+    grads = reduce(grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     metrics["loss/grad_norm"] = optax.tree_utils.tree_norm(grads)
     return (optax.apply_updates(params, updates), opt_state), metrics
@@ -427,17 +439,47 @@ def minibatch_step(
 
 def minibatches(samples: dict, key: jax.Array, num_minibatches: int) -> dict:
     """One epoch's minibatches: ``samples`` (dict of [N, ...]) in a random order, as
-    [num_minibatches, N // num_minibatches, ...]."""
+    [num_minibatches, N // num_minibatches, ...].
+
+    Traced with a mesh of D > 1 devices set (a single learner whose env batch is split over
+    them, ``rlx.run.driver``), the samples are D contiguous blocks, one per device
+    (``acting.steps_as_samples``): each block is shuffled on its own, with its own key, and
+    every minibatch takes an equal part of each. No sample crosses devices, and the gradient's
+    reduction is a minibatch step's only collective (data-parallel PPO, as Brax's). The update
+    then depends on D; on one device it is the whole batch's shuffle."""
     num_samples = jax.tree.leaves(samples)[0].shape[0]
-    order = jax.random.permutation(key, num_samples)
-    shape = (num_minibatches, num_samples // num_minibatches)
-    return jax.tree.map(lambda x: x[order].reshape(shape + x.shape[1:]), samples)
+    shards = sharding.traced_devices()
+    if shards == 1 or num_samples % (shards * num_minibatches):
+        order = jax.random.permutation(key, num_samples)
+        shape = (num_minibatches, num_samples // num_minibatches)
+        return jax.tree.map(lambda x: x[order].reshape(shape + x.shape[1:]), samples)
+    per_shard = num_samples // shards
+    orders = jax.vmap(jax.random.permutation, (0, None))(jax.random.split(key, shards), per_shard)
+
+    def arrange(x):  # [N] -> [D, N / D] (a row per device), shuffled within rows
+        x = x.reshape((shards, per_shard) + x.shape[1:])
+        x = jnp.take_along_axis(x, orders.reshape(orders.shape + (1,) * (x.ndim - 2)), axis=1)
+        x = x.reshape((shards, num_minibatches, per_shard // num_minibatches) + x.shape[2:])
+        return jnp.moveaxis(x, 0, 1).reshape((num_minibatches, -1) + x.shape[3:])
+
+    return jax.tree.map(arrange, samples)
 
 
 def sgd(agent: PPO, params, opt_state, obs_stats, samples, hparams, learning_rate, key):
     """num_epochs x num_minibatches SGD steps over ``samples`` (dict of [N, ...]):
-    (params', opt_state', metrics averaged over the steps)."""
+    (params', opt_state', metrics averaged over the steps).
+
+    Traced with a mesh of D > 1 devices set (``rlx.run.driver``, a single learner), each
+    device runs the steps on its own block of samples (``minibatches``: an equal part of every
+    minibatch) inside a ``shard_map``, its advantages normalised on the device, and the
+    gradient is averaged over the devices in one all-reduce of one array per step; the
+    metrics, once per call. Data-parallel PPO, as Brax's: nothing else crosses devices."""
     static = agent.static
+    num_samples = jax.tree.leaves(samples)[0].shape[0]
+    shards = sharding.traced_devices()
+    if shards > 1 and num_samples % (shards * static.num_minibatches) == 0:
+        return _sgd_per_device(agent, params, opt_state, obs_stats, samples, hparams,
+                               learning_rate, key, shards)  # fmt: skip
     step = functools.partial(
         minibatch_step, agent, make_optimizer(agent, hparams, learning_rate), obs_stats, hparams
     )
@@ -449,6 +491,43 @@ def sgd(agent: PPO, params, opt_state, obs_stats, samples, hparams, learning_rat
         epoch, (params, opt_state), jax.random.split(key, static.num_epochs)
     )
     return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+
+def _sgd_per_device(
+    agent, params, opt_state, obs_stats, samples, hparams, learning_rate, key, shards: int
+):
+    """``sgd`` on ``shards`` devices: each shuffles its own block of ``samples`` with its own
+    key (as ``minibatches`` splits them), steps on its part of each minibatch, and applies
+    the gradient averaged over the devices (raveled: one operand per all-reduce)."""
+    axes = jax.sharding.get_abstract_mesh().axis_names
+    split, whole = jax.sharding.PartitionSpec(axes), jax.sharding.PartitionSpec()
+
+    def mean_over_devices(tree):
+        flat, unravel = jax.flatten_util.ravel_pytree(tree)
+        return unravel(jax.lax.pmean(flat, axes))
+
+    def local(params, opt_state, obs_stats, samples, hparams, learning_rate, key):
+        index = jax.lax.axis_index(axes)
+        step = functools.partial(
+            minibatch_step, agent, make_optimizer(agent, hparams, learning_rate), obs_stats,
+            hparams, reduce=mean_over_devices,
+        )  # fmt: skip
+
+        def epoch(carry, epoch_key):
+            own = jax.random.split(epoch_key, shards)[index]
+            return jax.lax.scan(
+                step, carry, minibatches(samples, own, agent.static.num_minibatches)
+            )
+
+        (params, opt_state), metrics = jax.lax.scan(
+            epoch, (params, opt_state), jax.random.split(key, agent.static.num_epochs)
+        )
+        return params, opt_state, mean_over_devices(jax.tree.map(jnp.mean, metrics))
+
+    specs = (whole, whole, whole, split, whole, whole, whole)
+    return jax.shard_map(local, in_specs=specs, out_specs=(whole, whole, whole), check_vma=False)(
+        params, opt_state, obs_stats, samples, hparams, learning_rate, key
+    )
 
 
 SGD = Callable[..., tuple[dict, PyTree, dict]]
@@ -533,7 +612,7 @@ def update(
     # collected with (its stored log-probabilities stay exact).
     obs_stats = state.obs_stats
     if agent.static.normalize_observations:
-        observations = batch.traj.obs.reshape((-1, batch.traj.obs.shape[-1]))
+        observations = acting.steps_as_samples(batch.traj.obs)
         obs_stats = running_stats.update(obs_stats, jax.lax.stop_gradient(observations))
     episode_sums, episode_metrics = _episode_bookkeeping(
         state, batch.traj, rewards, reward_info, agent.static.guard

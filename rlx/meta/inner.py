@@ -72,12 +72,9 @@ def critic_update(
     """PPO's epochs x minibatches of Adam steps on 0.5 (V_p(s) - target)^2, over ``obs``
     [T, B, ...] and ``targets`` [T, B]: (critic', opt_state', mean loss)."""
     static = agent.static
-    num_samples = static.batch_size
     optimizer = optax.chain(optax.scale_by_adam(), optax.scale(-learning_rate))
-    flat_obs = acting.normalize_obs(
-        agent.actor, obs_stats, obs.reshape((num_samples,) + obs.shape[2:])
-    )
-    samples = {"obs": flat_obs, "targets": targets.reshape((num_samples,))}
+    flat_obs = acting.normalize_obs(agent.actor, obs_stats, acting.steps_as_samples(obs))
+    samples = {"obs": flat_obs, "targets": acting.steps_as_samples(targets)}
 
     def loss(c, batch):
         return 0.5 * jnp.mean((critic_net.apply(c, batch["obs"]) - batch["targets"]) ** 2)
