@@ -68,7 +68,8 @@ def test_load_gives_the_mode_action(cartpole_run):
     from rlx.learn import acting
 
     actor = restored.agent.actor
-    logits = acting.policy_params(actor, restored.train.params, restored.train.obs_stats, obs)
+    train = restored.train
+    logits, _ = acting.sample_policy_value(actor, train.params, train.obs_stats, {"obs": obs})
     assert actions.shape == (5,)
     np.testing.assert_array_equal(actions, np.asarray(jax.numpy.argmax(logits, -1)))
 

@@ -143,7 +143,9 @@ def test_value_pass_equals_a_value_pass_over_every_next_observation(unroll_lengt
             agent.actor, state.params, state.obs_stats, env_state, key, unroll_length
         )
         values, next_values = acting.value_pass(agent.actor, state.params, state.obs_stats, traj)
-        value = lambda obs: acting.policy_value(agent.actor, state.params, state.obs_stats, obs)[1]
+        value = lambda obs: acting.sample_policy_value(
+            agent.actor, state.params, state.obs_stats, {"obs": obs}
+        )[1]
         np.testing.assert_allclose(values, value(traj.obs), rtol=1e-5, atol=1e-6)
         expected = jnp.where(traj.terminated, 0.0, value(traj.next_obs))
         np.testing.assert_allclose(next_values, expected, rtol=1e-5, atol=1e-6)

@@ -184,13 +184,6 @@ def actor_view(actor: Actor, obs: jax.Array) -> jax.Array:
     return obs if actor.actor_inputs is None else obs[..., : actor.actor_inputs]
 
 
-def policy_params(actor: Actor, params: dict, obs_stats, obs: jax.Array) -> jax.Array:
-    """A feedforward policy's distribution params [..., param_size] for observations
-    [..., obs_size] (a recurrent one needs its carry: ``Actor.policy.step``)."""
-    x = actor_view(actor, normalize_obs(actor, obs_stats, obs))
-    return actor.policy_net.apply(params["policy"], x)
-
-
 def rollout_policy_params(actor: Actor, params: dict, obs_stats, obs: jax.Array, replay):
     """The policy's distribution params [T, B, param_size] over a rollout's observations
     [T, B, obs_size], for any ``params`` (the meta-gradients' outer losses score updated
@@ -207,14 +200,6 @@ def sample_policy_value(actor: Actor, params: dict, obs_stats, samples: dict):
     x = normalize_obs(actor, obs_stats, samples["obs"])
     dist_params = actor.policy.sample_params(params["policy"], actor_view(actor, x), samples)
     return dist_params, actor.value_net.apply(params["value"], x)
-
-
-def policy_value(actor: Actor, params: dict, obs_stats, obs: jax.Array):
-    """A feedforward policy's (distribution params [..., param_size], V(s) [...]) from one
-    normalisation of ``obs``."""
-    x = normalize_obs(actor, obs_stats, obs)
-    policy = actor.policy_net.apply(params["policy"], actor_view(actor, x))
-    return policy, actor.value_net.apply(params["value"], x)
 
 
 def unroll(
