@@ -63,3 +63,16 @@ def test_every_arm_of_a_tiny_case_runs_and_resumes(tmp_path):
     assert len(out["S"]["picked_member"]) == 2 and len(out["T"]["per_seed"]) == 2
     plan = json.loads((root / "S" / "members.json").read_text())
     assert len(plan["members"]) == 2 * CASE.budget
+
+
+def test_arms_measured_before_are_kept_and_do_no_harms_b_is_its_a(tmp_path):
+    """``known`` arms are not run again; where the start is the expert's weighting, B is A's
+    runs (the same program), taken without running anything."""
+    overrides = tiny_overrides(str(tmp_path))
+    known = {"A": {"mean": 3.0, "per_seed": [3.0]}}
+    handed = []
+    expert = tune_gate.Case(**{**CASE.__dict__, "start": CASE.expert})
+    out = tune_gate.run_case(expert, [4], tmp_path / "gate", ("A", "B"), overrides,
+                             on_arm=lambda arm, r: handed.append(arm), known=known)  # fmt: skip
+    assert out["A"] == known["A"] and out["B"]["same_as"] == "A" and out["B"]["mean"] == 3.0
+    assert handed == ["B"] and not (tmp_path / "gate").exists()

@@ -180,16 +180,19 @@ def summarize(
 
 
 def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], overrides: list[str],
-             on_arm=None, **options) -> dict[str, Any]:  # fmt: skip
+             on_arm=None, known: dict | None = None, **options) -> dict[str, Any]:  # fmt: skip
     """Every arm of ``arms`` for ``case`` on ``seeds`` into ``root/<arm>``, in order; the
     figures of those that are done, each also handed to ``on_arm(arm, figures)`` as soon as
-    it is (so a long case keeps what it finished). An arm that stops part-way (a signal, a
-    stall, a divergence) ends the case there, left to resume: a SIGTERM stops the gate, not
-    one arm."""
-    out: dict[str, Any] = {}
+    it is (so a long case keeps what it finished). ``known``: figures of arms measured before
+    (same case, seeds and overrides), kept and not run again. An arm that stops part-way (a
+    signal, a stall, a divergence) ends the case there, left to resume: a SIGTERM stops the
+    gate, not one arm."""
+    out: dict[str, Any] = dict(known or {})
     base = _with_weights(case.config, case.start, overrides)
     run_steps = base.iterations * base.train.num_envs * base.train.unroll_length
     for arm in arms:
+        if arm in out:
+            continue
         started = time.monotonic()
         if arm == "B" and case.start == case.expert and "A" in out:
             result = out["A"] | {"same_as": "A"}  # the same program: do no harm's A = B

@@ -6,9 +6,10 @@ S (a sweep of K weightings in the tuner's box, picked by training return), T (``
       [--arms A B S T T1] [--root runs/tune_gate] [--out docs/experiments/tune_gate.json] \\
       [overrides ...]
 
-Writes (merges) ``--out`` as each arm finishes: ``{"cases": {case: {"K", "seeds",
-"steps_per_learner", "arms": {arm: {mean, ci, per_seed, total_env_steps, ...}}}}}``; an arm
-stopped part-way resumes from ``--root/<case>/<arm>`` on the next call.
+Arms that ``--out`` already holds for the same seeds and overrides are kept, not run again
+(``--rerun`` runs them). Writes (merges) ``--out`` as each arm finishes: ``{"cases": {case:
+{"K", "seeds", "steps_per_learner", "arms": {arm: {mean, ci, per_seed, total_env_steps,
+...}}}}}``; an arm stopped part-way resumes from ``--root/<case>/<arm>`` on the next call.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def main(argv=None) -> int:
     parser.add_argument("--arms", nargs="+", default=["A", "B", "S", "T", "T1"])
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "tune_gate")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/experiments/tune_gate.json")
+    parser.add_argument(
+        "--rerun", action="store_true", help="run the arms again that --out already holds"
+    )
     args, overrides = parser.parse_known_args(argv)
     from rlx.core import runtime
 
@@ -111,10 +115,6 @@ def main(argv=None) -> int:
     case = tune_gate.Case(**spec)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     root = args.root / args.case
-    parent = args.case.removesuffix("_expert")
-    if parent != args.case and not (root / "A").exists() and (args.root / parent / "A").exists():
-        root.mkdir(parents=True, exist_ok=True)  # the same expert runs: share them
-        (root / "A").symlink_to((args.root / parent / "A").resolve())
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
 
     def write(arm: str, result: dict) -> None:
@@ -123,15 +123,28 @@ def main(argv=None) -> int:
         entry = data["cases"].setdefault(args.case, {"arms": {}})
         entry |= {"K": case.budget, "seeds": seeds, "config": CASES[args.case]["config"],
                   "overrides": overrides}  # fmt: skip
-        entry["arms"][arm] = result | {"command": command}
+        entry["arms"][arm] = {"command": command} | result  # an arm taken over keeps its own
         if arm in "AB" or "steps_per_learner" not in entry:
             entry["steps_per_learner"] = result["steps_per_learner"]
         args.out.write_text(json.dumps(data, indent=1) + "\n")
         print(f"[tune_gate] {args.case}: arm {arm} done, mean {result['mean']:.1f}", flush=True)
 
-    arms = tune_gate.run_case(
-        case, seeds, root, tuple(args.arms), overrides, on_arm=write, show_progress=False
-    )
+    known = {}  # arms this file holds for the same seeds and overrides: not run again
+    if args.out.exists() and not args.rerun:
+        cases = json.loads(args.out.read_text())["cases"]
+        # a do-no-harm case's A is its parent case's (the same runs)
+        parent = args.case.removesuffix("_expert")
+        for name, arms in ((parent, ("A",)), (args.case, args.arms)):
+            entry = cases.get(name, {})
+            if entry.get("seeds") == seeds and entry.get("overrides", []) == overrides:
+                known |= {a: r for a, r in entry["arms"].items() if a in arms and a in args.arms}
+        own = cases.get(args.case, {}).get("arms", {})
+        for arm in [a for a in known if a not in own]:  # the parent's A: recorded here too
+            write(arm, known[arm] | {"same_as": f"{parent} arm {arm}"})
+    if known:
+        print(f"[tune_gate] {args.case}: arms {sorted(known)} already in {args.out}", flush=True)
+    arms = tune_gate.run_case(case, seeds, root, tuple(args.arms), overrides, on_arm=write,
+                              known=known, show_progress=False)  # fmt: skip
     missing = [a for a in args.arms if a not in arms]
     print(f"[tune_gate] {args.case}: done {sorted(arms)}; not finished {missing}", flush=True)
     return 0 if not missing else 1
