@@ -128,7 +128,8 @@ SPLIT_SGD = textwrap.dedent(
     from rlx.meta import inner
 
     overrides = ["train.num_envs=8", "train.unroll_length=8", "train.num_minibatches=2",
-                 "train.num_epochs=2", "network.policy_hidden=[16]", "network.value_hidden=[16]"]
+                 "train.num_epochs=2", "network.policy_hidden=[16]", "network.value_hidden=[16]",
+                 *sys.argv[2:]]
     built = build_lib.build(build_lib.load(sys.argv[1], overrides))
     agent, hp = built.agent, built.hparams
     state = agent.init(jax.random.key(0), hp.reward_params)
@@ -150,12 +151,14 @@ SPLIT_SGD = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # one more 4-device subprocess (about 20 s)
-def test_the_meta_learners_sgd_takes_ppos_steps_on_split_samples(repo_configs):
+@pytest.mark.slow  # one more 4-device subprocess each (about 20 s)
+@pytest.mark.parametrize("memory", ["none", "gru"])
+def test_the_meta_learners_sgd_takes_ppos_steps_on_split_samples(repo_configs, memory):
     """On 4 devices the meta-learners' SGD (their forward values must be PPO's own) draws the
     same per-device minibatches and normalises each device's advantages as PPO's
-    data-parallel steps do."""
-    result = _run(SPLIT_SGD, os.path.join(repo_configs, "cartpole.yaml"))
+    data-parallel steps do: steps ([T * B]) or, for a recurrent policy, env sequences."""
+    config = os.path.join(repo_configs, "cartpole.yaml")
+    result = _run(SPLIT_SGD, config, f"network.memory={memory}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.strip().splitlines()[-1]) < 1e-5
 

@@ -387,7 +387,8 @@ def loss(agent: PPO, params: dict, obs_stats, batch: dict, hparams: Hparams):
     if normalize and shards > 1 and advantages.shape[0] % shards == 0:
         # a minibatch of ``minibatches`` split over devices holds an equal part of each
         # device's samples: each part normalised on its own, as ``sgd`` does on each device
-        advantages = jax.vmap(normalized)(advantages.reshape(shards, -1)).reshape(-1)
+        parts = advantages.reshape(shards, -1)  # [D, ...]: a recurrent policy's [b, T] too
+        advantages = jax.vmap(normalized)(parts).reshape(advantages.shape)
         normalize = False
     return ppo_loss(
         log_prob=dist.log_prob(dist_params, batch["action"]),
