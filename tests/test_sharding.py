@@ -120,8 +120,8 @@ def test_rlx_train_uses_all_local_devices(tmp_path, repo_configs):
 
 SPLIT_SGD = textwrap.dedent(
     r"""
-    import json, sys
-    import jax, numpy as np
+    import dataclasses, functools, json, sys
+    import jax, jax.numpy as jnp, numpy as np
     from rlx.config import build as build_lib
     from rlx.core import sharding
     from rlx.learn import ppo
@@ -143,10 +143,29 @@ SPLIT_SGD = textwrap.dedent(
         with jax.set_mesh(mesh):
             return jax.device_get(jax.jit(fn)(state))
 
+    def linearised_last_steps(agent, params, opt_state, obs_stats, samples, hparams, lr, key):
+        # make_sgd's own path for a tail of steps, here over every step: XLA splits it
+        optimizer = ppo.make_optimizer(agent, hparams, lr)
+        step = functools.partial(ppo.minibatch_step, agent, optimizer, obs_stats, hparams)
+        total = agent.static.num_epochs * agent.static.num_minibatches
+        return inner._last_steps(agent, step, (params, opt_state), samples, key, total)
+
+    def meta_gradient(sgd):
+        # d(sum of the updated value head) / d(gamma): the inner update differentiated
+        def fn(state, gamma):
+            state, batch = agent.collect(state)
+            h = dataclasses.replace(hp, gamma=gamma)
+            params = ppo.update(agent, state, batch, h, sgd=sgd)[0].params
+            return sum(jnp.sum(x) for x in jax.tree.leaves(params["value"]))
+        with jax.set_mesh(mesh):
+            return float(jax.jit(jax.grad(fn, argnums=1))(state, hp.gamma))
+
+    diff = lambda a, b: max(float(np.max(np.abs(x - y)))
+                            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     per_device = learn(ppo.sgd)  # each device's steps in a shard_map, one psum per step
     whole = learn(inner.make_sgd(0, True))  # the meta-learners' SGD: one program, split by XLA
-    print(json.dumps(max(float(np.max(np.abs(a - b)))
-                         for a, b in zip(jax.tree.leaves(per_device), jax.tree.leaves(whole)))))
+    grads = [meta_gradient(ppo.sgd), meta_gradient(linearised_last_steps)]
+    print(json.dumps({"param_diff": diff(per_device, whole), "meta_gradients": grads}))
     """
 )
 
@@ -156,11 +175,16 @@ SPLIT_SGD = textwrap.dedent(
 def test_the_meta_learners_sgd_takes_ppos_steps_on_split_samples(repo_configs, memory):
     """On 4 devices the meta-learners' SGD (their forward values must be PPO's own) draws the
     same per-device minibatches and normalises each device's advantages as PPO's
-    data-parallel steps do: steps ([T * B]) or, for a recurrent policy, env sequences."""
+    data-parallel steps do: steps ([T * B]) or, for a recurrent policy, env sequences; and a
+    meta-gradient through PPO's per-device steps (their psum transposed) is the one through
+    the same steps split by XLA."""
     config = os.path.join(repo_configs, "cartpole.yaml")
     result = _run(SPLIT_SGD, config, f"network.memory={memory}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert float(result.stdout.strip().splitlines()[-1]) < 1e-5
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["param_diff"] < 1e-5
+    per_device, whole = out["meta_gradients"]
+    assert whole != 0.0 and abs(per_device - whole) <= 1e-3 * abs(whole), out
 
 
 META_SCRIPT = textwrap.dedent(
