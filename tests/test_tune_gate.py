@@ -69,10 +69,11 @@ def test_arms_measured_before_are_kept_and_do_no_harms_b_is_its_a(tmp_path):
     """``known`` arms are not run again; where the start is the expert's weighting, B is A's
     runs (the same program), taken without running anything."""
     overrides = tiny_overrides(str(tmp_path))
-    known = {"A": {"mean": 3.0, "per_seed": [3.0]}}
+    known = {"A": {"mean": 3.0, "per_seed": [3.0], "command": "the command that ran A"}}
     handed = []
     expert = tune_gate.Case(**{**CASE.__dict__, "start": CASE.expert})
     out = tune_gate.run_case(expert, [4], tmp_path / "gate", ("A", "B"), overrides,
                              on_arm=lambda arm, r: handed.append(arm), known=known)  # fmt: skip
     assert out["A"] == known["A"] and out["B"]["same_as"] == "A" and out["B"]["mean"] == 3.0
+    assert "command" not in out["B"]  # B's record gets the command of the case it is in
     assert handed == ["B"] and not (tmp_path / "gate").exists()

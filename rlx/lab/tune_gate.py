@@ -195,7 +195,8 @@ def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], ov
             continue
         started = time.monotonic()
         if arm == "B" and case.start == case.expert and "A" in out:
-            result = out["A"] | {"same_as": "A"}  # the same program: do no harm's A = B
+            # the same program: do no harm's A = B (A's figures, not the command that ran it)
+            result = {k: v for k, v in out["A"].items() if k != "command"} | {"same_as": "A"}
         elif arm in ("A", "B"):
             weights = case.expert if arm == "A" else case.start
             config = _with_weights(case.config, weights, overrides)
