@@ -9,8 +9,11 @@ The plan (``plan``):
 - K >= 2: a population of P = floor(K) members in a box (each weight within a factor 100 of
   the start), drawn uniformly at first, exploit/explore every 10 PPO iterations on the
   primary return, resampling in the box during the first 30% of the run only: the method
-  that undid walker2d's hacked healthy bonus. Each member trains for (at most) one run's env
-  steps, so P members spend at most K runs' env steps (``Plan.total_env_steps``).
+  that undid walker2d's hacked healthy bonus. Member 0 keeps the start weighting all run
+  (``meta.keep_start``): the policy chosen at the end is the start's own run unless a member
+  beat it on the primary return, so a good start is not traded for a worse one. Each member
+  trains for (at most) one run's env steps, so P members spend at most K runs' env steps
+  (``Plan.total_env_steps``).
 
 The weights learned are ``--learn``'s, by default every weight but the env's primary term's
 (the anchor: with advantage normalisation only the weights relative to it matter). Each

@@ -452,6 +452,35 @@ def test_resample_until_stops_resampling_after_that_fraction_of_the_run():
     np.testing.assert_array_equal(late[:2], np.asarray(state.phi.reward_params["lure"])[:2])
 
 
+def test_keep_start_holds_member_0_at_the_start_and_never_replaces_it():
+    """keep_start: member 0, the worst by fitness, is not among the replaced (the next worst
+    are), may be copied as a winner, keeps phi_0 through exploit/explore steps (perturb_scale
+    5) and, gone non-finite, copies a winner's learner but keeps phi_0. Without it member 0,
+    the worst, is replaced."""
+    from rlx.meta import population
+
+    fitness = jnp.asarray([-5.0, 1.0, 3.0, 2.0])
+    finite = jnp.ones((4,), bool)
+    for keep, loser in ((True, 1), (False, 0)):
+        pop, _ = lure_meta("population", keep_start=keep)
+        source, replaced, *_ = population._choose(pop, jax.random.key(0), fitness, finite)
+        assert np.flatnonzero(np.asarray(replaced)).tolist() == [loser]
+        assert int(source[loser]) == 2  # the one winner (4 x 0.25 replaced: 1)
+    pop, hps = lure_meta("population", keep_start=True)
+    _, replaced, *_ = population._choose(pop, jax.random.key(0), fitness, finite.at[0].set(False))
+    assert np.asarray(replaced).tolist() == [True, True, False, False]  # non-finite: replaced
+    state = jax.jit(pop.init)(jax.random.key(1), hps)
+    state, _ = jax.jit(lambda s, h: pop.chunk(s, h, 6))(state, hps)
+    lures = np.asarray(state.phi.reward_params["lure"])
+    assert lures[0] == 2.0 and np.all(lures[1:] != 2.0), lures
+    phi = population._explore(
+        pop, state.phi, jnp.asarray([2, 2, 2, 3]), jnp.asarray([True, True, False, False]),
+        hps, jax.random.key(2), state.iteration,
+    )  # fmt: skip
+    explored = np.asarray(phi.reward_params["lure"])
+    assert explored[0] == 2.0 and explored[1] != lures[2] and explored[2] == lures[2]
+
+
 def test_a_population_logs_its_best_members_effective_weights():
     """A population keeps no batch, yet a state-independent weight decodes without one: its
     metrics carry ``weights/<term>`` (w itself: under log_scale exp(phi), not phi), and a

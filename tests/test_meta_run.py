@@ -111,6 +111,7 @@ def test_meta_resume_gives_identical_metrics(tmp_path, repo_configs, extra):
         ("meta.resample_probability=0.5", r"'meta.resample_probability': applies to meta.m"),
         ("meta.search_radius=-1", r"key 'meta.search_radius'"),
         ("meta.resample_until=0.5", r"'meta.resample_until': applies to meta.method popul"),
+        ("meta.keep_start=true", r"'meta.keep_start': applies to meta.method population"),
     ],
 )
 def test_meta_config_errors_name_the_key(repo_configs, override, message):
@@ -119,6 +120,14 @@ def test_meta_config_errors_name_the_key(repo_configs, override, message):
     extra += ["meta.method=implicit"] if "bootstrap" in override else []
     with pytest.raises(config_lib.ConfigError, match=message):
         build_lib.load(path, [*extra, override])
+
+
+def test_keep_start_is_refused_for_a_population_following_a_gradient(repo_configs):
+    path = Path(repo_configs) / "meta" / "cartpole_anti_pd.yaml"
+    hybrid = ["meta.method=population", "meta.member_gradient=one_step"]
+    with pytest.raises(config_lib.ConfigError, match=r"keep_start': needs meta.member_gradi"):
+        build_lib.load(path, [*hybrid, "meta.keep_start=true"])
+    assert build_lib.load(path, ["meta.method=population", "meta.keep_start=true"])
 
 
 def test_each_method_takes_the_settings_of_its_row_in_one_table(repo_configs):

@@ -31,8 +31,8 @@ def test_the_plan_never_spends_more_than_the_budget(budget):
     meta = config_lib.load(ANTI_PD, ["train.total_steps=300000", *plan.overrides])
     batch = meta.train.num_envs * meta.train.unroll_length
     assert meta.meta_iterations * meta.meta.ppo_iterations * batch == plan.env_steps_per_learner
-    if plan.members > 1:
-        assert meta.meta.population_size == plan.members
+    if plan.members > 1:  # the start stays a member (do no harm)
+        assert meta.meta.population_size == plan.members and meta.meta.keep_start
 
 
 def test_by_default_every_weight_but_the_primary_terms_is_tuned():

@@ -77,3 +77,24 @@ def test_arms_measured_before_are_kept_and_do_no_harms_b_is_its_a(tmp_path):
     assert out["A"] == known["A"] and out["B"]["same_as"] == "A" and out["B"]["mean"] == 3.0
     assert "command" not in out["B"]  # B's record gets the command of the case it is in
     assert handed == ["B"] and not (tmp_path / "gate").exists()
+
+
+def test_a_tune_arm_measured_under_another_plan_runs_again_in_a_fresh_dir(tmp_path):
+    """A known T arm is kept only under the plan it was measured with; an arm directory left
+    by another config is set aside (``<arm>.old1``), one of the same config left to resume."""
+    from rlx import config as config_lib
+
+    base = config_lib.load(CASE.config, ["train.total_steps=320"])
+    plans = tune_gate.tune_plans(CASE, base)
+    current = {"plan": list(plans["T"].overrides), "mean": 1.0}
+    known = {"A": {"mean": 2.0}, "T": current, "T1": {"mean": 3.0}}  # T1: no plan recorded
+    assert tune_gate.still_current(known, plans) == {"A": {"mean": 2.0}, "T": current}
+    arm = tmp_path / "T"
+    arm.mkdir()
+    config = config_lib.load(CASE.config, plans["T"].overrides)
+    (arm / "config.yaml").write_text(config_lib.dump(config))
+    tune_gate._set_aside_if_changed(arm, config)
+    assert arm.exists()
+    other = config_lib.load(CASE.config, [*plans["T"].overrides, "meta.keep_start=false"])
+    tune_gate._set_aside_if_changed(arm, other)
+    assert not arm.exists() and (tmp_path / "T.old1" / "config.yaml").exists()

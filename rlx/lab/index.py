@@ -396,12 +396,14 @@ def read_bmg_step_size(data: dict, name: str, root: Path) -> list[Row]:
 def read_cases(data: dict, name: str, root: Path) -> list[Row]:
     """A file of cases, each with arms of per-seed final eval primary returns
     (``tune_gate.py``'s, ``c_backend_learning.py``'s): one row per arm, against the case's
-    reference arm (``reference``, else ``A``)."""
+    reference arm (``reference``, else ``A``); an arm's earlier attempts (a case's
+    ``earlier_attempts``, e.g. before the tuner's settings changed) as rows of their own."""
     out = []
     for case, entry in data["cases"].items():
         seeds = entry.get("seeds") or []
         reference = entry["arms"].get(entry.get("reference", "A"))
-        for arm, stats in entry["arms"].items():
+        earlier = [(f"{r['arm']} (earlier attempt)", r) for r in entry.get("earlier_attempts", [])]
+        for arm, stats in [*entry["arms"].items(), *earlier]:
             result = f"{stats['mean']:.2f} {_interval(*stats['ci'], 2)}"
             against = MISSING
             if reference is not None and arm != entry.get("reference", "A"):

@@ -184,12 +184,14 @@ def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], ov
     """Every arm of ``arms`` for ``case`` on ``seeds`` into ``root/<arm>``, in order; the
     figures of those that are done, each also handed to ``on_arm(arm, figures)`` as soon as
     it is (so a long case keeps what it finished). ``known``: figures of arms measured before
-    (same case, seeds and overrides), kept and not run again. An arm that stops part-way (a
+    (same case, seeds and overrides), kept and not run again (a tune arm only under the same
+    plan: ``still_current``). An arm that stops part-way (a
     signal, a stall, a divergence) ends the case there, left to resume: a SIGTERM stops the
     gate, not one arm."""
-    out: dict[str, Any] = dict(known or {})
     base = _with_weights(case.config, case.start, overrides)
     run_steps = base.iterations * base.train.num_envs * base.train.unroll_length
+    plans = tune_plans(case, base, arms)
+    out = still_current(known or {}, plans)
     for arm in arms:
         if arm in out:
             continue
@@ -216,10 +218,10 @@ def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], ov
                 break
             result = _sweep_result(case, seeds, root / arm, run_steps)
         else:
-            budget = case.budget if arm == "T" else 1
-            plan = tune_plan.plan(base, budget, case.learn)
+            plan = plans[arm]
             config = config_lib.load(case.config, [f"reward.weights={json.dumps(case.start)}",
                                                     *overrides, *plan.overrides])  # fmt: skip
+            _set_aside_if_changed(root / arm, config)
             done = meta_arm(config, seeds, root / arm, **options)
             if done is None:
                 break
@@ -227,11 +229,39 @@ def run_case(case: Case, seeds: list[int], root: Path, arms: tuple[str, ...], ov
             finals = [final_eval(d["rows"], suffix) for d in done]
             result = summarize(
                 [f["primary"] for f in finals], plan.members, plan.env_steps_per_learner, finals
-            ) | {"method": plan.method}
+            ) | {"method": plan.method, "plan": list(plan.overrides)}
         out[arm] = result | {"wall_s_last_call": round(time.monotonic() - started, 1)}
         if on_arm is not None:
             on_arm(arm, out[arm])
     return out
+
+
+def tune_plans(case: Case, base: config_lib.Config, arms=("T", "T1")) -> dict:
+    """The plans of those of ``arms`` that tune: T (``--budget K``), T1 (``--budget 1``)."""
+    budgets = {"T": case.budget, "T1": 1}
+    return {arm: tune_plan.plan(base, budgets[arm], case.learn) for arm in arms if arm in budgets}
+
+
+def still_current(known: dict, plans: dict[str, tune_plan.Plan]) -> dict:
+    """The arms of ``known`` to keep: all but a tune arm measured under another plan than
+    ``plans``' (``rlx tune``'s settings changed since; it runs again)."""
+    return {
+        arm: result
+        for arm, result in known.items()
+        if arm not in plans or result.get("plan") == list(plans[arm].overrides)
+    }
+
+
+def _set_aside_if_changed(arm_dir: Path, config: config_lib.Config) -> None:
+    """An arm directory left by another config (an older plan) renamed ``<arm>.old<n>``, so
+    the arm starts afresh instead of failing to resume; the same config's is left to resume."""
+    saved = arm_dir / "config.yaml"
+    if not saved.exists() or config_lib.dump(config_lib.load(saved)) == config_lib.dump(config):
+        return
+    n = 1
+    while arm_dir.with_name(f"{arm_dir.name}.old{n}").exists():
+        n += 1
+    arm_dir.rename(arm_dir.with_name(f"{arm_dir.name}.old{n}"))
 
 
 def _rows(arm_dir: Path, index: int, count: int) -> list[dict]:

@@ -23,6 +23,9 @@ POPULATION_SETTINGS = {
     "meta.resample_until": 0.3,
     "meta.fitness_window": 3,
     "meta.member_gradient": "none",
+    # The start weighting stays a member all run: the chosen learner is never one the start's
+    # own run beat on the primary return (do no harm: walker2d from Brax's weights).
+    "meta.keep_start": True,
 }
 # The one-step meta-gradient's (docs/meta.md: HalfCheetah's 4x control cost).
 ONE_STEP_SETTINGS = {

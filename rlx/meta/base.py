@@ -34,6 +34,8 @@ class MetaStatic:
     # population: how members 1..P-1 start: "normal" (phi_0 + N(0, init_scale^2)) or
     # "uniform" (each learned reward leaf drawn uniformly within search_radius of phi_0)
     init_distribution: str = "normal"
+    # population: member 0 keeps phi_0 all run (never replaced nor explored)
+    keep_start: bool = False
     # Meta-gradients go through the last this many minibatch steps of an update (0: all).
     grad_steps: int = 0
     # Differentiate Adam's second moment and the clipping norm too (exact), or hold them

@@ -16,7 +16,11 @@ phi_0 +- R (under ``log_scale`` the weights within a factor e^R of the config's)
 perturbing the copy (PBT's resample explore): an escape from a region the whole population has
 drifted into, which neither the copy nor the members' gradients give. ``resample_until`` u < 1
 resamples during the first u of the run's meta-iterations only, then perturbs, so that the
-search can settle on the weights it found.
+search can settle on the weights it found. With ``keep_start`` member 0 keeps phi_0 all run:
+it is never among the replaced (others may copy it) and its phi never moves, so the start's
+own run is always a candidate and the member chosen at the end (the best by fitness) is never
+one the start's run beat; a member 0 that goes non-finite copies a winner's learner and keeps
+phi_0.
 A member whose learner goes non-finite (params, obs, terms, rewards, losses) gets fitness -inf,
 is left out of the logged means (``meta/nonfinite_members`` counts it) and is replaced at that
 exploit step; the run diverges only when every member has.
@@ -230,13 +234,16 @@ def _member(pop: PopulationMeta, train, phi, hparams):
 
 
 def _choose(pop: PopulationMeta, key, fitness, finite):
-    """Who copies whom: the worst ``num_replaced`` members, and every member that went
-    non-finite (``finite`` [P] false), each draw a member from the best. Returns (source [P]:
-    the member each copies, itself where kept; replaced [P] bool; key'; the explore key)."""
+    """Who copies whom: the worst ``num_replaced`` members (with ``keep_start``, member 0
+    never among them), and every member that went non-finite (``finite`` [P] false), each draw
+    a member from the best. Returns (source [P]: the member each copies, itself where kept;
+    replaced [P] bool; key'; the explore key)."""
     size, num_replaced = pop.static.population_size, pop.num_replaced
     key, k_pick, k_noise = jax.random.split(key, 3)
-    order = jnp.argsort(fitness)  # worst first
-    losers, winners = order[:num_replaced], order[size - num_replaced :]
+    winners = jnp.argsort(fitness)[size - num_replaced :]  # the best, member 0 among them
+    if pop.static.keep_start:
+        fitness = fitness.at[0].set(jnp.inf)
+    losers = jnp.argsort(fitness)[:num_replaced]  # worst first
     picked = jax.random.choice(k_pick, winners, (num_replaced,))
     source = jnp.arange(size).at[losers].set(picked)
     replaced = jnp.zeros((size,), bool).at[losers].set(True)
@@ -258,7 +265,7 @@ def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise, iter
     """[P] phi after the copy, the replaced members' explored: perturbed by ``perturb_scale``
     noise or, each with ``resample_probability`` while ``_resampling`` at meta-iteration
     ``iteration``, drawn afresh within ``search_radius`` of the config's start
-    (PBT's resample); kept in that box."""
+    (PBT's resample); kept in that box. With ``keep_start`` member 0 keeps its phi."""
     hparams, meta_hparams = hps.inner, hps.outer
     size = pop.static.population_size
     start, radius = hparams.reward_params, meta_hparams.search_radius
@@ -281,7 +288,10 @@ def _explore(pop: PopulationMeta, phi, source, replaced, hps: Hps, k_noise, iter
     explored = jax.vmap(lambda p: clip_to_box(p, start, pop.mask, radius))(
         pick(redraw, fresh, noisy)
     )
-    return pick(replaced, explored, copied)
+    out = pick(replaced, explored, copied)
+    if pop.static.keep_start:  # member 0 keeps its phi (phi_0), even when it went non-finite
+        out = pick(jnp.arange(size) == 0, phi, out)
+    return out
 
 
 def _copy_learner(train: ppo_lib.TrainState, source) -> ppo_lib.TrainState:

@@ -92,6 +92,12 @@ class MetaConfig:
         "population: resample only during this first fraction of the run's meta-iterations, "
         "then perturb only (1: throughout)",
     )
+    keep_start: bool = field(
+        False,
+        doc="population: member 0 keeps the config's weights all run (never replaced nor "
+        "moved; others may copy it), so the best member is never worse in fitness than the "
+        "start's own run",
+    )
 
     def problems(self):
         """A setting changed from its default under a method that does not take it (from the
@@ -109,6 +115,14 @@ class MetaConfig:
             for name in ("init_distribution", "resample_probability", "resample_until"):
                 if getattr(self, name) != _DEFAULTS[name] and self.search_radius <= 0:
                     yield name, "needs meta.search_radius > 0 (the box to draw phi in)"
+            if self.keep_start and self.member_gradient != "none":
+                yield (
+                    "keep_start",
+                    (
+                        "needs meta.member_gradient: none (a member following a gradient moves its "
+                        "phi)"
+                    ),
+                )
             problem = check_population(self.population_size, self.exploit_fraction)
             if problem is not None:
                 yield ("population_size", "exploit_fraction"), problem
@@ -160,6 +174,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "init_distribution",
         "resample_probability",
         "resample_until",
+        "keep_start",
     ),
 }
 METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -210,6 +225,7 @@ STATIC_FIELDS = (
     "fitness_window",
     "member_gradient",
     "init_distribution",
+    "keep_start",
     "grad_steps",
     "outer_schedule",
     "bootstrap_steps",

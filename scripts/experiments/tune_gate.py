@@ -7,7 +7,9 @@ S (a sweep of K weightings in the tuner's box, picked by training return), T (``
       [overrides ...]
 
 Arms that ``--out`` already holds for the same seeds and overrides are kept, not run again
-(``--rerun`` runs them). Writes (merges) ``--out`` as each arm finishes: ``{"cases": {case:
+(``--rerun`` runs them); a tune arm is kept only under the plan it was measured with (when
+``rlx tune``'s settings change it runs again, and its earlier record moves to the case's
+``earlier_attempts``). Writes (merges) ``--out`` as each arm finishes: ``{"cases": {case:
 {"K", "seeds", "steps_per_learner", "arms": {arm: {mean, ci, per_seed, total_env_steps,
 ...}}}}}``; an arm stopped part-way resumes from ``--root/<case>/<arm>`` on the next call.
 """
@@ -123,6 +125,10 @@ def main(argv=None) -> int:
         entry = data["cases"].setdefault(args.case, {"arms": {}})
         entry |= {"K": case.budget, "seeds": seeds, "config": CASES[args.case]["config"],
                   "overrides": overrides}  # fmt: skip
+        earlier = entry["arms"].get(arm)
+        if earlier is not None and earlier.get("plan") != result.get("plan"):
+            # a tune arm run again under a new plan: its earlier attempt stays on record
+            entry.setdefault("earlier_attempts", []).append({"arm": arm} | earlier)
         entry["arms"][arm] = {"command": command} | result  # an arm taken over keeps its own
         if arm in "AB" or "steps_per_learner" not in entry:
             entry["steps_per_learner"] = result["steps_per_learner"]
