@@ -27,6 +27,34 @@ SCRIPT = textwrap.dedent(
     built = build_lib.build(config)
     agent, hparams = built.agent, built.hparams
 
+    # the op after its shape (a tuple's has spaces), not an operand named after one
+    COLLECTIVE = r"= .*?[ )](?:all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)"
+
+    def per_step_collectives(text, trip):
+        # collectives in the computations a while loop of `trip` iterations (an env step
+        # each: the rollout, GAE, the episode sums) runs, and in all they call
+        comps, name = {}, None
+        for line in text.splitlines():
+            if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+                name = re.match(r"(?:ENTRY )?(%[^ ]+)", line).group(1)
+                comps[name] = []
+            elif name is not None:
+                comps[name].append(line)
+        bodies = re.findall(r"while\(.*?body=(%[^ ,]+).*?\"known_trip_count\":\{\"n\":\""
+                            + str(trip) + r"\"\}", text)
+        seen, todo = set(), list(bodies)
+        while todo:
+            c = todo.pop()
+            if c in seen or c not in comps:
+                continue
+            seen.add(c)
+            for line in comps[c]:
+                todo += re.findall(r"(?:calls|to_apply|body|condition)=(%[^ ,]+)", line)
+                for group in re.findall(r"branch_computations=\{([^}]*)\}", line):
+                    todo += [b.strip() for b in group.split(",")]
+        return sum(len(re.findall(COLLECTIVE + r"(?:-start)?\(", line))
+                   for c in seen for line in comps[c]), len(bodies)
+
     def run(devices, local=False):
         # a fresh function per variant: each one traced and compiled on its own
         chunk = functools.partial(agent.train_chunk, num_iterations=3)
@@ -40,7 +68,7 @@ SCRIPT = textwrap.dedent(
         with jax.set_mesh(mesh) if local else contextlib.nullcontext():
             compiled = fn.lower(state, hp).compile()
         text = compiled.as_text()
-        synced = bool(re.search(r"pred\[\] all-reduce\(", text))
+        synced = per_step_collectives(text, config.train.unroll_length)
         gathers = len(re.findall(r"= \S+ all-gather\(", text))
         state, metrics = compiled(state, hp)
         obs_devices = len(state.env_state.obs.sharding.device_set)
@@ -91,7 +119,11 @@ def test_four_devices_give_the_same_update_as_one(repo_configs):
     one_four, one_local, local_again = out["max_param_diff"]
     assert one_four < 1e-5 and local_again == 0.0
     assert 1e-6 < one_local < 1e-2  # another update, of the same size
-    assert out["per_step_sync"] == [False, True, False]
+    # (collectives in the loops over env steps, loops over env steps found): none on one
+    # device; GSPMD's reset test at every step without the mesh; none per step with it
+    (one_sync, one_loops), (four_sync, _), (local_sync, local_loops) = out["per_step_sync"]
+    assert one_loops >= 2 and local_loops >= 2  # the rollout and the episode sums, at least
+    assert one_sync == 0 and four_sync > 0 and local_sync == 0, out["per_step_sync"]
     assert out["all_gathers"][0] == 0 and out["all_gathers"][1] > 0 == out["all_gathers"][2]
 
 

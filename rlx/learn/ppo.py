@@ -550,15 +550,23 @@ def accumulate_episodes(running: dict, per_step: dict, done: jax.Array):
     episodes' totals, plus ``episodes``: [] the number of episodes that finished.
     """
 
+    # With the envs split over devices (a mesh of D > 1 traced) the sums over envs wait until
+    # after the scan: one collective per iteration ([T, B] -> [T] -> []), not one per env step.
+    # On one device they stay in the scan (the same numbers as ever: XLA rounds the two forms
+    # differently).
+    split = sharding.traced_devices() > 1
+
     def step(carry, inputs):
         values, done_t = inputs
         carry = {k: carry[k] + values[k] for k in carry}
-        finished = {k: jnp.sum(jnp.where(done_t, v, 0.0)) for k, v in carry.items()}
+        finished = {k: jnp.where(done_t, v, 0.0) for k, v in carry.items()}
+        finished = finished if split else {k: jnp.sum(v) for k, v in finished.items()}
         carry = {k: jnp.where(done_t, 0.0, v) for k, v in carry.items()}
         return carry, finished
 
     running, finished = jax.lax.scan(step, running, (per_step, done))
-    completed = {k: jnp.sum(v) for k, v in finished.items()}
+    over_envs = (lambda v: jnp.sum(v, axis=1)) if split else (lambda v: v)
+    completed = {k: jnp.sum(over_envs(v)) for k, v in finished.items()}
     completed["episodes"] = jnp.sum(done.astype(jnp.float32))
     return running, completed
 
