@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     case = tune_gate.Case(**spec)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     root = args.root / args.case
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    command = _command(argv or sys.argv[1:])
 
     def write(arm: str, result: dict) -> None:
         """Merge one finished arm into ``--out`` at once: a long case keeps what it did."""
@@ -154,6 +154,20 @@ def main(argv=None) -> int:
     missing = [a for a in args.arms if a not in arms]
     print(f"[tune_gate] {args.case}: done {sorted(arms)}; not finished {missing}", flush=True)
     return 0 if not missing else 1
+
+
+def _command(argv: list[str]) -> str:
+    """The command to record: this script by its path in the repo, without the options that
+    only say where files go (``--root``, ``--out``), wherever the running copy lives."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--root", "--out"):
+            skip = True
+        elif not arg.startswith(("--root=", "--out=")):
+            kept.append(arg)
+    return " ".join(["python", "scripts/experiments/tune_gate.py", *map(shlex.quote, kept)])
 
 
 if __name__ == "__main__":
