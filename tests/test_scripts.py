@@ -135,3 +135,13 @@ def test_pareto_front_keeps_the_non_dominated_points():
     # (primary, cost): higher primary and lower cost are better
     points = [(10.0, 5.0), (8.0, 1.0), (7.0, 2.0), (10.0, 6.0), (3.0, 0.5)]
     assert module.front(points) == [0, 1, 4]
+
+
+def test_the_tune_gate_records_its_command_by_the_repo_path():
+    """Wherever the running copy of the gate's script lives, its recorded command is the
+    repo's, without the options that only say where files go."""
+    module = _script("experiments/tune_gate")
+    argv = ["--root", "/tmp/x/runs", "--case", "walker2d", "--out=/tmp/o.json", "--arms", "T"]
+    assert module._command(argv) == (
+        "python scripts/experiments/tune_gate.py --case walker2d --arms T"
+    )

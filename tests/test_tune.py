@@ -63,7 +63,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args
 
 @pytest.mark.slow  # a population, its compare run and a plain run compiled: over 30 s cold
 def test_a_tiny_tune_resumes_and_writes_a_plain_tuned_config(tmp_path):
-    overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=320", "meta.critic_hidden=[8]"]
+    overrides = [*tiny_overrides(str(tmp_path)), "train.total_steps=320"]
     run_dir = tmp_path / "tune"
     out = tune.tune(ANTI_PD, overrides, run_dir, 2, ("pd_anti",), True, show_progress=False,
                     max_chunks=1)  # fmt: skip
