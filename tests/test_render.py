@@ -202,6 +202,15 @@ def test_keys_added_since_a_checkpoint_at_their_defaults_are_no_change():
     assert rundir.config_changes(old, new) == {}
     edited = new.replace("video_every_chunks: 0", "video_every_chunks: 3")
     assert rundir.config_changes(old, edited) == {"eval.video_every_chunks": [None, 3]}
+    # any schema field added later, at its default (the tune gate's plain arms, written
+    # before meta.keep_start existed, failed to resume), but not one set away from it
+    del data["meta"]["keep_start"], data["train"]["num_envs"]
+    old = yaml.safe_dump(data, sort_keys=False)
+    assert rundir.config_changes(old, new) == {"train.num_envs": [None, 16]}
+    assert rundir.config_changes(old, new.replace("keep_start: false", "keep_start: true")) == {
+        "meta.keep_start": [None, True],
+        "train.num_envs": [None, 16],
+    }
 
 
 def test_an_mjx_impl_this_machine_cannot_run_is_one_line(tmp_path, capsys):

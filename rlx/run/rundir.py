@@ -135,7 +135,7 @@ def config_changes(old: str, new: str) -> dict[str, list]:
         return out
 
     a, b = flat(yaml.safe_load(old)), flat(yaml.safe_load(new))
-    defaults = _default_keys()
+    defaults = flat(yaml.safe_load(config_lib.dump(config_lib.Config()))) | _default_keys()
     return {
         k: [a.get(k), b.get(k)]
         for k in sorted(a.keys() | b.keys())
@@ -144,9 +144,11 @@ def config_changes(old: str, new: str) -> dict[str, list]:
 
 
 def _default_keys() -> dict[str, Any]:
-    """Defaults of the keys added to the config schema since runs were first written
-    (``eval.video_*``, ``run.wandb.*``, the MJX envs' ``env.params.impl``, the policy's
-    ``network.memory*``, CartPole's ``env.params.observation``, ``env.sim2real.*``)."""
+    """Defaults of keys added since runs were first written that a default ``Config`` does
+    not dump (every schema field's default comes from that dump, e.g. ``meta.keep_start``):
+    the env-specific ``env.params.*`` (the MJX envs' ``impl``, CartPole's ``observation``),
+    a user env's hash, and, as named before that dump was used, ``eval.video_*``,
+    ``run.wandb.*``, the watchdog's timeout, ``network.memory*``, ``env.sim2real.*``."""
     from rlx.config import EvalConfig, NetworkConfig, WandbConfig
 
     fields = ("deterministic", "video_every_chunks", "video_width", "video_height")
